@@ -1,0 +1,269 @@
+"""The consumer runner: batches deliveries for a handler and owns every ack.
+
+What the runner does with each outcome of ``await handler.handle(batch)``:
+
+=============================================  =============================================
+outcome                                        runner action
+=============================================  =============================================
+returns                                        acks every message of the batch
+raises, batch of several messages              handles each message alone, so one poison
+                                               message cannot fail its neighbours
+raises, one message, fewer than N attempts     republishes it to its queue with the attempt
+                                               count + 1 (confirmed), then acks the original
+raises, one message, N-th attempt              publishes it to the dead-letter exchange with
+                                               ``x-error``/``x-attempts``/``x-queue`` headers
+                                               (confirmed), then acks: parked, not dropped
+runner stopped or process killed before ack    nothing acked: RabbitMQ redelivers the batch
+                                               (handlers are idempotent)
+=============================================  =============================================
+
+N is ``max_attempts``. Handlers never see aio-pika: they get :class:`Delivery` values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+
+from balsam_mq.broker.declare import declare_queue
+from balsam_mq.broker.publisher import Outgoing, Publisher
+from balsam_mq.broker.topology import QueueSpec, Topology
+from balsam_mq.domain import Delivery
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_HEADER = "x-balsam-attempts"
+
+
+class Handler(Protocol):
+    async def handle(self, batch: Sequence[Delivery]) -> None: ...
+
+
+class ConsumerState(StrEnum):
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    DRAINING = "DRAINING"
+    STOPPED = "STOPPED"
+
+
+class Consumer:
+    """Consumes ``spec`` and feeds ``handler`` batches of up to ``batch_size`` messages.
+
+    A batch is whatever arrives within ``window`` seconds of its first message.
+
+    Example::
+
+        consumer = Consumer(amqp, topology, topology.site(1).postprocess, PostprocessHandler(...))
+        await consumer.run()            # until stop()
+        await consumer.run_until_idle() # tests: until the queue is empty and all is acked
+    """
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        topology: Topology,
+        spec: QueueSpec,
+        handler: Handler,
+        *,
+        prefetch: int = 200,
+        batch_size: int = 100,
+        window: float = 0.02,
+        max_attempts: int = 5,
+    ) -> None:
+        self.spec = spec
+        self.state = ConsumerState.CREATED
+        self._connection = connection
+        self._topology = topology
+        self._handler = handler
+        self._prefetch = prefetch
+        self._batch_size = max(1, min(batch_size, prefetch))
+        self._window = window
+        self._max_attempts = max_attempts
+        self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._held = 0  # delivered to us and not yet acked
+        self._busy = False
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._retry: Publisher | None = None
+        self._dead: Publisher | None = None
+        self.handled = 0  # messages acked after a successful handle
+        self.parked = 0  # messages sent to the dead-letter exchange
+
+    async def start(self) -> None:
+        if self.state is not ConsumerState.CREATED:
+            raise RuntimeError(f"consumer of {self.spec.name} cannot start from {self.state}")
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        self._queue = await declare_queue(channel, self.spec)
+        dead = await channel.get_exchange(self._topology.dead_letter.name, ensure=True)
+        self._retry = Publisher(channel, channel.default_exchange)
+        self._dead = Publisher(channel, dead)
+        self._channel = channel
+        self._tag = await self._queue.consume(self._on_message)
+        self.state = ConsumerState.RUNNING
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._held += 1
+        await self._buffer.put(message)
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop` (or cancellation)."""
+        if self.state is ConsumerState.CREATED:
+            await self.start()
+        try:
+            while self.state is ConsumerState.RUNNING:
+                batch = await self._next_batch()
+                self._busy = True
+                try:
+                    await self._process(batch)
+                finally:
+                    self._busy = False
+        finally:
+            if self.state is not ConsumerState.STOPPED:
+                await self._close()
+
+    async def run_until_idle(self, *, settle: float = 0.05) -> None:
+        """Consume until the queue is empty and nothing is held or in flight, then stop."""
+        if self.state is ConsumerState.CREATED:
+            await self.start()
+        task = asyncio.create_task(self.run())
+        # a separate channel: a passive declare on the consuming (robust) channel
+        # re-registers the queue and silently stops its deliveries
+        probe = await self._connection.channel()
+        try:
+            quiet = 0
+            while quiet < 3:
+                if task.done():
+                    task.result()
+                    return
+                await asyncio.sleep(settle)
+                if self._held:
+                    quiet = 0
+                    continue
+                queue = await probe.declare_queue(self.spec.name, passive=True)
+                ready = queue.declaration_result.message_count
+                quiet = quiet + 1 if ready == 0 else 0
+        finally:
+            await probe.close()
+            await self.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, let the batch in hand finish within ``grace``, close."""
+        if self.state in (ConsumerState.CREATED, ConsumerState.STOPPED):
+            self.state = ConsumerState.STOPPED
+            return
+        self.state = ConsumerState.DRAINING
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception:  # the channel may already be gone
+                log.debug("cancel of %s failed", self.spec.name, exc_info=True)
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await self._close()
+
+    async def _close(self) -> None:
+        self.state = ConsumerState.STOPPED
+        # unacked messages (the buffer) go back to the queue when the channel closes
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        batch = [await self._buffer.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._window
+        while len(batch) < self._batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                while len(batch) < self._batch_size and not self._buffer.empty():
+                    batch.append(self._buffer.get_nowait())
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._buffer.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
+        deliveries = [_delivery(m) for m in batch]
+        try:
+            await self._handler.handle(deliveries)
+        except Exception as exc:
+            if len(batch) == 1:
+                await self._failed(batch[0], deliveries[0], exc)
+                return
+            log.warning(
+                "%s: batch of %d failed (%s); handling each message alone",
+                self.spec.name,
+                len(batch),
+                exc,
+            )
+            for message in batch:
+                await self._process([message])
+            return
+        for message in batch:
+            await message.ack()
+            self._held -= 1
+        self.handled += len(batch)
+
+    async def _failed(
+        self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception
+    ) -> None:
+        attempts = delivery.attempts + 1
+        headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts}
+        out_key = delivery.routing_key
+        assert self._retry is not None and self._dead is not None
+        if attempts >= self._max_attempts:
+            error = "".join(traceback.format_exception(exc))[-4000:]
+            log.error(
+                "%s: message %s failed %d times, parked in %s: %s",
+                self.spec.name,
+                delivery.message_id,
+                attempts,
+                self._topology.dead_queue.name,
+                exc,
+            )
+            headers.update({"x-error": error, "x-queue": self.spec.name, "x-routing-key": out_key})
+            await self._dead.publish(Outgoing(out_key, message.body, delivery.message_id, headers))
+            self.parked += 1
+        else:
+            log.warning(
+                "%s: message %s failed (attempt %d of %d): %s",
+                self.spec.name,
+                delivery.message_id,
+                attempts,
+                self._max_attempts,
+                exc,
+            )
+            headers["x-routing-key"] = out_key
+            await self._retry.publish(
+                Outgoing(self.spec.name, message.body, delivery.message_id, headers)
+            )
+        await message.ack()
+        self._held -= 1
+
+
+def _delivery(message: AbstractIncomingMessage) -> Delivery:
+    headers = message.headers or {}
+    attempts = headers.get(ATTEMPTS_HEADER, 0)
+    routing_key = headers.get("x-routing-key") or message.routing_key or ""
+    return Delivery(
+        message_id=message.message_id or str(message.delivery_tag),
+        routing_key=str(routing_key),
+        body=message.body,
+        attempts=int(attempts) if isinstance(attempts, int | str) else 0,
+        redelivered=bool(message.redelivered),
+    )
+
+
+__all__ = ["ATTEMPTS_HEADER", "Consumer", "ConsumerState", "Handler"]

@@ -1,0 +1,56 @@
+"""Idempotent declaration of the topology on a channel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from balsam_mq.broker.topology import ExchangeSpec, QueueSpec, Topology
+
+
+async def declare_exchange(channel: AbstractChannel, spec: ExchangeSpec) -> AbstractExchange:
+    return await channel.declare_exchange(spec.name, ExchangeType(spec.type), durable=True)
+
+
+async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
+    """Declare ``spec`` (and its exchange's existence is assumed) and bind its keys."""
+    arguments: dict[str, Any] = {}
+    if spec.dead_letter_exchange:
+        arguments["x-dead-letter-exchange"] = spec.dead_letter_exchange
+    queue = await channel.declare_queue(
+        spec.name,
+        durable=spec.durable,
+        auto_delete=spec.auto_delete,
+        arguments=arguments or None,
+    )
+    for key in spec.routing_keys:
+        await queue.bind(spec.exchange, routing_key=key)
+    return queue
+
+
+async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
+    """The exchanges, the dead-letter queue and the dependency queue."""
+    await declare_exchange(channel, topology.events)
+    await declare_exchange(channel, topology.dead_letter)
+    await declare_queue(channel, topology.dead_queue)
+    await declare_queue(channel, topology.deps)
+
+
+async def declare_site(channel: AbstractChannel, topology: Topology, site_id: int) -> None:
+    """A site's work queues (exchanges must exist: see :func:`declare_core`)."""
+    for spec in topology.site(site_id).all():
+        await declare_queue(channel, spec)
+
+
+async def delete_namespace(
+    channel: AbstractChannel, topology: Topology, site_ids: list[int]
+) -> None:
+    """Remove every queue and exchange of the namespace (tests, `site rm`)."""
+    for spec in [q for s in site_ids for q in topology.site(s).all()]:
+        await channel.queue_delete(spec.name)
+    await channel.queue_delete(topology.deps.name)
+    await channel.queue_delete(topology.dead_queue.name)
+    await channel.exchange_delete(topology.events.name)
+    await channel.exchange_delete(topology.dead_letter.name)

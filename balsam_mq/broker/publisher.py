@@ -1,0 +1,76 @@
+"""Publishing with publisher confirms: a call returns only once RabbitMQ has the message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange
+from pamqp.commands import Basic
+
+from balsam_mq.errors import BrokerError
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+class Publisher:
+    """Publishes to one exchange (``""`` is the default exchange) on a confirming channel."""
+
+    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange) -> None:
+        self._channel = channel
+        self._exchange = exchange
+
+    @classmethod
+    async def open(cls, connection: aio_pika.abc.AbstractConnection, exchange: str) -> Publisher:
+        channel = await connection.channel(publisher_confirms=True)
+        if exchange:
+            ex = await channel.get_exchange(exchange, ensure=True)
+        else:
+            ex = channel.default_exchange
+        return cls(channel, ex)
+
+    async def publish(self, message: Outgoing) -> None:
+        await self.publish_many([message])
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """Publish all, in order, and wait until every one is confirmed."""
+        if not messages:
+            return
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._exchange.publish(
+                        aio_pika.Message(
+                            m.body,
+                            message_id=m.message_id,
+                            headers=m.headers or None,
+                            content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=m.routing_key,
+                        mandatory=False,
+                    )
+                    for m in messages
+                )
+            )
+        except Exception as exc:
+            raise BrokerError(f"publish to {self._exchange.name!r} failed: {exc}") from exc
+        for m, result in zip(messages, results, strict=True):
+            if not isinstance(result, Basic.Ack):
+                raise BrokerError(
+                    f"RabbitMQ did not confirm message {m.message_id} ({m.routing_key}): "
+                    f"{type(result).__name__}"
+                )
+
+    async def close(self) -> None:
+        await self._channel.close()
+

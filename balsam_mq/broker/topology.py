@@ -1,0 +1,106 @@
+"""RabbitMQ topology as data: every exchange and queue name, built from the namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from balsam_mq.domain import JobState
+
+S = JobState
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: str = "topic"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable work queue (or a private auto-delete one) and its bindings to ``exchange``."""
+
+    name: str
+    exchange: str
+    routing_keys: tuple[str, ...]
+    durable: bool = True
+    auto_delete: bool = False
+    dead_letter_exchange: str | None = None
+
+
+# per-site work queue suffix -> the job states whose events it receives
+SITE_QUEUE_STATES: dict[str, tuple[JobState, ...]] = {
+    "stage_in": (S.READY,),
+    "preprocess": (S.STAGED_IN,),
+    "runnable": (S.PREPROCESSED, S.RESTART_READY),
+    "postprocess": (S.RUN_DONE,),
+    "error": (S.RUN_ERROR,),
+    "timeout": (S.RUN_TIMEOUT,),
+    "stage_out": (S.POSTPROCESSED,),
+    "cleanup": (S.JOB_FINISHED,),
+}
+
+
+@dataclass(frozen=True)
+class SiteQueues:
+    site_id: int
+    stage_in: QueueSpec
+    preprocess: QueueSpec
+    runnable: QueueSpec
+    postprocess: QueueSpec
+    error: QueueSpec
+    timeout: QueueSpec
+    stage_out: QueueSpec
+    cleanup: QueueSpec
+
+    def all(self) -> tuple[QueueSpec, ...]:
+        return tuple(getattr(self, name) for name in SITE_QUEUE_STATES)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """All names under one namespace. Tests isolate themselves with a fresh namespace."""
+
+    namespace: str
+    events: ExchangeSpec
+    dead_letter: ExchangeSpec
+    dead_queue: QueueSpec
+    deps: QueueSpec
+
+    def site(self, site_id: int) -> SiteQueues:
+        queues = {
+            suffix: QueueSpec(
+                name=f"{self.namespace}.{site_id}.{suffix}",
+                exchange=self.events.name,
+                routing_keys=tuple(f"job.{site_id}.{state.value}" for state in states),
+                dead_letter_exchange=self.dead_letter.name,
+            )
+            for suffix, states in SITE_QUEUE_STATES.items()
+        }
+        return SiteQueues(site_id=site_id, **queues)
+
+    def private(self, name: str, routing_keys: tuple[str, ...]) -> QueueSpec:
+        """A client's own auto-delete queue (result waiters, app reload listeners)."""
+        return QueueSpec(
+            name=f"{self.namespace}.private.{name}",
+            exchange=self.events.name,
+            routing_keys=routing_keys,
+            durable=False,
+            auto_delete=True,
+        )
+
+
+def build_topology(namespace: str) -> Topology:
+    events = ExchangeSpec(f"{namespace}.events", "topic")
+    dead_letter = ExchangeSpec(f"{namespace}.dead", "fanout")
+    return Topology(
+        namespace=namespace,
+        events=events,
+        dead_letter=dead_letter,
+        dead_queue=QueueSpec(f"{namespace}.dead", dead_letter.name, ("#",)),
+        deps=QueueSpec(
+            f"{namespace}.deps",
+            events.name,
+            (f"job.*.{S.JOB_FINISHED.value}", f"job.*.{S.FAILED.value}"),
+            dead_letter_exchange=dead_letter.name,
+        ),
+    )

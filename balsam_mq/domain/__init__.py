@@ -1,0 +1,54 @@
+"""Pure domain: models, states and the transition table, message types. No I/O."""
+
+from balsam_mq.domain.changes import Change, TransitionResult
+from balsam_mq.domain.messages import Delivery, decode_event, encode_event
+from balsam_mq.domain.models import (
+    App,
+    BatchJob,
+    BatchJobState,
+    Event,
+    Job,
+    ParameterSpec,
+    Resources,
+    Session,
+    Site,
+    TransferSlot,
+    utcnow,
+)
+from balsam_mq.domain.states import (
+    RUNNABLE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    Actor,
+    JobState,
+    check_transition,
+    is_legal,
+    parse_state,
+)
+
+__all__ = [
+    "RUNNABLE_STATES",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "Actor",
+    "Change",
+    "Delivery",
+    "App",
+    "BatchJob",
+    "BatchJobState",
+    "Event",
+    "Job",
+    "JobState",
+    "ParameterSpec",
+    "Resources",
+    "Session",
+    "Site",
+    "TransferSlot",
+    "TransitionResult",
+    "check_transition",
+    "decode_event",
+    "encode_event",
+    "is_legal",
+    "parse_state",
+    "utcnow",
+]

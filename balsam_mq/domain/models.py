@@ -1,0 +1,201 @@
+"""Pydantic models of the documents balsam_mq stores: Site, App, Job, Event, BatchJob, Session."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from balsam_mq.domain.states import Actor, JobState
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, truncated to milliseconds (what MongoDB keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Document(BaseModel):
+    """A stored document: ``id`` is MongoDB's ``_id``."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="ignore")
+
+    id: int | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = self.model_dump(mode="python", exclude={"id"})
+        if self.id is not None:
+            doc["_id"] = self.id
+        return _plain(doc)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Any:
+        data = dict(doc)
+        if "_id" in data:
+            data["id"] = data.pop("_id")
+        return cls.model_validate(data)
+
+
+def _plain(value: Any) -> Any:
+    """Enums become their values so documents hold plain BSON types."""
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Site(Document):
+    name: str
+    hostname: str = ""
+    path: str = ""
+    owner: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ParameterSpec(BaseModel):
+    required: bool = True
+    default: Any = None
+    help: str = ""
+
+
+class TransferSlot(BaseModel):
+    required: bool = False
+    direction: Literal["in", "out"]
+    local_path: str
+    description: str = ""
+    recursive: bool = False
+
+
+class App(Document):
+    site_id: int
+    name: str
+    description: str = ""
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    transfers: dict[str, TransferSlot] = Field(default_factory=dict)
+    cleanup_files: list[str] = Field(default_factory=list)
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    python_exe: str = ""
+    command_template: str | None = None
+    serialized_class: str = ""
+    source: str = ""
+    last_update: datetime = Field(default_factory=utcnow)
+
+
+class Resources(BaseModel):
+    """What one job asks of the allocation."""
+
+    model_config = ConfigDict(validate_assignment=True)
+
+    num_nodes: int = Field(default=1, ge=1)
+    ranks_per_node: int = Field(default=1, ge=1)
+    threads_per_rank: int = Field(default=1, ge=1)
+    threads_per_core: int = Field(default=1, ge=1)
+    gpus_per_rank: float = Field(default=0, ge=0)
+    node_packing_count: int = Field(default=1, ge=1)
+    launch_params: dict[str, str] = Field(default_factory=dict)
+    wall_time_min: int = Field(default=0, ge=0)
+
+
+class Job(Document):
+    app_id: int
+    site_id: int
+    owner: str = ""
+    workdir: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    parameters: str = ""  # dill + base64 of the parameter dict
+    data: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    parent_ids: list[int] = Field(default_factory=list)
+    transfers: dict[str, str] = Field(default_factory=dict)
+    state: JobState = JobState.CREATED
+    state_data: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_update: datetime = Field(default_factory=utcnow)
+    return_code: int | None = None
+    result: str | None = None  # dill + base64 of run()'s return value
+    exception: str | None = None  # dill + base64 of the exception run() raised
+    traceback: str | None = None
+    session_id: int | None = None
+    batch_job_id: int | None = None
+
+
+EventKind = Literal["job", "app", "batchjob"]
+
+
+class Event(BaseModel):
+    """One row of the ``events`` collection: the outbox and the user-visible event log."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None  # the ObjectId, as hex
+    kind: EventKind = "job"
+    site_id: int
+    job_id: int | None = None
+    app_id: int | None = None
+    batch_job_id: int | None = None
+    from_state: str | None = None
+    to_state: str
+    by: Actor | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
+    state_data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = _plain(self.model_dump(mode="python", exclude={"id"}))
+        assert isinstance(doc, dict)
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Event:
+        data = dict(doc)
+        if "_id" in data:
+            data["id"] = str(data.pop("_id"))
+        return cls.model_validate(data)
+
+    @property
+    def routing_key(self) -> str:
+        """``job.<site>.<STATE>``, ``app.<site>.synced`` or ``batchjob.<site>.<state>``."""
+        if self.kind == "app":
+            return f"app.{self.site_id}.{self.to_state}"
+        return f"{self.kind}.{self.site_id}.{self.to_state}"
+
+
+class BatchJobState(StrEnum):
+    PENDING_SUBMISSION = "pending_submission"
+    SUBMIT_FAILED = "submit_failed"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PENDING_DELETION = "pending_deletion"
+    FINISHED = "finished"
+
+
+class BatchJob(Document):
+    site_id: int
+    scheduler_id: str | None = None
+    project: str = ""
+    queue: str = ""
+    num_nodes: int = Field(default=1, ge=1)
+    wall_time_min: int = Field(default=10, ge=1)
+    job_mode: Literal["serial", "mpi"] = "mpi"
+    filter_tags: dict[str, str] = Field(default_factory=dict)
+    state: BatchJobState = BatchJobState.PENDING_SUBMISSION
+    status_info: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class Session(Document):
+    """A launcher's liveness record: heartbeats tell the site agent it is alive."""
+
+    site_id: int
+    batch_job_id: int | None = None
+    hostname: str = ""
+    pid: int = 0
+    heartbeat: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)

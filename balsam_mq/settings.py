@@ -1,0 +1,104 @@
+"""The one settings object, read from ``BALSAM_*`` environment variables by entry points.
+
+Library code never builds ``Settings()`` itself: entry points (CLI, the default SDK
+client, the site agent) call :func:`load_settings` once and pass the pieces down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from balsam_mq.errors import ConfigError
+
+ENV_PREFIX = "BALSAM_"
+
+
+def _default_stack_dir() -> Path:
+    return Path.home() / ".balsam_mq" / "stack"
+
+
+class Settings(BaseSettings):
+    """Deployment settings; every field is the env var ``BALSAM_<FIELD NAME>``.
+
+    Example::
+
+        BALSAM_MONGODB_URL=mongodb://db0:27017/?replicaSet=rs0 balsam-mq status
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    mongodb_url: str = Field(
+        default="mongodb://127.0.0.1:27017/?directConnection=true",
+        description="MongoDB connection URL; the server must be a replica set member.",
+    )
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        description="RabbitMQ connection URL.",
+    )
+    db: str = Field(default="balsam", description="MongoDB database name.")
+    namespace: str = Field(default="balsam", description="Prefix of every RabbitMQ name.")
+    stack_dir: Path = Field(
+        default_factory=_default_stack_dir,
+        description="Where `balsam-mq up` keeps mongod's data, log and pid.",
+    )
+    mongod: Path | None = Field(default=None, description="mongod binary used by `up`.")
+    mongod_port: int = Field(default=27017, ge=1, le=65535, description="Port of `up`'s mongod.")
+    replica_set: str = Field(default="rs0", description="Replica set name of `up`'s mongod.")
+    prefetch: int = Field(default=200, ge=1, le=65535, description="Messages a consumer holds.")
+    batch_window_ms: int = Field(
+        default=20, ge=0, le=60_000, description="How long a consumer gathers a batch."
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=1000, description="Failed handlings before a message is parked."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _mongodb_scheme(cls, v: str) -> str:
+        if not v.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return v
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, v: str) -> str:
+        if not v.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return v
+
+    @field_validator("namespace", "db")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "_-" for c in v):
+            raise ValueError("must be non-empty and contain only letters, digits, '_' and '-'")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        levels = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+        if v.upper() not in levels:
+            raise ValueError(f"must be one of {', '.join(sorted(levels))}")
+        return v.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment (plus explicit overrides).
+
+    A malformed value raises :class:`ConfigError` naming the environment variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            var = ENV_PREFIX + field.upper()
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{var}: {msg}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from None

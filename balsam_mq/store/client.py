@@ -1,0 +1,77 @@
+"""Opening MongoDB: the client, the schema check, and the repositories handed to callers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from balsam_mq.errors import StoreError
+from balsam_mq.store.counters import Counters
+from balsam_mq.store.events import EventRepository
+from balsam_mq.store.jobs import JobRepository
+from balsam_mq.store.relay_state import RelayStateRepository
+from balsam_mq.store.schema import ensure_schema
+from balsam_mq.store.sites import SiteRepository
+from balsam_mq.store.transactions import Transactor
+
+
+@dataclass(frozen=True)
+class Store:
+    """An open database and its repositories."""
+
+    client: AsyncMongoClient[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]]
+    tx: Transactor
+    counters: Counters
+    sites: SiteRepository
+    jobs: JobRepository
+    events: EventRepository
+    relay_state: RelayStateRepository
+
+
+@asynccontextmanager
+async def open_store(
+    url: str, db_name: str, *, init_schema: bool = True, timeout_ms: int = 10_000
+) -> AsyncIterator[Store]:
+    """Connect to MongoDB, make sure the schema exists, and yield the repositories.
+
+    Example::
+
+        async with open_store(settings.mongodb_url, settings.db) as store:
+            job = await store.jobs.get(42)
+    """
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms
+    )
+    try:
+        try:
+            hello = await client.admin.command("hello")
+        except PyMongoError as exc:
+            raise StoreError(f"cannot reach MongoDB at {url}: {exc}") from exc
+        if not hello.get("setName"):
+            raise StoreError(
+                f"MongoDB at {url} is not a replica set member: balsam_mq needs transactions "
+                "and change streams (start mongod with --replSet, or use `balsam-mq up`)"
+            )
+        db = client[db_name]
+        if init_schema:
+            await ensure_schema(db)
+        tx = Transactor(client)
+        yield Store(
+            client=client,
+            db=db,
+            tx=tx,
+            counters=Counters(db),
+            sites=SiteRepository(db),
+            jobs=JobRepository(db, tx),
+            events=EventRepository(db),
+            relay_state=RelayStateRepository(db),
+        )
+    finally:
+        await client.close()

@@ -1,0 +1,136 @@
+"""The consumer runner: batches, acks after the handler, retries, and the dead-letter queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aio_pika.abc import AbstractRobustConnection
+
+from balsam_mq.broker import (
+    ATTEMPTS_HEADER,
+    Consumer,
+    Outgoing,
+    Publisher,
+    QueueSpec,
+    Topology,
+    declare_core,
+    declare_queue,
+)
+from balsam_mq.domain import Delivery
+
+
+class Recorder:
+    """Records every batch; raises for bodies listed in ``poison``."""
+
+    def __init__(self, poison: set[bytes] = frozenset()) -> None:  # type: ignore[assignment]
+        self.batches: list[list[bytes]] = []
+        self.poison = poison
+        self.calls_with_poison = 0
+
+    async def handle(self, batch: Sequence[Delivery]) -> None:
+        bodies = [d.body for d in batch]
+        self.batches.append(bodies)
+        if self.poison & set(bodies):
+            self.calls_with_poison += 1
+            raise ValueError("cannot handle " + ",".join(b.decode() for b in bodies))
+
+
+async def _setup(amqp: AbstractRobustConnection, topology: Topology) -> tuple[QueueSpec, Publisher]:
+    channel = await amqp.channel()
+    await declare_core(channel, topology)
+    spec = QueueSpec(
+        f"{topology.namespace}.work",
+        topology.events.name,
+        ("job.1.READY",),
+        dead_letter_exchange=topology.dead_letter.name,
+    )
+    await declare_queue(channel, spec)
+    await channel.close()
+    return spec, await Publisher.open(amqp, topology.events.name)
+
+
+async def _dead_letters(amqp: AbstractRobustConnection, topology: Topology) -> list[dict[str, object]]:
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(topology.dead_queue.name, passive=True)
+    out = []
+    while (message := await queue.get(fail=False)) is not None:
+        out.append({"body": message.body, **(message.headers or {})})
+        await message.ack()
+    await channel.close()
+    return out
+
+
+async def test_messages_are_batched_and_acked_after_handle(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish_many(
+        [Outgoing("job.1.READY", str(i).encode(), f"m{i}") for i in range(300)]
+    )
+    handler = Recorder()
+    consumer = Consumer(amqp, topology, spec, handler, prefetch=100, batch_size=50, window=0.05)
+    await consumer.run_until_idle()
+    got = [b for batch in handler.batches for b in batch]
+    assert sorted(got) == sorted(str(i).encode() for i in range(300))
+    assert max(len(b) for b in handler.batches) > 1  # batched, not one by one
+    assert all(len(b) <= 50 for b in handler.batches)
+    assert consumer.handled == 300
+    # everything was acked: a second consumer finds nothing
+    again = Recorder()
+    await Consumer(amqp, topology, spec, again).run_until_idle()
+    assert again.batches == []
+    await publisher.close()
+
+
+async def test_always_failing_message_is_parked_in_dead_letter_queue(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish_many(
+        [Outgoing("job.1.READY", body, body.decode()) for body in (b"ok1", b"bad", b"ok2")]
+    )
+    handler = Recorder(poison={b"bad"})
+    consumer = Consumer(amqp, topology, spec, handler, batch_size=10, window=0.1, max_attempts=3)
+    await consumer.run_until_idle()
+    handled_ok = [b for batch in handler.batches if b"bad" not in batch for b in batch]
+    assert sorted(handled_ok) == [b"ok1", b"ok2"]  # neighbours of the poison still succeed
+    alone = [batch for batch in handler.batches if batch == [b"bad"]]
+    assert len(alone) == 3  # exactly max_attempts tries alone, then parked
+    assert consumer.parked == 1
+    dead = await _dead_letters(amqp, topology)
+    assert len(dead) == 1
+    assert dead[0]["body"] == b"bad"
+    assert dead[0][ATTEMPTS_HEADER] == 3
+    assert dead[0]["x-queue"] == spec.name
+    assert dead[0]["x-routing-key"] == "job.1.READY"
+    assert "ValueError: cannot handle bad" in str(dead[0]["x-error"])
+    # not redelivered forever: the work queue is empty
+    after = Recorder()
+    await Consumer(amqp, topology, spec, after).run_until_idle()
+    assert after.batches == []
+    await publisher.close()
+
+
+async def test_batch_in_hand_is_redelivered_when_consumer_stops_before_ack(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish(Outgoing("job.1.READY", b"x", "x"))
+    entered = asyncio.Event()
+
+    class Stuck:
+        async def handle(self, batch: Sequence[Delivery]) -> None:
+            entered.set()
+            await asyncio.Event().wait()  # never finishes: like a process about to be killed
+
+    consumer = Consumer(amqp, topology, spec, Stuck())
+    task = asyncio.create_task(consumer.run())
+    await entered.wait()
+    await consumer.stop(grace=0.1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    handler = Recorder()
+    await Consumer(amqp, topology, spec, handler).run_until_idle()
+    assert handler.batches == [[b"x"]]
+    await publisher.close()

@@ -1,0 +1,112 @@
+"""Real-service test harness: one mongod replica set per session, RabbitMQ, isolation per test.
+
+Every test gets its own MongoDB database and RabbitMQ namespace (both removed after
+it), so tests never see each other's data. ``BALSAM_MONGODB_URL`` / ``BALSAM_AMQP_URL``
+point the suite at existing services instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from balsam_mq import stack
+from balsam_mq.broker import Topology, build_topology, delete_namespace, open_amqp
+from balsam_mq.settings import Settings, load_settings
+from balsam_mq.store import Store, open_store
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Every ``async def`` test runs on anyio's asyncio backend."""
+    if collector.istestfunction(obj, name) and inspect.iscoroutinefunction(obj):  # type: ignore[attr-defined]
+        pytest.mark.anyio(obj)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real mongod replica-set primary for the session (or ``BALSAM_MONGODB_URL``)."""
+    if os.environ.get("BALSAM_MONGODB_URL"):
+        yield os.environ["BALSAM_MONGODB_URL"]
+        return
+    root: Path = tmp_path_factory.mktemp("mongod")
+    port = _free_port()
+    (root / "data").mkdir()
+    proc = stack.start_mongod(
+        mongod=stack.find_mongod(Path(p) if (p := os.environ.get("BALSAM_MONGOD")) else None),
+        dbpath=root / "data",
+        port=port,
+        replica_set="rs0",
+        logpath=root / "mongod.log",
+    )
+    try:
+        yield stack.mongo_url(port)
+    finally:
+        stack.stop_mongod(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """RabbitMQ (``BALSAM_AMQP_URL`` or the local default), started if installed and down."""
+    url = os.environ.get("BALSAM_AMQP_URL") or Settings.model_fields["amqp_url"].default
+    stack.ensure_rabbitmq(url)
+    return str(url)
+
+
+@pytest.fixture
+def settings(mongo_url: str, amqp_url: str, tmp_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:12]
+    return load_settings(
+        mongodb_url=mongo_url,
+        amqp_url=amqp_url,
+        db=f"test_{tag}",
+        namespace=f"t{tag}",
+        stack_dir=tmp_path / "stack",
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    async with open_store(settings.mongodb_url, settings.db) as st:
+        yield st
+        await st.client.drop_database(settings.db)
+
+
+@pytest.fixture
+async def amqp(settings: Settings) -> AsyncIterator[AbstractRobustConnection]:
+    async with open_amqp(settings.amqp_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+async def topology(
+    settings: Settings, store: Store, amqp: AbstractRobustConnection
+) -> AsyncIterator[Topology]:
+    """The test's namespace; its queues and exchanges are deleted afterwards."""
+    topo = build_topology(settings.namespace)
+    yield topo
+    site_ids = set(await store.db["events"].distinct("site_id"))
+    site_ids |= set(await store.db["sites"].distinct("_id"))
+    channel = await amqp.channel()
+    try:
+        await delete_namespace(channel, topo, sorted(site_ids))
+    finally:
+        await channel.close()

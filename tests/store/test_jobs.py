@@ -1,0 +1,58 @@
+"""Job creation: block ids, initial states from parents, creation events."""
+
+from __future__ import annotations
+
+import pytest
+
+from balsam_mq.domain import Change, Job, JobState
+from balsam_mq.errors import JobError, NotFound
+from balsam_mq.store import Store
+
+
+async def test_bulk_create_reserves_one_contiguous_block(store: Store) -> None:
+    first = await store.jobs.create_many([Job(app_id=1, site_id=1, workdir="a")])
+    many = await store.jobs.create_many(
+        [Job(app_id=1, site_id=1, workdir=f"b/{i}") for i in range(1000)]
+    )
+    ids = [j.id for j in many]
+    assert ids == list(range(first[0].id + 1, first[0].id + 1001))  # type: ignore[operator]
+    assert await store.db["counters"].count_documents({}) == 1
+    assert await store.db["jobs"].count_documents({}) == 1001
+    assert await store.events.count(from_state="CREATED", to_state="READY") == 1001
+
+
+async def test_job_with_unfinished_parent_awaits_it(store: Store) -> None:
+    (parent,) = await store.jobs.create_many([Job(app_id=1, site_id=1, workdir="p")])
+    assert parent.id is not None
+    (child,) = await store.jobs.create_many(
+        [Job(app_id=1, site_id=1, workdir="c", parent_ids=[parent.id])]
+    )
+    assert child.state == JobState.AWAITING_PARENTS
+    await store.db["jobs"].update_one({"_id": parent.id}, {"$set": {"state": "STAGED_OUT"}})
+    await store.jobs.transition([Change(parent.id, JobState.STAGED_OUT, JobState.JOB_FINISHED)])
+    (late,) = await store.jobs.create_many(
+        [Job(app_id=1, site_id=1, workdir="l", parent_ids=[parent.id])]
+    )
+    assert late.state == JobState.READY
+
+
+async def test_missing_parent_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(JobError, match=r"parent job\(s\) \[424242\] do not exist"):
+        await store.jobs.create_many([Job(app_id=1, site_id=1, workdir="x", parent_ids=[424242])])
+    assert await store.db["jobs"].count_documents({}) == 0
+
+
+async def test_get_unknown_job_names_it(store: Store) -> None:
+    with pytest.raises(NotFound, match="Job 77 does not exist"):
+        await store.jobs.get(77)
+
+
+async def test_schema_is_idempotent(store: Store) -> None:
+    from balsam_mq.store import ensure_schema
+
+    origin = await store.db["relay_state"].find_one({"_id": "__origin__"})
+    await ensure_schema(store.db)
+    await ensure_schema(store.db)
+    assert await store.db["relay_state"].find_one({"_id": "__origin__"}) == origin
+    info = await store.db["jobs"].index_information()
+    assert "site_id_1_state_1" in info and "parent_ids_1" in info
