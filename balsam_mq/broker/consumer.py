@@ -23,6 +23,7 @@ N is ``max_attempts``. Handlers never see aio-pika: they get :class:`Delivery` v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import Sequence
@@ -87,7 +88,8 @@ class Consumer:
         self._max_attempts = max_attempts
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._held = 0  # delivered to us and not yet acked
-        self._busy = False
+        self._settled = asyncio.Event()  # set while no batch is in hand
+        self._settled.set()
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -120,11 +122,11 @@ class Consumer:
         try:
             while self.state is ConsumerState.RUNNING:
                 batch = await self._next_batch()
-                self._busy = True
+                self._settled.clear()
                 try:
                     await self._process(batch)
                 finally:
-                    self._busy = False
+                    self._settled.set()
         finally:
             if self.state is not ConsumerState.STOPPED:
                 await self._close()
@@ -167,9 +169,8 @@ class Consumer:
                 await self._queue.cancel(self._tag)
             except Exception:  # the channel may already be gone
                 log.debug("cancel of %s failed", self.spec.name, exc_info=True)
-        deadline = asyncio.get_running_loop().time() + grace
-        while self._busy and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), grace)
         await self._close()
 
     async def _close(self) -> None:
@@ -211,9 +212,10 @@ class Consumer:
             for message in batch:
                 await self._process([message])
             return
-        for message in batch:
-            await message.ack()
-            self._held -= 1
+        # batches are settled in delivery order, so every earlier delivery on this
+        # channel is already settled: one cumulative ack covers the whole batch
+        await batch[-1].ack(multiple=True)
+        self._held -= len(batch)
         self.handled += len(batch)
 
     async def _failed(

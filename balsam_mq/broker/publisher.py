@@ -73,4 +73,3 @@ class Publisher:
 
     async def close(self) -> None:
         await self._channel.close()
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,10 +28,11 @@ class Document(BaseModel):
         doc = self.model_dump(mode="python", exclude={"id"})
         if self.id is not None:
             doc["_id"] = self.id
-        return _plain(doc)
+        plain: dict[str, Any] = _plain(doc)
+        return plain
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Any:
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
         data = dict(doc)
         if "_id" in data:
             data["id"] = data.pop("_id")

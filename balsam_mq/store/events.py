@@ -17,7 +17,9 @@ class EventRepository:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._events = db[EVENTS]
 
-    async def insert(self, events: list[Event], *, session: AsyncClientSession | None = None) -> None:
+    async def insert(
+        self, events: list[Event], *, session: AsyncClientSession | None = None
+    ) -> None:
         """Append non-job events (app synced, batch job state) to the outbox."""
         if events:
             await self._events.insert_many([e.to_doc() for e in events], session=session)

@@ -43,7 +43,8 @@ class JobRepository:
     async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
         """The jobs with these ids, in the given order; missing ids are skipped."""
         by_id = {
-            d["_id"]: Job.from_doc(d) async for d in self._jobs.find({"_id": {"$in": list(job_ids)}})
+            d["_id"]: Job.from_doc(d)
+            async for d in self._jobs.find({"_id": {"$in": list(job_ids)}})
         }
         return [by_id[i] for i in job_ids if i in by_id]
 
@@ -72,9 +73,7 @@ class JobRepository:
         async def body(s: AsyncClientSession) -> list[Job]:
             parent_states: dict[int, str] = {}
             if parent_ids:
-                cursor = self._jobs.find(
-                    {"_id": {"$in": parent_ids}}, {"state": 1}, session=s
-                )
+                cursor = self._jobs.find({"_id": {"$in": parent_ids}}, {"state": 1}, session=s)
                 parent_states = {d["_id"]: d["state"] async for d in cursor}
                 missing = [p for p in parent_ids if p not in parent_states]
                 if missing:
@@ -93,7 +92,12 @@ class JobRepository:
                 waiting = any(parent_states[p] != JobState.JOB_FINISHED for p in job.parent_ids)
                 state = JobState.AWAITING_PARENTS if waiting else JobState.READY
                 new = job.model_copy(
-                    update={"id": first + offset, "state": state, "created_at": now, "last_update": now}
+                    update={
+                        "id": first + offset,
+                        "state": state,
+                        "created_at": now,
+                        "last_update": now,
+                    }
                 )
                 created.append(new)
                 events.append(

@@ -68,6 +68,4 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
         async with await db[EVENTS].watch(pipeline, max_await_time_ms=1) as stream:
             await stream.try_next()
             token = stream.resume_token
-        await state.update_one(
-            {"_id": ORIGIN}, {"$setOnInsert": {"token": token}}, upsert=True
-        )
+        await state.update_one({"_id": ORIGIN}, {"$setOnInsert": {"token": token}}, upsert=True)

@@ -50,7 +50,9 @@ async def _setup(amqp: AbstractRobustConnection, topology: Topology) -> tuple[Qu
     return spec, await Publisher.open(amqp, topology.events.name)
 
 
-async def _dead_letters(amqp: AbstractRobustConnection, topology: Topology) -> list[dict[str, object]]:
+async def _dead_letters(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> list[dict[str, object]]:
     channel = await amqp.channel()
     queue = await channel.declare_queue(topology.dead_queue.name, passive=True)
     out = []

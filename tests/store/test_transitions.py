@@ -83,7 +83,10 @@ async def test_job_not_in_expected_state_is_reported_not_moved(store: Store) -> 
     a, b = await _jobs_in(store, JobState.READY, 2)
     await store.jobs.transition([Change(a, JobState.READY, JobState.STAGED_IN)])
     result = await store.jobs.transition(
-        [Change(a, JobState.READY, JobState.STAGED_IN), Change(b, JobState.READY, JobState.STAGED_IN)]
+        [
+            Change(a, JobState.READY, JobState.STAGED_IN),
+            Change(b, JobState.READY, JobState.STAGED_IN),
+        ]
     )
     assert result.moved == [b]
     assert result.unmoved == {a: JobState.STAGED_IN}
