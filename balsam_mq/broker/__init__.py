@@ -1,15 +1,24 @@
 """RabbitMQ: topology as data, declaration, confirming publisher, consumer runner."""
 
 from balsam_mq.broker.connection import open_amqp
-from balsam_mq.broker.consumer import ATTEMPTS_HEADER, Consumer, ConsumerState, Handler
+from balsam_mq.broker.consumer import (
+    ATTEMPTS_HEADER,
+    DEFERRALS_HEADER,
+    Consumer,
+    ConsumerState,
+    Deferrals,
+    Handler,
+)
 from balsam_mq.broker.declare import declare_core, declare_queue, declare_site, delete_namespace
 from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import QueueSpec, SiteQueues, Topology, build_topology
 
 __all__ = [
     "ATTEMPTS_HEADER",
+    "DEFERRALS_HEADER",
     "Consumer",
     "ConsumerState",
+    "Deferrals",
     "Handler",
     "Outgoing",
     "Publisher",

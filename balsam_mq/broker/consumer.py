@@ -5,7 +5,11 @@ What the runner does with each outcome of ``await handler.handle(batch)``:
 =============================================  =============================================
 outcome                                        runner action
 =============================================  =============================================
-returns                                        acks every message of the batch
+returns None                                   acks every message of the batch
+returns {message_id: seconds}                  those messages go to the delay queue of the
+                                               nearest level >= seconds (confirmed) and come
+                                               back to this queue afterwards, with
+                                               ``x-balsam-deferrals`` + 1; the rest are acked
 raises, batch of several messages              handles each message alone, so one poison
                                                message cannot fail its neighbours
 raises, one message, fewer than N attempts     republishes it to its queue with the attempt
@@ -26,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Protocol
 
@@ -34,7 +38,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from balsam_mq.broker.declare import declare_queue
 from balsam_mq.broker.publisher import Outgoing, Publisher
-from balsam_mq.broker.topology import QueueSpec, Topology
+from balsam_mq.broker.topology import DELAY_LEVELS, QueueSpec, Topology
 from balsam_mq.domain import Delivery
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,13 @@ log = logging.getLogger(__name__)
 ATTEMPTS_HEADER = "x-balsam-attempts"
 
 
+DEFERRALS_HEADER = "x-balsam-deferrals"
+
+Deferrals = Mapping[str, float]  # message id -> seconds before it should come back
+
+
 class Handler(Protocol):
-    async def handle(self, batch: Sequence[Delivery]) -> None: ...
+    async def handle(self, batch: Sequence[Delivery]) -> Deferrals | None: ...
 
 
 class ConsumerState(StrEnum):
@@ -94,6 +103,8 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._retry: Publisher | None = None
+        self._delay: dict[int, Publisher] = {}
+        self._deferred: set[str] = set()  # deferred by us and not yet back
         self._dead: Publisher | None = None
         self.handled = 0  # messages acked after a successful handle
         self.parked = 0  # messages sent to the dead-letter exchange
@@ -106,6 +117,11 @@ class Consumer:
         self._queue = await declare_queue(channel, self.spec)
         dead = await channel.get_exchange(self._topology.dead_letter.name, ensure=True)
         self._retry = Publisher(channel, channel.default_exchange)
+        for seconds in DELAY_LEVELS:
+            exchange = await channel.get_exchange(
+                self._topology.delay_exchange(seconds).name, ensure=True
+            )
+            self._delay[seconds] = Publisher(channel, exchange)
         self._dead = Publisher(channel, dead)
         self._channel = channel
         self._tag = await self._queue.consume(self._on_message)
@@ -146,7 +162,7 @@ class Consumer:
                     task.result()
                     return
                 await asyncio.sleep(settle)
-                if self._held:
+                if self._held or self._deferred:
                     quiet = 0
                     continue
                 queue = await probe.declare_queue(self.spec.name, passive=True)
@@ -197,8 +213,9 @@ class Consumer:
 
     async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
         deliveries = [_delivery(m) for m in batch]
+        self._deferred.difference_update(d.message_id for d in deliveries)
         try:
-            await self._handler.handle(deliveries)
+            deferrals = await self._handler.handle(deliveries)
         except Exception as exc:
             if len(batch) == 1:
                 await self._failed(batch[0], deliveries[0], exc)
@@ -212,11 +229,34 @@ class Consumer:
             for message in batch:
                 await self._process([message])
             return
+        if deferrals:
+            await self._defer(batch, deliveries, deferrals)
         # batches are settled in delivery order, so every earlier delivery on this
         # channel is already settled: one cumulative ack covers the whole batch
         await batch[-1].ack(multiple=True)
         self._held -= len(batch)
         self.handled += len(batch)
+
+    async def _defer(
+        self,
+        batch: list[AbstractIncomingMessage],
+        deliveries: list[Delivery],
+        deferrals: Deferrals,
+    ) -> None:
+        for message, delivery in zip(batch, deliveries, strict=True):
+            if delivery.message_id not in deferrals:
+                continue
+            level = self._topology.delay_level(deferrals[delivery.message_id])
+            headers = {
+                **(message.headers or {}),
+                DEFERRALS_HEADER: delivery.deferrals + 1,
+                "x-routing-key": delivery.routing_key,
+            }
+            # routed by the queue's own name once the delay queue dead-letters it
+            await self._delay[level].publish(
+                Outgoing(self.spec.name, message.body, delivery.message_id, headers)
+            )
+            self._deferred.add(delivery.message_id)
 
     async def _failed(
         self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception
@@ -258,14 +298,23 @@ class Consumer:
 def _delivery(message: AbstractIncomingMessage) -> Delivery:
     headers = message.headers or {}
     attempts = headers.get(ATTEMPTS_HEADER, 0)
+    deferrals = headers.get(DEFERRALS_HEADER, 0)
     routing_key = headers.get("x-routing-key") or message.routing_key or ""
     return Delivery(
         message_id=message.message_id or str(message.delivery_tag),
         routing_key=str(routing_key),
         body=message.body,
         attempts=int(attempts) if isinstance(attempts, int | str) else 0,
+        deferrals=int(deferrals) if isinstance(deferrals, int | str) else 0,
         redelivered=bool(message.redelivered),
     )
 
 
-__all__ = ["ATTEMPTS_HEADER", "Consumer", "ConsumerState", "Handler"]
+__all__ = [
+    "ATTEMPTS_HEADER",
+    "DEFERRALS_HEADER",
+    "Consumer",
+    "ConsumerState",
+    "Deferrals",
+    "Handler",
+]

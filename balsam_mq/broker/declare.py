@@ -7,7 +7,7 @@ from typing import Any
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from balsam_mq.broker.topology import ExchangeSpec, QueueSpec, Topology
+from balsam_mq.broker.topology import DELAY_LEVELS, ExchangeSpec, QueueSpec, Topology
 
 
 async def declare_exchange(channel: AbstractChannel, spec: ExchangeSpec) -> AbstractExchange:
@@ -19,6 +19,8 @@ async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQu
     arguments: dict[str, Any] = {}
     if spec.dead_letter_exchange:
         arguments["x-dead-letter-exchange"] = spec.dead_letter_exchange
+    if spec.message_ttl_ms is not None:
+        arguments["x-message-ttl"] = spec.message_ttl_ms
     queue = await channel.declare_queue(
         spec.name,
         durable=spec.durable,
@@ -27,6 +29,8 @@ async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQu
     )
     for key in spec.routing_keys:
         await queue.bind(spec.exchange, routing_key=key)
+    if spec.retry_exchange:
+        await queue.bind(spec.retry_exchange, routing_key=spec.name)
     return queue
 
 
@@ -34,6 +38,10 @@ async def declare_core(channel: AbstractChannel, topology: Topology) -> None:
     """The exchanges, the dead-letter queue and the dependency queue."""
     await declare_exchange(channel, topology.events)
     await declare_exchange(channel, topology.dead_letter)
+    await declare_exchange(channel, topology.retry)
+    for seconds in DELAY_LEVELS:
+        await declare_exchange(channel, topology.delay_exchange(seconds))
+        await declare_queue(channel, topology.delay_queue(seconds))
     await declare_queue(channel, topology.dead_queue)
     await declare_queue(channel, topology.deps)
 
@@ -52,5 +60,9 @@ async def delete_namespace(
         await channel.queue_delete(spec.name)
     await channel.queue_delete(topology.deps.name)
     await channel.queue_delete(topology.dead_queue.name)
+    for seconds in DELAY_LEVELS:
+        await channel.queue_delete(topology.delay_queue(seconds).name)
+        await channel.exchange_delete(topology.delay_exchange(seconds).name)
     await channel.exchange_delete(topology.events.name)
     await channel.exchange_delete(topology.dead_letter.name)
+    await channel.exchange_delete(topology.retry.name)

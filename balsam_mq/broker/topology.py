@@ -25,7 +25,13 @@ class QueueSpec:
     durable: bool = True
     auto_delete: bool = False
     dead_letter_exchange: str | None = None
+    retry_exchange: str | None = None  # also bound there under its own name (deferrals)
+    message_ttl_ms: int | None = None
 
+
+# seconds a deferred message can wait before it returns to its queue (one queue per level,
+# so a short delay never waits behind a long one)
+DELAY_LEVELS: tuple[int, ...] = (1, 5, 30, 120)
 
 # per-site work queue suffix -> the job states whose events it receives
 SITE_QUEUE_STATES: dict[str, tuple[JobState, ...]] = {
@@ -35,7 +41,7 @@ SITE_QUEUE_STATES: dict[str, tuple[JobState, ...]] = {
     "postprocess": (S.RUN_DONE,),
     "error": (S.RUN_ERROR,),
     "timeout": (S.RUN_TIMEOUT,),
-    "stage_out": (S.POSTPROCESSED,),
+    "stage_out": (S.POSTPROCESSED, S.STAGED_OUT),
     "cleanup": (S.JOB_FINISHED,),
 }
 
@@ -65,14 +71,41 @@ class Topology:
     dead_letter: ExchangeSpec
     dead_queue: QueueSpec
     deps: QueueSpec
+    retry: ExchangeSpec
+
+    def work_queue(self, name: str, routing_keys: tuple[str, ...]) -> QueueSpec:
+        """A durable work queue on the events exchange, with dead-lettering and deferrals."""
+        return QueueSpec(
+            name=name,
+            exchange=self.events.name,
+            routing_keys=routing_keys,
+            dead_letter_exchange=self.dead_letter.name,
+            retry_exchange=self.retry.name,
+        )
+
+    def delay_exchange(self, seconds: int) -> ExchangeSpec:
+        return ExchangeSpec(f"{self.namespace}.delay.{seconds}", "fanout")
+
+    def delay_queue(self, seconds: int) -> QueueSpec:
+        """Holds deferred messages ``seconds``, then dead-letters them to the retry exchange,
+        which routes each back to the work queue named by its routing key."""
+        return QueueSpec(
+            name=f"{self.namespace}.delay.{seconds}",
+            exchange=self.delay_exchange(seconds).name,
+            routing_keys=("",),
+            dead_letter_exchange=self.retry.name,
+            message_ttl_ms=seconds * 1000,
+        )
+
+    def delay_level(self, seconds: float) -> int:
+        """The smallest delay level of at least ``seconds`` (the largest if none is)."""
+        return next((level for level in DELAY_LEVELS if level >= seconds), DELAY_LEVELS[-1])
 
     def site(self, site_id: int) -> SiteQueues:
         queues = {
-            suffix: QueueSpec(
-                name=f"{self.namespace}.{site_id}.{suffix}",
-                exchange=self.events.name,
-                routing_keys=tuple(f"job.{site_id}.{state.value}" for state in states),
-                dead_letter_exchange=self.dead_letter.name,
+            suffix: self.work_queue(
+                f"{self.namespace}.{site_id}.{suffix}",
+                tuple(f"job.{site_id}.{state.value}" for state in states),
             )
             for suffix, states in SITE_QUEUE_STATES.items()
         }
@@ -92,6 +125,7 @@ class Topology:
 def build_topology(namespace: str) -> Topology:
     events = ExchangeSpec(f"{namespace}.events", "topic")
     dead_letter = ExchangeSpec(f"{namespace}.dead", "fanout")
+    retry = ExchangeSpec(f"{namespace}.retry", "direct")
     return Topology(
         namespace=namespace,
         events=events,
@@ -102,5 +136,7 @@ def build_topology(namespace: str) -> Topology:
             events.name,
             (f"job.*.{S.JOB_FINISHED.value}", f"job.*.{S.FAILED.value}"),
             dead_letter_exchange=dead_letter.name,
+            retry_exchange=retry.name,
         ),
+        retry=retry,
     )

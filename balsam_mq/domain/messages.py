@@ -31,6 +31,7 @@ class Delivery:
     body: bytes
     attempts: int  # failed handlings so far
     redelivered: bool
+    deferrals: int = 0  # times a handler asked to see it again later
 
     def event(self) -> Event:
         return decode_event(self.body)

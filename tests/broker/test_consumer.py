@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from balsam_mq.broker import (
@@ -36,15 +37,20 @@ class Recorder:
             raise ValueError("cannot handle " + ",".join(b.decode() for b in bodies))
 
 
+@pytest.fixture(autouse=True)
+async def _delete_work_queue(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> AsyncIterator[None]:
+    yield
+    channel = await amqp.channel()
+    await channel.queue_delete(f"{topology.namespace}.work")
+    await channel.close()
+
+
 async def _setup(amqp: AbstractRobustConnection, topology: Topology) -> tuple[QueueSpec, Publisher]:
     channel = await amqp.channel()
     await declare_core(channel, topology)
-    spec = QueueSpec(
-        f"{topology.namespace}.work",
-        topology.events.name,
-        ("job.1.READY",),
-        dead_letter_exchange=topology.dead_letter.name,
-    )
+    spec = topology.work_queue(f"{topology.namespace}.work", ("job.1.READY",))
     await declare_queue(channel, spec)
     await channel.close()
     return spec, await Publisher.open(amqp, topology.events.name)
@@ -135,4 +141,27 @@ async def test_batch_in_hand_is_redelivered_when_consumer_stops_before_ack(
     handler = Recorder()
     await Consumer(amqp, topology, spec, handler).run_until_idle()
     assert handler.batches == [[b"x"]]
+    await publisher.close()
+
+
+async def test_deferred_message_comes_back_later_and_is_not_lost(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish_many(
+        [Outgoing("job.1.READY", body, body.decode()) for body in (b"later", b"now")]
+    )
+    seen: list[tuple[bytes, int, str]] = []
+
+    class DeferOnce:
+        async def handle(self, batch: Sequence[Delivery]) -> dict[str, float]:
+            seen.extend((d.body, d.deferrals, d.routing_key) for d in batch)
+            return {d.message_id: 0.5 for d in batch if d.body == b"later" and not d.deferrals}
+
+    await Consumer(amqp, topology, spec, DeferOnce(), window=0.05).run_until_idle()
+    assert sorted(seen) == [
+        (b"later", 0, "job.1.READY"),
+        (b"later", 1, "job.1.READY"),  # back, once, with its original routing key
+        (b"now", 0, "job.1.READY"),
+    ]
     await publisher.close()
