@@ -5,10 +5,15 @@
      ├── StackError             the local stack (mongod, RabbitMQ) cannot be started or reached
      ├── AppError               an ApplicationDefinition is invalid (names the app and the field)
      ├── JobError               a job is invalid (names the job and the field)
+     │    └── JobFailed         a job awaited as a future ended FAILED without a stored exception
+     ├── NoResult               a job's result was asked for before the job finished
      ├── NotFound               a site, app or job does not exist
+     ├── MultipleResults        a query expected to match one document matched several
+     ├── QueryError             a query names an unknown field or operator, or a bad value
      ├── InvalidTransition      a state change the transition table does not allow
      ├── StoreError             MongoDB failed or answered something unexpected
      ├── BrokerError            RabbitMQ failed (declare, publish, confirm)
+     ├── SchedulerError         sbatch/qsub/squeue/... failed or answered something unreadable
      └── SerializationError     dill could not (de)serialize, or an entity is too large
 
 Every message names the object and the field it is about, e.g.
@@ -38,8 +43,30 @@ class JobError(BalsamError):
     """A job is invalid (parameters, transfers, resources)."""
 
 
+class JobFailed(JobError):
+    """A job awaited for its result ended FAILED and has no stored exception to re-raise."""
+
+    def __init__(self, job_id: int, state_data: dict[str, object] | None = None) -> None:
+        self.job_id = job_id
+        self.state_data = dict(state_data or {})
+        detail = f": {self.state_data}" if self.state_data else ""
+        super().__init__(f"Job {job_id} FAILED{detail}")
+
+
+class NoResult(BalsamError):
+    """``job.result_nowait()`` was called before the job reached a final state."""
+
+
 class NotFound(BalsamError):
     """A site, app, job or other document does not exist."""
+
+
+class MultipleResults(BalsamError):
+    """A query expected to match exactly one document matched more."""
+
+
+class QueryError(BalsamError):
+    """A query names an unknown field or operator, or gives a value of the wrong kind."""
 
 
 class InvalidTransition(BalsamError):
@@ -59,6 +86,10 @@ class StoreError(BalsamError):
 
 class BrokerError(BalsamError):
     """RabbitMQ failed: declaration, publish or confirm."""
+
+
+class SchedulerError(BalsamError):
+    """A batch scheduler command (submit, status, delete) failed or could not be parsed."""
 
 
 class SerializationError(BalsamError):

@@ -100,6 +100,9 @@ def start_mongod(
         "--wiredTigerCacheSizeGB", "0.25",
         "--nounixsocket",
         "--setParameter", "diagnosticDataCollectionEnabled=false",
+        # a process killed mid-transaction leaves it open, holding its documents, until
+        # this limit (default 60 s): keep it short, our transactions take milliseconds
+        "--setParameter", "transactionLifetimeLimitSeconds=10",
     ]  # fmt: skip
     deadline = time.monotonic() + timeout
     # Option errors go to stderr before mongod opens its log: keep them in the same file.

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from balsam_mq.broker.declare import declare_queue
+from balsam_mq.broker.declare import declare_core, declare_queue
 from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import DELAY_LEVELS, QueueSpec, Topology
 from balsam_mq.domain import Delivery
@@ -66,6 +66,7 @@ class Consumer:
     """Consumes ``spec`` and feeds ``handler`` batches of up to ``batch_size`` messages.
 
     A batch is whatever arrives within ``window`` seconds of its first message.
+    :meth:`set_prefetch` changes how many messages may be in hand while running.
 
     Example::
 
@@ -92,10 +93,12 @@ class Consumer:
         self._topology = topology
         self._handler = handler
         self._prefetch = prefetch
+        self._batch_limit = max(1, batch_size)
         self._batch_size = max(1, min(batch_size, prefetch))
+        self._subscription = asyncio.Lock()  # consume/cancel of our subscription
         self._window = window
         self._max_attempts = max_attempts
-        self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._held = 0  # delivered to us and not yet acked
         self._settled = asyncio.Event()  # set while no batch is in hand
         self._settled.set()
@@ -114,6 +117,8 @@ class Consumer:
             raise RuntimeError(f"consumer of {self.spec.name} cannot start from {self.state}")
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self._prefetch)
+        # the exchanges this consumer binds to and republishes through (idempotent)
+        await declare_core(channel, self._topology)
         self._queue = await declare_queue(channel, self.spec)
         dead = await channel.get_exchange(self._topology.dead_letter.name, ensure=True)
         self._retry = Publisher(channel, channel.default_exchange)
@@ -138,6 +143,8 @@ class Consumer:
         try:
             while self.state is ConsumerState.RUNNING:
                 batch = await self._next_batch()
+                if self.state is not ConsumerState.RUNNING:
+                    break  # stopping: the batch stays unacked and is redelivered
                 self._settled.clear()
                 try:
                     await self._process(batch)
@@ -180,14 +187,44 @@ class Consumer:
             self.state = ConsumerState.STOPPED
             return
         self.state = ConsumerState.DRAINING
-        if self._queue is not None and self._tag is not None:
-            try:
-                await self._queue.cancel(self._tag)
-            except Exception:  # the channel may already be gone
-                log.debug("cancel of %s failed", self.spec.name, exc_info=True)
+        async with self._subscription:
+            if self._queue is not None and self._tag is not None:
+                try:
+                    await self._queue.cancel(self._tag)
+                except Exception:  # the channel may already be gone
+                    log.debug("cancel of %s failed", self.spec.name, exc_info=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), grace)
+        self._buffer.put_nowait(None)  # wake a loop waiting for its next batch
         await self._close()
+
+    @property
+    def prefetch(self) -> int:
+        return self._prefetch
+
+    async def set_prefetch(self, prefetch: int) -> None:
+        """Let RabbitMQ hand us up to ``prefetch`` (at least 1) unacked messages from now on.
+
+        RabbitMQ applies a QoS change only to consumers started after it, so the
+        subscription is renewed; messages already delivered stay in hand and settle as
+        usual. A launcher makes its prefetch follow its free capacity with this.
+        """
+        prefetch = max(1, int(prefetch))
+        async with self._subscription:
+            if prefetch == self._prefetch:
+                return
+            self._prefetch = prefetch
+            self._batch_size = max(1, min(self._batch_limit, prefetch))
+            if (
+                self.state is not ConsumerState.RUNNING
+                or self._channel is None
+                or self._queue is None
+                or self._tag is None
+            ):
+                return
+            await self._queue.cancel(self._tag)
+            await self._channel.set_qos(prefetch_count=prefetch)
+            self._tag = await self._queue.consume(self._on_message)
 
     async def _close(self) -> None:
         self.state = ConsumerState.STOPPED
@@ -196,19 +233,28 @@ class Consumer:
             await self._channel.close()
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
-        batch = [await self._buffer.get()]
+        first = await self._buffer.get()
+        if first is None:  # woken by stop()
+            return []
+        batch = [first]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._window
         while len(batch) < self._batch_size:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 while len(batch) < self._batch_size and not self._buffer.empty():
-                    batch.append(self._buffer.get_nowait())
+                    message = self._buffer.get_nowait()
+                    if message is None:
+                        break
+                    batch.append(message)
                 break
             try:
-                batch.append(await asyncio.wait_for(self._buffer.get(), remaining))
+                message = await asyncio.wait_for(self._buffer.get(), remaining)
             except TimeoutError:
                 break
+            if message is None:
+                break
+            batch.append(message)
         return batch
 
     async def _process(self, batch: list[AbstractIncomingMessage]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from balsam_mq.cli import stack
+from balsam_mq.cli import site, stack
 from balsam_mq.cli.common import BalsamGroup
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 # (module's typer app, group name); None puts the module's commands at the top level.
 _GROUPS: list[tuple[typer.Typer, str | None]] = [
     (stack.app, None),
+    (site.app, "site"),
 ]
 for group, name in _GROUPS:
     app.add_typer(group, name=name)

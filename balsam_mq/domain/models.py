@@ -39,15 +39,28 @@ class Document(BaseModel):
         return cls.model_validate(data)
 
 
-def _plain(value: Any) -> Any:
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime})
+
+
+def plain(value: Any) -> Any:
     """Enums become their values so documents hold plain BSON types."""
+    kind = type(value)
+    if kind in _SCALARS:  # the common case first: this runs for every field of every document
+        return value
+    if kind is dict:
+        return {k: plain(v) for k, v in value.items()}
+    if kind is list:
+        return [plain(v) for v in value]
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
+
+
+_plain = plain
 
 
 class Site(Document):
@@ -78,6 +91,7 @@ class App(Document):
     name: str
     description: str = ""
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    extra_parameters: bool = False  # run(**kwargs): parameters beyond the spec are accepted
     transfers: dict[str, TransferSlot] = Field(default_factory=dict)
     cleanup_files: list[str] = Field(default_factory=list)
     environment_variables: dict[str, str] = Field(default_factory=dict)
@@ -124,6 +138,9 @@ class Job(Document):
     traceback: str | None = None
     session_id: int | None = None
     batch_job_id: int | None = None
+    seq: int = 0  # transitions so far; each event carries the job's seq after it
+    # set by a launcher that can never run this job (too big, too long): who, why, when
+    unfit: dict[str, Any] | None = None
 
 
 EventKind = Literal["job", "app", "batchjob"]
@@ -142,6 +159,7 @@ class Event(BaseModel):
     batch_job_id: int | None = None
     from_state: str | None = None
     to_state: str
+    seq: int | None = None  # a job event's position in the job's history (1 = creation)
     by: Actor | None = None
     timestamp: datetime = Field(default_factory=utcnow)
     state_data: dict[str, Any] = Field(default_factory=dict)

@@ -12,9 +12,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from balsam_mq.errors import StoreError
+from balsam_mq.store.apps import AppRepository
+from balsam_mq.store.batch_jobs import BatchJobRepository
 from balsam_mq.store.counters import Counters
 from balsam_mq.store.events import EventRepository
 from balsam_mq.store.jobs import JobRepository
+from balsam_mq.store.queries import QueryRepository
 from balsam_mq.store.relay_state import RelayStateRepository
 from balsam_mq.store.schema import ensure_schema
 from balsam_mq.store.sites import SiteRepository
@@ -33,6 +36,9 @@ class Store:
     jobs: JobRepository
     events: EventRepository
     relay_state: RelayStateRepository
+    apps: AppRepository
+    batch_jobs: BatchJobRepository
+    queries: QueryRepository
 
 
 @asynccontextmanager
@@ -72,6 +78,9 @@ async def open_store(
             jobs=JobRepository(db, tx),
             events=EventRepository(db),
             relay_state=RelayStateRepository(db),
+            apps=AppRepository(db, tx),
+            batch_jobs=BatchJobRepository(db, tx),
+            queries=QueryRepository(db),
         )
     finally:
         await client.close()

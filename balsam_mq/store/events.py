@@ -13,6 +13,11 @@ from balsam_mq.domain import Event
 from balsam_mq.store.schema import EVENTS
 
 
+# a job's events in commit order: ObjectIds made by different processes in the same
+# second do not sort by time, the job's transition counter does
+_JOB_ORDER = [("job_id", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)]
+
+
 class EventRepository:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._events = db[EVENTS]
@@ -26,13 +31,13 @@ class EventRepository:
 
     async def for_job(self, job_id: int) -> list[Event]:
         """The job's history, oldest first."""
-        cursor = self._events.find({"job_id": job_id}).sort([("_id", ASCENDING)])
+        cursor = self._events.find({"job_id": job_id}).sort(_JOB_ORDER)
         return [Event.from_doc(d) async for d in cursor]
 
     async def history(self, job_ids: list[int]) -> dict[int, list[Event]]:
         """Histories of many jobs in one query, each oldest first."""
         out: dict[int, list[Event]] = {i: [] for i in job_ids}
-        cursor = self._events.find({"job_id": {"$in": job_ids}}).sort([("_id", ASCENDING)])
+        cursor = self._events.find({"job_id": {"$in": job_ids}}).sort(_JOB_ORDER)
         async for d in cursor:
             out[d["job_id"]].append(Event.from_doc(d))
         return out

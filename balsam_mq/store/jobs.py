@@ -97,6 +97,7 @@ class JobRepository:
                         "state": state,
                         "created_at": now,
                         "last_update": now,
+                        "seq": 1,
                     }
                 )
                 created.append(new)
@@ -107,6 +108,7 @@ class JobRepository:
                         app_id=new.app_id,
                         from_state=JobState.CREATED,
                         to_state=state,
+                        seq=1,
                         by=Actor.CLIENT,
                         timestamp=now,
                     ).to_doc()
@@ -143,7 +145,7 @@ class JobRepository:
 
         async def body(s: AsyncClientSession) -> TransitionResult:
             cursor = self._jobs.find(
-                {"_id": {"$in": ids}}, {"state": 1, "site_id": 1, "app_id": 1}, session=s
+                {"_id": {"$in": ids}}, {"state": 1, "site_id": 1, "app_id": 1, "seq": 1}, session=s
             )
             current = {d["_id"]: d async for d in cursor}
             now = utcnow()
@@ -156,11 +158,13 @@ class JobRepository:
                 if doc is None or doc["state"] != c.expect:
                     unmoved[c.job_id] = None if doc is None else JobState(doc["state"])
                     continue
+                seq = int(doc.get("seq", 0)) + 1
                 fields = {
                     **c.fields,
                     "state": c.to.value,
                     "state_data": c.state_data,
                     "last_update": now,
+                    "seq": seq,
                 }
                 ops.append(UpdateOne({"_id": c.job_id, "state": c.expect.value}, {"$set": fields}))
                 events.append(
@@ -170,6 +174,7 @@ class JobRepository:
                         app_id=doc.get("app_id"),
                         from_state=c.expect,
                         to_state=c.to,
+                        seq=seq,
                         by=c.by,
                         timestamp=now,
                         state_data=c.state_data,
@@ -189,3 +194,27 @@ class JobRepository:
             return TransitionResult(moved=moved, unmoved=unmoved)
 
         return await self._tx.run(body, session=session)
+
+    async def children_awaiting(self, parent_ids: Sequence[int]) -> list[Job]:
+        """Jobs in AWAITING_PARENTS that list any of ``parent_ids`` as a parent."""
+        cursor = self._jobs.find(
+            {"parent_ids": {"$in": list(parent_ids)}, "state": JobState.AWAITING_PARENTS.value}
+        )
+        return [Job.from_doc(d) async for d in cursor]
+
+    async def update_fields_if(
+        self, job_id: int, expect: JobState, fields: dict[str, Any]
+    ) -> bool:
+        """Write ``fields`` (never ``state``) only if the job is still in ``expect``."""
+        if "state" in fields:
+            raise StoreError("state changes go through transition()")
+        result = await self._jobs.update_one(
+            {"_id": job_id, "state": expect.value}, {"$set": {**fields, "last_update": utcnow()}}
+        )
+        return result.modified_count == 1
+
+    async def running_in_sessions(self, session_ids: Sequence[int]) -> list[Job]:
+        cursor = self._jobs.find(
+            {"session_id": {"$in": list(session_ids)}, "state": JobState.RUNNING.value}
+        )
+        return [Job.from_doc(d) async for d in cursor]

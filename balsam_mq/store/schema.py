@@ -32,7 +32,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("session_id", ASCENDING)], sparse=True),
     ],
     EVENTS: [
-        IndexModel([("job_id", ASCENDING), ("timestamp", ASCENDING)]),
+        IndexModel([("job_id", ASCENDING), ("seq", ASCENDING)]),
         IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)]),
         IndexModel([("timestamp", ASCENDING)]),
     ],

@@ -8,7 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from balsam_mq.domain import Site
-from balsam_mq.errors import NotFound
+from balsam_mq.errors import BalsamError, NotFound
 from balsam_mq.store.counters import Counters
 from balsam_mq.store.schema import SITES
 
@@ -24,7 +24,7 @@ class SiteRepository:
         try:
             await self._sites.insert_one(new.to_doc())
         except DuplicateKeyError:
-            raise ValueError(f"Site {site.name!r} already exists") from None
+            raise BalsamError(f"Site {site.name!r} already exists") from None
         return new
 
     async def get(self, site_id: int) -> Site:

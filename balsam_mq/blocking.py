@@ -1,0 +1,9 @@
+"""The SDK without ``await``: ``from balsam_mq.blocking import ApplicationDefinition, Job``.
+
+See :mod:`balsam_mq.sdk.blocking` for how it works.
+"""
+
+from balsam_mq import errors
+from balsam_mq.sdk.blocking import ApplicationDefinition, BatchJob, EventLog, Job, Site, connect
+
+__all__ = ["ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site", "connect", "errors"]

@@ -1,0 +1,218 @@
+"""What a query may ask for: the filterable fields of each resource, and the query as data.
+
+A :class:`QuerySpec` is what the SDK hands to a backend (MongoDB directly, or the
+gateway later). Field names and operators are checked here, when the query is built;
+the translation to MongoDB lives in ``store/queries.py``.
+
+Filter keywords are ``field`` or ``field__op`` with op one of ``in``, ``ne``, ``nin``,
+``gt``, ``gte``, ``lt``, ``lte``, ``contains`` (text fields) and, for jobs, ``tags``
+(a dict, ``"key:value"`` or ``"key"`` strings) and ``parent_id`` (any of the parents).
+A list, tuple or set given to a plain ``field`` means "any of these".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from balsam_mq.domain.models import BatchJobState
+from balsam_mq.domain.states import JobState, parse_state
+from balsam_mq.errors import QueryError
+
+Resource = Literal["jobs", "sites", "apps", "batch_jobs", "events"]
+Op = Literal["eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "tags"]
+
+# field kinds decide which operators and values are accepted
+Kind = Literal["int", "str", "time", "state", "bstate", "tags", "ids", "bool", "oid"]
+
+FIELDS: dict[Resource, dict[str, Kind]] = {
+    "jobs": {
+        "id": "int",
+        "app_id": "int",
+        "site_id": "int",
+        "batch_job_id": "int",
+        "session_id": "int",
+        "owner": "str",
+        "workdir": "str",
+        "state": "state",
+        "return_code": "int",
+        "last_update": "time",
+        "created_at": "time",
+        "parent_ids": "ids",
+        "tags": "tags",
+    },
+    "sites": {
+        "id": "int",
+        "name": "str",
+        "hostname": "str",
+        "path": "str",
+        "owner": "str",
+        "created_at": "time",
+    },
+    "apps": {
+        "id": "int",
+        "site_id": "int",
+        "name": "str",
+        "description": "str",
+        "last_update": "time",
+    },
+    "batch_jobs": {
+        "id": "int",
+        "site_id": "int",
+        "scheduler_id": "str",
+        "project": "str",
+        "queue": "str",
+        "job_mode": "str",
+        "state": "bstate",
+        "num_nodes": "int",
+        "created_at": "time",
+        "start_time": "time",
+        "end_time": "time",
+    },
+    "events": {
+        "id": "oid",
+        "kind": "str",
+        "site_id": "int",
+        "job_id": "int",
+        "app_id": "int",
+        "batch_job_id": "int",
+        "from_state": "str",
+        "to_state": "str",
+        "by": "str",
+        "timestamp": "time",
+    },
+}
+
+# Balsam's spellings, kept so its scripts work unchanged
+ALIASES: dict[str, str] = {
+    "parent_id": "parent_ids",
+    "last_update_before": "last_update__lt",
+    "last_update_after": "last_update__gt",
+    "timestamp_before": "timestamp__lt",
+    "timestamp_after": "timestamp__gt",
+    "created_before": "created_at__lt",
+    "created_after": "created_at__gt",
+}
+
+_OPS: frozenset[str] = frozenset(
+    {"eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "tags"}
+)
+_RANGE_KINDS: frozenset[str] = frozenset({"int", "time", "str", "oid"})
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: Op
+    value: Any
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """A query as data: conditions (all must hold), ordering, and a ``[start:stop]`` window."""
+
+    resource: Resource
+    conditions: tuple[Condition, ...] = ()
+    order: tuple[str, ...] = ()  # field names, "-" prefix for descending
+    start: int = 0
+    stop: int | None = None
+
+    @property
+    def windowed(self) -> bool:
+        return self.start > 0 or self.stop is not None
+
+
+def parse_condition(resource: Resource, key: str, value: Any) -> Condition:
+    """One ``filter(key=value)`` keyword as a checked :class:`Condition`."""
+    key = ALIASES.get(key, key)
+    name, _, op_text = key.partition("__")
+    fields = FIELDS[resource]
+    if name not in fields:
+        known = ", ".join(sorted(set(fields) | {a for a, t in ALIASES.items() if t in fields}))
+        raise QueryError(f"{resource} cannot be filtered by {name!r}; known fields: {known}")
+    kind = fields[name]
+    if op_text and op_text not in _OPS:
+        raise QueryError(f"{resource} filter {key!r}: unknown operator {op_text!r}")
+    op = cast(Op, op_text or "eq")
+    if kind == "tags":
+        return Condition(name, "tags", _tags(value))
+    if kind == "ids":  # any of the listed ids is among the field's ids
+        return Condition(name, "in", _ints(key, _listed(value)))
+    if op in ("gt", "gte", "lt", "lte") and kind not in _RANGE_KINDS:
+        raise QueryError(f"{resource} filter {key!r}: {name} has no ordering")
+    if op == "contains":
+        if kind != "str" or not isinstance(value, str):
+            raise QueryError(f"{resource} filter {key!r}: contains needs a text field and a str")
+        return Condition(name, "contains", value)
+    many = isinstance(value, list | tuple | set | frozenset)
+    if op == "eq" and many:
+        op = "in"
+    elif op == "ne" and many:
+        op = "nin"
+    if op in ("in", "nin"):
+        values = [_value(resource, key, kind, v) for v in _listed(value)]
+        return Condition(name, op, values)
+    return Condition(name, op, _value(resource, key, kind, value))
+
+
+def check_order(resource: Resource, fields: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for f in fields:
+        name = f.removeprefix("-")
+        if FIELDS[resource].get(name) in (None, "tags", "ids"):
+            raise QueryError(f"{resource} cannot be ordered by {name!r}")
+        out.append(f)
+    return tuple(out)
+
+
+def _listed(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
+    return [value]
+
+
+def _ints(key: str, values: list[Any]) -> list[int]:
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise QueryError(f"filter {key!r}: expected integer ids, got {v!r}")
+    return values
+
+
+def _value(resource: str, key: str, kind: Kind, value: Any) -> Any:
+    if kind == "state":
+        try:
+            return JobState(parse_state(str(value)))
+        except ValueError as exc:
+            raise QueryError(f"{resource} filter {key!r}: {exc}") from None
+    if kind == "bstate":
+        try:
+            return BatchJobState(str(value))
+        except ValueError:
+            names = ", ".join(s.value for s in BatchJobState)
+            raise QueryError(
+                f"{resource} filter {key!r}: unknown state {value!r}; known: {names}"
+            ) from None
+    if kind == "int":
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise QueryError(f"{resource} filter {key!r}: expected an integer, got {value!r}")
+    elif kind == "time":
+        if not isinstance(value, datetime):
+            raise QueryError(f"{resource} filter {key!r}: expected a datetime, got {value!r}")
+    elif kind in ("str", "oid") and value is not None and not isinstance(value, str):
+        raise QueryError(f"{resource} filter {key!r}: expected a str, got {value!r}")
+    return value
+
+
+def _tags(value: Any) -> dict[str, str | None]:
+    """Tags as ``{key: value}``; ``None`` means "the key is present"."""
+    if isinstance(value, dict):
+        return {str(k): None if v is None else str(v) for k, v in value.items()}
+    out: dict[str, str | None] = {}
+    for item in _listed(value):
+        if not isinstance(item, str):
+            raise QueryError(f"tags filter: expected a dict or 'key:value' strings, got {item!r}")
+        k, sep, v = item.partition(":")
+        out[k] = v if sep else None
+    return out

@@ -1,0 +1,195 @@
+"""Serialization of apps, parameters, results and exceptions: dill (``recurse=True``) + base64.
+
+The only module of balsam_mq that imports dill. Every serialized entity is limited to
+:data:`MAX_BYTES` of stored (base64) text; a larger one raises
+:class:`~balsam_mq.errors.SerializationError` naming what it was and its size.
+
+Classes defined in ``__main__``, a notebook or a function are serialized by value;
+classes of an importable module are serialized by reference (the module must then be
+importable where the class is loaded, as the user documentation says). Zero-argument
+``super()`` works in by-value classes: dill rebuilds the ``__class__`` closure cell,
+and :func:`deserialize_app` checks every method's cell and repairs one that does not
+point at the rebuilt class (an empty cell, or the original class when both live in
+one process), so ``super()`` always resolves against the class that was loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import pickle
+import traceback as tb_module
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dill
+
+from balsam_mq.errors import SerializationError
+
+MAX_BYTES = 100 * 1024
+_PROTOCOL = dill.settings["protocol"]
+_PLAIN_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def serialize(obj: Any, *, what: str = "object", limit: int = MAX_BYTES) -> str:
+    """``obj`` as dill + base64 text; refused if the text is longer than ``limit``.
+
+    Plain data (str, numbers, bool, None, bytes and lists/tuples/dicts/sets of them)
+    takes pickle's fast path: the bytes are the ones dill would write.
+    """
+    try:
+        if _is_plain(obj):
+            raw = pickle.dumps(obj, protocol=_PROTOCOL)
+        else:
+            raw = dill.dumps(obj, recurse=True)
+    except Exception as exc:
+        raise SerializationError(f"{what}: cannot be serialized with dill: {exc}") from exc
+    text = base64.b64encode(raw).decode("ascii")
+    if len(text) > limit:
+        raise SerializationError(
+            f"{what}: serialized size {len(text):,} bytes exceeds the limit of "
+            f"{limit:,} bytes ({limit // 1024} KB); move large data with transfers instead"
+        )
+    return text
+
+
+def deserialize(text: str, *, what: str = "object") -> Any:
+    """The object that :func:`serialize` wrote as ``text``."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SerializationError(f"{what}: stored text is not base64: {exc}") from exc
+    try:
+        return dill.loads(raw)
+    except Exception as exc:
+        raise SerializationError(f"{what}: cannot be deserialized: {exc!r}") from exc
+
+
+def _is_plain(obj: Any, depth: int = 0) -> bool:
+    if isinstance(obj, _PLAIN_SCALARS):
+        return type(obj) in _PLAIN_SCALARS  # subclasses (enums, numpy scalars) go to dill
+    if depth > 20:
+        return False
+    if type(obj) in (list, tuple, set, frozenset):
+        return all(_is_plain(v, depth + 1) for v in obj)
+    if type(obj) is dict:
+        return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in obj.items())
+    return False
+
+
+# --- application classes -------------------------------------------------------------
+
+
+def serialize_app(cls: type, *, what: str) -> str:
+    """The class as stored text, after checking that it loads back with working ``super()``."""
+    text = serialize(cls, what=what)
+    loaded = deserialize_app(text, what=what)
+    if not isinstance(loaded, type) or loaded.__name__ != cls.__name__:
+        raise SerializationError(f"{what}: does not deserialize to the class {cls.__name__}")
+    return text
+
+
+def deserialize_app(text: str, *, what: str) -> type:
+    """The class stored as ``text``, with every ``super()`` cell pointing at it."""
+    cls = deserialize(text, what=what)
+    if not isinstance(cls, type):
+        raise SerializationError(f"{what}: stored object is a {type(cls).__name__}, not a class")
+    repair_class_cells(cls)
+    return cls
+
+
+def repair_class_cells(cls: type) -> int:
+    """Point the ``__class__`` cell of each method defined in ``cls`` at ``cls``.
+
+    Zero-argument ``super()`` reads that cell. Returns how many cells were repaired.
+    """
+    repaired = 0
+    for value in vars(cls).values():
+        for func in _functions(value):
+            code = getattr(func, "__code__", None)
+            closure = getattr(func, "__closure__", None)
+            if code is None or not closure or "__class__" not in code.co_freevars:
+                continue
+            cell = closure[code.co_freevars.index("__class__")]
+            try:
+                current = cell.cell_contents
+            except ValueError:  # empty cell
+                current = None
+            if current is cls:
+                continue
+            if current is None or getattr(current, "__qualname__", None) == cls.__qualname__:
+                cell.cell_contents = cls
+                repaired += 1
+    return repaired
+
+
+def _functions(value: Any) -> Iterator[Any]:
+    """The plain functions behind a class attribute (methods, class/static methods, properties)."""
+    if isinstance(value, classmethod | staticmethod):
+        value = value.__func__
+    if isinstance(value, property):
+        for f in (value.fget, value.fset, value.fdel):
+            if f is not None:
+                yield from _functions(f)
+        return
+    seen = 0
+    while callable(value) and seen < 10:
+        yield value
+        value = getattr(value, "__wrapped__", None)  # functools.wraps decorators
+        seen += 1
+
+
+# --- job parameters, results, exceptions ------------------------------------------------
+
+
+def serialize_parameters(parameters: Mapping[str, Any], *, what: str = "parameters") -> str:
+    return serialize(dict(parameters), what=what)
+
+
+def deserialize_parameters(text: str, *, what: str = "parameters") -> dict[str, Any]:
+    if not text:
+        return {}
+    value = deserialize(text, what=what)
+    if not isinstance(value, dict):
+        raise SerializationError(f"{what}: stored value is a {type(value).__name__}, not a dict")
+    return value
+
+
+def serialize_result(value: Any, *, what: str = "result") -> str:
+    return serialize(value, what=what)
+
+
+def serialize_exception(exc: BaseException, *, what: str = "exception") -> tuple[str, str]:
+    """``(serialized exception, traceback text)``.
+
+    An exception that does not survive the round trip (unpicklable state, or an
+    ``__init__`` that pickle cannot call again) becomes a ``RuntimeError`` carrying its
+    type and message.
+    """
+    text_tb = "".join(tb_module.format_exception(exc))
+    try:
+        text = serialize(exc, what=what)
+        deserialize(text, what=what)
+        return text, text_tb
+    except SerializationError:
+        stand_in = RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
+        return serialize(stand_in, what=what), text_tb
+
+
+def deserialize_exception(text: str, traceback: str | None, *, what: str = "exception") -> Any:
+    """The stored exception, with the original traceback text attached.
+
+    The text is added as a note (shown when the exception is printed) and kept as the
+    attribute ``remote_traceback``.
+    """
+    exc = deserialize(text, what=what)
+    if not isinstance(exc, BaseException):
+        kind = type(exc).__name__
+        raise SerializationError(f"{what}: stored value is a {kind}, not an exception")
+    if traceback:
+        try:
+            exc.remote_traceback = traceback  # type: ignore[attr-defined]
+        except AttributeError:  # exceptions with __slots__
+            pass
+        exc.add_note("Traceback where the job ran:\n" + traceback.rstrip())
+    return exc

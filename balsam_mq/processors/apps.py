@@ -1,0 +1,58 @@
+"""The agent's view of apps: documents read fresh per batch, classes cached per version.
+
+Reading the documents for every batch is one small query, and it is what makes a
+re-synced app take effect at the next hook without a restart (hot reload): a new
+version (``last_update``) misses the class cache here and in the hook workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from balsam_mq.domain import App
+from balsam_mq.domain.serialization import deserialize_app
+from balsam_mq.store import Store
+
+HOOKS = ("preprocess", "postprocess", "handle_error", "handle_timeout")
+
+
+@dataclass(frozen=True)
+class LoadedApp:
+    doc: App
+    cls: type
+
+    @property
+    def version(self) -> str:
+        return self.doc.last_update.isoformat()
+
+    def overrides(self, hook: str) -> bool:
+        """Whether the app defines its own ``hook`` (else the default transition applies)."""
+        from balsam_mq.sdk.app import ApplicationDefinition
+
+        mine = getattr(self.cls, hook, None)
+        default = getattr(ApplicationDefinition, hook)
+        return getattr(mine, "__code__", None) is not getattr(default, "__code__", None)
+
+
+class AppCache:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._classes: dict[tuple[int, datetime], type] = {}
+
+    async def get_many(self, app_ids: Iterable[int]) -> dict[int, LoadedApp]:
+        ids = sorted(set(app_ids))
+        cursor = self._store.db["apps"].find({"_id": {"$in": ids}})
+        docs: list[dict[str, Any]] = [d async for d in cursor]
+        out: dict[int, LoadedApp] = {}
+        for raw in docs:
+            doc = App.from_doc(raw)
+            assert doc.id is not None
+            key = (doc.id, doc.last_update)
+            if key not in self._classes:
+                self._classes = {k: v for k, v in self._classes.items() if k[0] != doc.id}
+                self._classes[key] = deserialize_app(doc.serialized_class, what=f"App {doc.name!r}")
+            out[doc.id] = LoadedApp(doc, self._classes[key])
+        return out

@@ -1,0 +1,55 @@
+"""What all job consumers share: from a batch of events to the jobs still in the expected state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from balsam_mq.broker import Deferrals
+from balsam_mq.domain import Delivery, Job, JobState
+from balsam_mq.processors.context import AgentContext
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A job to act on and the message that announced it."""
+
+    job: Job
+    delivery: Delivery
+
+    @property
+    def id(self) -> int:
+        assert self.job.id is not None
+        return self.job.id
+
+
+class JobConsumer:
+    """Base of the per-state consumers: ``handle`` keeps only jobs still in ``accepts``.
+
+    A message about a job that has moved on (a redelivery after a commit, a duplicate
+    from a restarted relay) is dropped here: that is what makes consumers idempotent.
+    """
+
+    accepts: tuple[JobState, ...] = ()
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    async def handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
+        wanted: dict[int, Delivery] = {}
+        for delivery in batch:
+            event = delivery.event()
+            if event.job_id is not None and event.to_state in self.accepts:
+                wanted[event.job_id] = delivery
+        if not wanted:
+            return None
+        jobs = await self.ctx.store.jobs.get_many(list(wanted))
+        pending = [
+            Pending(j, wanted[j.id]) for j in jobs if j.id is not None and j.state in self.accepts
+        ]
+        if not pending:
+            return None
+        return await self.process(pending)
+
+    async def process(self, pending: list[Pending]) -> Deferrals | None:
+        raise NotImplementedError

@@ -1,0 +1,114 @@
+"""The shared engine of hook consumers: default transitions, or the app's hook in the pool.
+
+Apps that do not override the hook take the default transition in one batch write.
+For the others each job's hook runs in a worker process; the outcomes of the whole
+batch (states, ``state_data``, ``data``, jobs the hooks created) are committed in one
+transaction. A hook that raises, or sets a state the table does not allow from here,
+fails its job with the traceback or reason; its neighbours are not affected. A hook
+that leaves the state unchanged keeps the job where it is and is asked again later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from balsam_mq.broker import Deferrals
+from balsam_mq.domain import Actor, Change, Job, JobState, is_legal
+from balsam_mq.domain.serialization import deserialize
+from balsam_mq.processors.apps import LoadedApp
+from balsam_mq.processors.consumers.base import JobConsumer, Pending
+from balsam_mq.processors.hook_worker import HookOutcome, HookRequest
+from balsam_mq.sdk.persist import prepare_jobs
+
+
+class HookConsumer(JobConsumer):
+    hook: str = ""
+    actor: Actor = Actor.PREPROCESS
+    default_to: JobState = JobState.FAILED
+
+    def default_change(self, job: Job) -> Change:
+        assert job.id is not None
+        return Change(job.id, job.state, self.default_to, by=self.actor)
+
+    async def process(self, pending: list[Pending]) -> Deferrals | None:
+        apps = await self.ctx.apps.get_many(p.job.app_id for p in pending)
+        changes: list[Change] = []
+        custom: list[tuple[Pending, LoadedApp]] = []
+        for p in pending:
+            app = apps.get(p.job.app_id)
+            if app is None:
+                changes.append(self._fail(p.job, f"App {p.job.app_id} no longer exists"))
+            elif app.overrides(self.hook):
+                custom.append((p, app))
+            else:
+                changes.append(self.default_change(p.job))
+        outcomes = await self.ctx.hooks.run_many([self._request(p.job, app) for p, app in custom])
+        created: list[Any] = []
+        deferrals: dict[str, float] = {}
+        for (p, _app), outcome in zip(custom, outcomes, strict=True):
+            change = self._change_from(p.job, outcome)
+            if change is None:  # the hook kept the state: persist its fields, ask again later
+                if outcome.fields:
+                    await self.ctx.store.jobs.update_fields_if(p.id, p.job.state, outcome.fields)
+                deferrals[p.delivery.message_id] = self._backoff(p)
+                continue
+            changes.append(change)
+            if outcome.created and outcome.error is None:
+                created += deserialize(outcome.created, what="jobs created by a hook")
+        new_jobs = await prepare_jobs(created, self.ctx.client) if created else []
+
+        async def create(session: AsyncClientSession) -> None:
+            await self.ctx.store.jobs.create_many(new_jobs, session=session)
+
+        await self.ctx.store.jobs.transition(changes, extra=create if new_jobs else None)
+        return deferrals or None
+
+    def _request(self, job: Job, app: LoadedApp) -> HookRequest:
+        return HookRequest(
+            app_id=app.doc.id or 0,
+            app_version=app.version,
+            app_name=app.doc.name,
+            serialized_class=app.doc.serialized_class,
+            hook=self.hook,
+            job={**job.to_doc(), "_id": job.id},
+            workdir=str(self.ctx.site_dir.workdir(job.workdir)),
+        )
+
+    def _change_from(self, job: Job, outcome: HookOutcome) -> Change | None:
+        if outcome.error is not None:
+            return self._fail(job, f"{self.hook} raised", traceback=outcome.error)
+        if outcome.state is None or outcome.state == job.state:
+            return None
+        try:
+            to = JobState(outcome.state)
+        except ValueError:
+            return self._fail(job, f"{self.hook} set unknown state {outcome.state!r}")
+        if not is_legal(job.state, to, self.actor):
+            return self._fail(
+                job, f"{self.hook} set state {to.value}, not allowed from {job.state.value}"
+            )
+        assert job.id is not None
+        return Change(
+            job.id,
+            job.state,
+            to,
+            state_data=outcome.state_data,
+            fields=outcome.fields,
+            by=self.actor,
+        )
+
+    def _fail(self, job: Job, reason: str, **extra: Any) -> Change:
+        assert job.id is not None
+        return Change(
+            job.id,
+            job.state,
+            JobState.FAILED,
+            state_data={"reason": reason, **extra},
+            by=self.actor,
+        )
+
+    def _backoff(self, p: Pending) -> float:
+        t = self.ctx.config.transfers
+        return float(min(t.retry_initial_s * 2**p.delivery.deferrals, t.retry_max_s))

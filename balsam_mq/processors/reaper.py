@@ -1,0 +1,65 @@
+"""The reaper: RUNNING jobs of a launcher session that stopped heartbeating → RUN_TIMEOUT."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import anyio
+
+from balsam_mq.domain import Actor, Change, JobState, utcnow
+from balsam_mq.store import Store
+from balsam_mq.store.schema import SESSIONS
+
+log = logging.getLogger(__name__)
+
+
+class Reaper:
+    """Every ``interval`` seconds, times out the jobs of sessions silent for ``grace`` seconds.
+
+    The timeout goes through the normal RUN_TIMEOUT path, so the app's
+    ``handle_timeout`` decides (default: RESTART_READY, to run again elsewhere).
+    """
+
+    def __init__(self, store: Store, site_id: int, *, grace: float, interval: float) -> None:
+        self.store = store
+        self.site_id = site_id
+        self.grace = grace
+        self.interval = interval
+
+    async def reap_once(self) -> list[int]:
+        cutoff = utcnow() - timedelta(seconds=self.grace)
+        sessions = self.store.db[SESSIONS]
+        stale = [
+            d["_id"]
+            async for d in sessions.find(
+                {"site_id": self.site_id, "heartbeat": {"$lt": cutoff}}, {"_id": 1}
+            )
+        ]
+        if not stale:
+            return []
+        jobs = await self.store.jobs.running_in_sessions(stale)
+        result = await self.store.jobs.transition(
+            [
+                Change(
+                    j.id,
+                    JobState.RUNNING,
+                    JobState.RUN_TIMEOUT,
+                    state_data={"reason": f"launcher session {j.session_id} stopped heartbeating"},
+                    by=Actor.REAPER,
+                )
+                for j in jobs
+                if j.id is not None
+            ]
+        )
+        if result.moved:
+            log.warning("reaped %d job(s) of dead session(s) %s", len(result.moved), stale)
+        # a session is forgotten once none of its jobs are left RUNNING
+        if not await self.store.jobs.running_in_sessions(stale):
+            await sessions.delete_many({"_id": {"$in": stale}})
+        return result.moved
+
+    async def run(self) -> None:
+        while True:
+            await self.reap_once()
+            await anyio.sleep(self.interval)

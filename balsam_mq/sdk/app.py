@@ -1,0 +1,164 @@
+"""ApplicationDefinition: the user's app class (site, command template or run(), hooks),
+its ``sync()``, ``submit()`` and ``load_by_site()``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable
+from typing import Any, ClassVar, Literal, overload
+
+from balsam_mq.domain.appspec import app_label, check_job_inputs
+from balsam_mq.domain.queries import Condition, QuerySpec
+from balsam_mq.domain.serialization import deserialize_app
+from balsam_mq.errors import NotFound, SerializationError
+from balsam_mq.sdk import refs
+from balsam_mq.sdk.capture import capturing
+from balsam_mq.sdk.client import get_client
+from balsam_mq.sdk.definition import app_spec, check_kind, label_of, run_arguments
+from balsam_mq.sdk.job import Job
+from balsam_mq.sdk.managers import AppManager
+from balsam_mq.sdk.resources import App
+
+# keywords of submit() that are Job fields; every other keyword is an app parameter
+JOB_KEYWORDS = frozenset(
+    {
+        "tags",
+        "data",
+        "parent_ids",
+        "transfers",
+        "num_nodes",
+        "ranks_per_node",
+        "threads_per_rank",
+        "threads_per_core",
+        "gpus_per_rank",
+        "node_packing_count",
+        "launch_params",
+        "wall_time_min",
+    }
+)
+
+
+class ApplicationDefinition:
+    """Subclass it to define an app; see the user documentation for every attribute.
+
+    Example::
+
+        class Adder(ApplicationDefinition):
+            site = "polaris"
+
+            def run(self, x, y):
+                return x + y
+
+        job = await Adder.submit("test/5plus5", x=5, y=5)
+        assert await job.result() == 10
+    """
+
+    site: ClassVar[Any] = None  # a site name, id, or Site
+    command_template: ClassVar[str | None] = None
+    environment_variables: ClassVar[dict[str, str]] = {}
+    parameters: ClassVar[dict[str, dict[str, Any]]] = {}
+    transfers: ClassVar[dict[str, dict[str, Any]]] = {}
+    cleanup_files: ClassVar[list[str]] = []
+    python_exe: ClassVar[str] = sys.executable  # evaluated where the class is loaded
+
+    objects: ClassVar[AppManager[App]] = AppManager(App)
+    _job_class: ClassVar[type[Job]] = Job
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_kind(cls)
+
+    # --- hooks: the defaults move the job forward -------------------------------------------
+
+    def shell_preamble(self) -> str | list[str]:
+        """Shell lines run in the launch shell before the command (modules, exports)."""
+        return ""
+
+    def preprocess(self) -> None:
+        """STAGED_IN -> PREPROCESSED."""
+        self.job.state = "PREPROCESSED"
+
+    def postprocess(self) -> None:
+        """RUN_DONE -> POSTPROCESSED."""
+        self.job.state = "POSTPROCESSED"
+
+    def handle_timeout(self) -> None:
+        """RUN_TIMEOUT -> RESTART_READY: run again when there is room."""
+        self.job.state = "RESTART_READY"
+
+    def handle_error(self) -> None:
+        """RUN_ERROR -> FAILED."""
+        self.job.state = "FAILED"
+
+    # --- class-level API ------------------------------------------------------------------
+
+    @classmethod
+    async def sync(cls) -> None:
+        """Store this class at its site, overwriting an earlier version of the same name."""
+        await refs.sync_class(await get_client(), cls)
+
+    @overload
+    @classmethod
+    def submit(cls, workdir: str, *, save: Literal[False], **kwargs: Any) -> Job: ...
+
+    @overload
+    @classmethod
+    def submit(
+        cls, workdir: str, *, save: Literal[True] = True, **kwargs: Any
+    ) -> Awaitable[Job]: ...
+
+    @classmethod
+    def submit(cls, workdir: str, *, save: bool = True, **kwargs: Any) -> Job | Awaitable[Job]:
+        """Sync (once per client) and create a job; ``save=False`` returns it unsaved for
+        ``Job.objects.bulk_create``. Keywords are Job fields or app parameters; missing,
+        unknown or malformed inputs are refused here."""
+        parameters = dict(kwargs.pop("parameters", None) or {})
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in JOB_KEYWORDS}
+        parameters.update(kwargs)
+        spec = app_spec(cls)
+        label = label_of(cls)
+        check_job_inputs(spec, label, f"Job {workdir!r}", parameters, fields.get("transfers") or {})
+        job_class = cls._job_class
+        captured = capturing() if save else None
+        if captured is not None:
+            job = job_class._captured(workdir, cls, parameters, **fields)
+            captured.record(job)
+            return job
+        job = job_class(workdir, cls, parameters, **fields)
+        if not save:
+            return job
+        return cls._save(job)
+
+    @classmethod
+    async def _save(cls, job: Job) -> Job:
+        await job.save()
+        return job
+
+    @classmethod
+    async def load_by_site(cls, site: Any) -> dict[str, type[ApplicationDefinition]]:
+        """``{name: class}`` of every app synced at ``site`` (a name, id or Site), usable
+        exactly like classes defined here."""
+        client = await get_client()
+        found = await refs.find_site(client, site, where="load_by_site", error=NotFound)
+        apps: list[App] = await client.backend.find(
+            QuerySpec("apps", (Condition("site_id", "eq", found.id),))
+        )
+        classes: dict[str, type[ApplicationDefinition]] = {}
+        for app in apps:
+            label = app_label(app.name, found.name)
+            loaded = deserialize_app(app.serialized_class, what=label)
+            if not issubclass(loaded, ApplicationDefinition):
+                raise SerializationError(f"{label}: stored class is not an ApplicationDefinition")
+            client.remember_app(loaded, app)
+            classes[app.name] = loaded
+        return classes
+
+    # --- for the launcher -----------------------------------------------------------------
+
+    def _run_with(self, parameters: dict[str, Any]) -> Any:
+        """Call ``run()`` with a job's parameters (``*args`` from the list of their name)."""
+        args, kwargs = run_arguments(type(self), parameters)
+        return self.run(*args, **kwargs)  # type: ignore[attr-defined]

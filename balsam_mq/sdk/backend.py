@@ -1,0 +1,82 @@
+"""The one interface the SDK's managers talk to; ``direct`` (MongoDB + RabbitMQ) implements it.
+
+An ``http`` backend (the gateway) will implement the same methods with the same
+domain types, so managers, queries and futures never know which one they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from balsam_mq.domain import (
+    App,
+    BatchJob,
+    BatchJobState,
+    Change,
+    Job,
+    JobState,
+    Site,
+    TransitionResult,
+)
+from balsam_mq.domain.queries import QuerySpec
+
+
+class FinishedWatch(Protocol):
+    """Notifications that watched jobs reached JOB_FINISHED or FAILED."""
+
+    async def next(self) -> set[int] | None:
+        """Ids announced since the last call (waits for one); ``None``: re-check them all
+        (the stream was interrupted and events may have been missed)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    async def aclose(self) -> None: ...
+
+    # any resource, through a QuerySpec
+    async def find(self, spec: QuerySpec) -> list[Any]: ...
+
+    def iterate(self, spec: QuerySpec) -> AsyncIterator[Any]: ...
+
+    async def count(self, spec: QuerySpec) -> int: ...
+
+    async def update(self, spec: QuerySpec, fields: Mapping[str, Any]) -> int: ...
+
+    async def delete(self, spec: QuerySpec) -> int: ...
+
+    # sites and apps
+    async def create_site(self, site: Site) -> Site: ...
+
+    async def sync_app(self, app: App) -> App: ...
+
+    # jobs
+    async def create_jobs(self, jobs: Sequence[Job]) -> list[Job]: ...
+
+    async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]: ...
+
+    async def transition_jobs(self, changes: Sequence[Change]) -> TransitionResult: ...
+
+    async def set_job_states(
+        self,
+        spec: QuerySpec,
+        state: JobState,
+        state_data: Mapping[str, Any],
+        fields: Mapping[str, Any],
+    ) -> int: ...
+
+    # batch jobs
+    async def create_batch_job(self, batch_job: BatchJob) -> BatchJob: ...
+
+    async def set_batch_job_states(
+        self, spec: QuerySpec, state: BatchJobState, fields: Mapping[str, Any]
+    ) -> int: ...
+
+    # futures
+    async def watch_finished(
+        self, job_ids: Iterable[int], site_ids: Iterable[int]
+    ) -> FinishedWatch:
+        """Subscribe first; whatever finishes after this returns is announced."""
+        ...

@@ -1,0 +1,359 @@
+"""The SDK without ``await``, for code that has no event loop (plain scripts, hook bodies).
+
+Same names as the async SDK, same behaviour, plain calls::
+
+    from balsam_mq.blocking import ApplicationDefinition, Job, connect
+
+    class Adder(ApplicationDefinition):
+        site = "polaris"
+
+        def run(self, x, y):
+            return x + y
+
+    job = Adder.submit("test/5plus5", x=5, y=5)
+    assert job.result(timeout=60) == 10
+    for job in Job.objects.filter(state="FAILED"):
+        job.state = "RESTART_READY"
+        job.save()
+
+    with connect(db="science") as client:   # optional: an explicit client for a block
+        Job.objects.filter(tags={"run": "H2O"}).update(state="RESTART_READY")
+
+Every call runs the async SDK on one background event loop (an anyio blocking
+portal in a daemon thread, started on first use and stopped at interpreter exit).
+Do not call it from that loop itself; async code should ``await`` the async SDK.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from balsam_mq.sdk import app as async_app
+from balsam_mq.sdk import futures, persist, resources
+from balsam_mq.sdk import job as async_job
+from balsam_mq.sdk.capture import capturing
+from balsam_mq.sdk.client import (
+    Client,
+    close_default_client,
+    current_client,
+    get_client,
+    make_current,
+    open_client,
+    reset_current,
+    use_client,
+)
+from balsam_mq.sdk.managers import (
+    AppManager,
+    BatchJobManager,
+    EventLogManager,
+    JobManager,
+    Manager,
+    SiteManager,
+)
+from balsam_mq.sdk.query import Query
+from balsam_mq.settings import Settings, load_settings
+
+T = TypeVar("T")
+J = TypeVar("J", bound=async_job.Job)
+
+__all__ = [
+    "ApplicationDefinition",
+    "BatchJob",
+    "EventLog",
+    "Job",
+    "Site",
+    "connect",
+]
+
+_lock = threading.Lock()
+_portal: tuple[BlockingPortal, AbstractContextManager[BlockingPortal]] | None = None
+
+
+def portal() -> BlockingPortal:
+    """The background event loop's portal, started on first use."""
+    global _portal
+    with _lock:
+        if _portal is None:
+            manager = start_blocking_portal("asyncio")
+            _portal = (manager.__enter__(), manager)
+            atexit.register(_stop)
+        return _portal[0]
+
+
+def _stop() -> None:
+    global _portal
+    with _lock:
+        if _portal is None:
+            return
+        running, manager = _portal
+        _portal = None
+    try:
+        running.call(close_default_client)
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def call(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Run ``await fn(*args, **kwargs)`` on the background loop with this thread's client."""
+    client = current_client()
+
+    async def run() -> T:
+        async with use_client(client):
+            return await fn(*args, **kwargs)
+
+    return portal().call(run)
+
+
+@contextmanager
+def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Client]:
+    """Open a client and make it current in this thread inside the block."""
+    if settings is None:
+        settings = load_settings(**overrides)
+    elif overrides:
+        settings = load_settings(**{**settings.model_dump(), **overrides})
+    with portal().wrap_async_context_manager(open_client(settings)) as client:
+        token = make_current(client)
+        try:
+            yield client
+        finally:
+            reset_current(token)
+
+
+class BlockingQuery(Generic[T]):
+    """:class:`~balsam_mq.sdk.query.Query` with plain calls; ``for x in query`` fetches."""
+
+    def __init__(self, query: Query[T]) -> None:
+        self.query = query
+
+    def __repr__(self) -> str:
+        return repr(self.query)
+
+    def __len__(self) -> int:
+        raise TypeError("len() of a query would do I/O: use query.count()")
+
+    def __bool__(self) -> bool:
+        raise TypeError("a query has no truth value: use query.exists()")
+
+    def all(self) -> BlockingQuery[T]:
+        return self
+
+    def filter(self, **filters: Any) -> BlockingQuery[T]:
+        return BlockingQuery(self.query.filter(**filters))
+
+    def order_by(self, *fields: str) -> BlockingQuery[T]:
+        return BlockingQuery(self.query.order_by(*fields))
+
+    def __getitem__(self, window: slice) -> BlockingQuery[T]:
+        return BlockingQuery(self.query[window])
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.fetch())
+
+    def fetch(self) -> list[T]:
+        return call(self.query.fetch)
+
+    def count(self) -> int:
+        return call(self.query.count)
+
+    def exists(self) -> bool:
+        return call(self.query.exists)
+
+    def first(self) -> T | None:
+        return call(self.query.first)
+
+    def get(self, **filters: Any) -> T:
+        return call(self.query.get, **filters)
+
+    def update(self, **fields: Any) -> int:
+        return call(self.query.update, **fields)
+
+    def delete(self) -> int:
+        return call(self.query.delete)
+
+
+class BlockingManager(Generic[T]):
+    """A manager with plain calls, wrapping the async one."""
+
+    def __init__(self, manager: Manager[T]) -> None:
+        self.manager = manager
+
+    def __repr__(self) -> str:
+        return f"<blocking {self.manager!r}>"
+
+    def all(self) -> BlockingQuery[T]:
+        return BlockingQuery(self.manager.all())
+
+    def filter(self, **filters: Any) -> BlockingQuery[T]:
+        return BlockingQuery(self.manager.filter(**filters))
+
+    def order_by(self, *fields: str) -> BlockingQuery[T]:
+        return BlockingQuery(self.manager.order_by(*fields))
+
+    def get(self, **filters: Any) -> T:
+        return call(self.manager.get, **filters)
+
+    def first(self) -> T | None:
+        return call(self.manager.first)
+
+    def count(self) -> int:
+        return call(self.manager.count)
+
+    def create(self, *args: Any, **fields: Any) -> T:
+        create = cast(Callable[..., Awaitable[T]], getattr(self.manager, "create"))  # noqa: B009
+        return call(create, *args, **fields)
+
+
+class BlockingJobManager(BlockingManager[J]):
+    manager: JobManager[J]
+
+    def create(self, workdir: str, app_id: Any = None, **fields: Any) -> J:
+        if capturing() is not None:
+            return cast(J, self.manager.create(workdir, app_id, **fields))
+        return call(self.manager._create, self.manager.model(workdir, app_id, **fields))
+
+    def bulk_create(self, jobs: Iterable[J]) -> list[J]:
+        jobs = list(jobs)
+        if capturing() is not None:
+            for job in jobs:
+                cast(Any, capturing()).record(job)
+            return jobs
+        return call(self.manager._bulk_create, jobs)
+
+    def refresh(self, jobs: Sequence[J]) -> None:
+        call(persist.refresh_jobs, jobs)
+
+    def wait(
+        self,
+        jobs: Sequence[J],
+        return_when: futures.ReturnWhen = "ALL_COMPLETED",
+        timeout: float | None = None,
+    ) -> futures.DoneAndNotDone[J]:
+        return call(futures.wait, jobs, return_when, timeout)
+
+    def as_completed(self, jobs: Sequence[J], timeout: float | None = None) -> Iterator[J]:
+        client = current_client()
+        steps = futures.as_completed(list(jobs), timeout)
+        done = object()
+
+        async def step() -> Any:
+            async with use_client(client):
+                try:
+                    return await steps.__anext__()
+                except StopAsyncIteration:
+                    return done
+
+        try:
+            while (item := portal().call(step)) is not done:
+                yield cast(J, item)
+        finally:
+            portal().call(steps.aclose)
+
+
+class Job(async_job.Job):
+    """:class:`balsam_mq.Job` with plain calls: ``job.save()``, ``job.result(timeout=60)``."""
+
+    objects: ClassVar[BlockingJobManager[Job]]  # type: ignore[assignment]
+
+    __slots__ = ()
+
+    def save(self) -> None:  # type: ignore[override]
+        captured = capturing()
+        if captured is not None and self.id is None:
+            captured.record(self)
+            return
+        call(persist.save_job, self)
+
+    def delete(self) -> None:  # type: ignore[override]
+        call(async_job.Job.delete, self)
+
+    def refresh(self) -> None:  # type: ignore[override]
+        call(async_job.Job.refresh, self)
+
+    def done(self) -> bool:  # type: ignore[override]
+        return call(async_job.Job.done, self)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return call(async_job.Job.result, self, timeout)
+
+    def parent_query(self) -> BlockingQuery[Job]:  # type: ignore[override]
+        return type(self).objects.filter(id=list(self.parent_ids))
+
+
+Job.objects = BlockingJobManager(JobManager(Job))
+
+
+class Site(resources.Site):
+    objects: ClassVar[BlockingManager[Site]]  # type: ignore[assignment]
+
+
+class BatchJob(resources.BatchJob):
+    objects: ClassVar[BlockingManager[BatchJob]]  # type: ignore[assignment]
+
+    def save(self) -> None:  # type: ignore[override]
+        call(resources.BatchJob.save, self)
+
+    def refresh(self) -> None:  # type: ignore[override]
+        call(resources.BatchJob.refresh, self)
+
+
+class EventLog(resources.EventLog):
+    objects: ClassVar[BlockingManager[EventLog]]  # type: ignore[assignment]
+
+
+Site.objects = BlockingManager(SiteManager(Site))
+BatchJob.objects = BlockingManager(BatchJobManager(BatchJob))
+EventLog.objects = BlockingManager(EventLogManager(EventLog))
+
+
+class ApplicationDefinition(async_app.ApplicationDefinition):
+    """:class:`balsam_mq.ApplicationDefinition` with plain ``sync()``, ``submit()`` and
+    ``load_by_site()``; its jobs are blocking :class:`Job` objects."""
+
+    objects: ClassVar[BlockingManager[resources.App]] = BlockingManager(  # type: ignore[assignment]
+        AppManager(resources.App)
+    )
+    _job_class: ClassVar[type[async_job.Job]] = Job
+
+    @classmethod
+    def sync(cls) -> None:  # type: ignore[override]
+        call(super().sync)
+
+    @classmethod
+    def submit(cls, workdir: str, *, save: bool = True, **kwargs: Any) -> Job:  # type: ignore[override]
+        submitted = super().submit(workdir, save=False, **kwargs)
+        job = cast(Job, submitted)
+        if save:
+            job.save()
+        return job
+
+    @classmethod
+    def load_by_site(cls, site: Any) -> dict[str, type[async_app.ApplicationDefinition]]:  # type: ignore[override]
+        return call(_load_blocking, site)
+
+
+async def _load_blocking(site: Any) -> dict[str, type[async_app.ApplicationDefinition]]:
+    """Stored classes, each given the blocking class-level API (and known as synced)."""
+    loaded = await async_app.ApplicationDefinition.load_by_site(site)
+    client = await get_client()
+    out: dict[str, type[async_app.ApplicationDefinition]] = {}
+    for name, cls in loaded.items():
+        if issubclass(cls, ApplicationDefinition):
+            out[name] = cls
+            continue
+        namespace: dict[str, Any] = {
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__dict__.get("__doc__"),
+        }
+        wrapper = type(cls.__name__, (ApplicationDefinition, cls), namespace)
+        app = client.known_app(cls)
+        if app is not None:
+            client.remember_app(wrapper, app)
+        out[name] = wrapper
+    return out

@@ -1,0 +1,194 @@
+"""The SDK client: an open backend plus what it learned (synced apps), and which one is current.
+
+``async with balsam_mq.connect() as client`` makes ``client`` current for the
+class-level API (``Sleeper.submit``, ``Job.objects``) inside the block. Outside any
+``connect``, that API uses a default client, created from :func:`load_settings` on
+first use (one per event loop; nothing is opened at import time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+from balsam_mq.broker import Topology, build_topology, open_amqp
+from balsam_mq.domain import App
+from balsam_mq.errors import ConfigError
+from balsam_mq.sdk.backend import Backend
+from balsam_mq.sdk.direct import DirectBackend
+from balsam_mq.settings import Settings, load_settings
+from balsam_mq.store import Store, open_store
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractRobustConnection
+
+
+class Client:
+    """A connection to balsam_mq through one backend.
+
+    Example::
+
+        async with balsam_mq.connect(db="balsam") as client:
+            await Sleeper.submit("test/1", sleeptime=1)
+    """
+
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        # ApplicationDefinition classes this client synced or loaded, with their documents
+        self._apps: weakref.WeakKeyDictionary[type, App] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"
+
+    def _direct(self) -> DirectBackend:
+        if isinstance(self.backend, _Closed):
+            self.backend.closed()
+        if not isinstance(self.backend, DirectBackend):
+            raise ConfigError("this client does not talk to MongoDB and RabbitMQ directly")
+        return self.backend
+
+    @property
+    def store(self) -> Store:
+        return self._direct().store
+
+    @property
+    def amqp(self) -> AbstractRobustConnection:
+        return self._direct().connection
+
+    @property
+    def topology(self) -> Topology:
+        return self._direct().topology
+
+    def known_app(self, cls: type) -> App | None:
+        return self._apps.get(cls)
+
+    def remember_app(self, cls: type, app: App) -> None:
+        self._apps[cls] = app
+
+    async def aclose(self) -> None:
+        """Close the backend and let go of it (a closed client keeps no connections alive)."""
+        backend, self.backend = self.backend, cast(Backend, _Closed())
+        await backend.aclose()
+
+
+class _Closed:
+    """The backend of a closed client: any use is a clear error."""
+
+    def __getattr__(self, name: str) -> Any:
+        self.closed()
+
+    def closed(self) -> NoReturn:
+        raise ConfigError("this balsam_mq client is closed (its connect() block has ended)")
+
+    async def aclose(self) -> None:
+        return None
+
+
+_current: ContextVar[Client | None] = ContextVar("balsam_mq_client", default=None)
+
+
+@asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[Client]:
+    """A client on MongoDB and RabbitMQ as ``settings`` say, without making it current."""
+    async with (
+        open_store(settings.mongodb_url, settings.db) as store,
+        open_amqp(settings.amqp_url) as amqp,
+    ):
+        client = Client(settings, DirectBackend(store, amqp, build_topology(settings.namespace)))
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+@asynccontextmanager
+async def connect(settings: Settings | None = None, **overrides: Any) -> AsyncIterator[Client]:
+    """Open a client and make it the current one inside the block.
+
+    ``settings`` defaults to the ``BALSAM_*`` environment; ``overrides`` replace fields.
+
+    Example::
+
+        async with balsam_mq.connect(db="science") as client:
+            jobs = await Job.objects.filter(state="FAILED").count()
+    """
+    if settings is None:
+        settings = load_settings(**overrides)
+    elif overrides:
+        settings = load_settings(**{**settings.model_dump(), **overrides})
+    async with open_client(settings) as client:
+        token = _current.set(client)
+        try:
+            yield client
+        finally:
+            _current.reset(token)
+
+
+def make_current(client: Client) -> Token[Client | None]:
+    """Make ``client`` current in this context until :func:`reset_current` (blocking API)."""
+    return _current.set(client)
+
+
+def reset_current(token: Token[Client | None]) -> None:
+    _current.reset(token)
+
+
+def current_client() -> Client | None:
+    """The client made current by :func:`connect` (or :func:`use_client`), if any."""
+    return _current.get()
+
+
+@asynccontextmanager
+async def use_client(client: Client | None) -> AsyncIterator[None]:
+    """Make ``client`` current inside the block (``None``: leave things as they are)."""
+    if client is None:
+        yield
+        return
+    token = _current.set(client)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+# --- the default client, one per event loop --------------------------------------------
+
+_defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Client, AsyncExitStack]] = (
+    weakref.WeakKeyDictionary()
+)
+_default_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def get_client() -> Client:
+    """The current client, else this event loop's default client (opened on first use)."""
+    client = _current.get()
+    if client is not None:
+        return client
+    loop = asyncio.get_running_loop()
+    if loop in _defaults:
+        return _defaults[loop][0]
+    lock = _default_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        if loop not in _defaults:
+            stack = AsyncExitStack()
+            try:
+                client = await stack.enter_async_context(open_client(load_settings()))
+            except BaseException:
+                await stack.aclose()
+                raise
+            _defaults[loop] = (client, stack)
+    return _defaults[loop][0]
+
+
+async def close_default_client() -> None:
+    """Close this event loop's default client, if one was opened."""
+    entry = _defaults.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        await entry[1].aclose()

@@ -1,0 +1,128 @@
+"""The direct backend: the SDK on MongoDB (every write with its events row) and RabbitMQ
+(only to hear about finished jobs; the relay publishes every event)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+from aio_pika.abc import AbstractRobustConnection
+from bson.errors import InvalidDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from balsam_mq.broker import Topology
+from balsam_mq.domain import (
+    Actor,
+    App,
+    BatchJob,
+    BatchJobState,
+    Change,
+    Job,
+    JobState,
+    Site,
+    TransitionResult,
+)
+from balsam_mq.domain.queries import Condition, QuerySpec
+from balsam_mq.errors import JobError, QueryError
+from balsam_mq.sdk.watch import FinishedEvents, Subscription
+from balsam_mq.store import Store
+
+
+class DirectBackend:
+    """Implements :class:`~balsam_mq.sdk.backend.Backend` with a :class:`Store` and AMQP."""
+
+    def __init__(
+        self, store: Store, connection: AbstractRobustConnection, topology: Topology
+    ) -> None:
+        self.store = store
+        self.connection = connection
+        self.topology = topology
+        self._finished = FinishedEvents(connection, topology)
+
+    async def aclose(self) -> None:
+        await self._finished.aclose()
+
+    # --- any resource ---------------------------------------------------------------------
+
+    async def find(self, spec: QuerySpec) -> list[Any]:
+        return await self.store.queries.find(spec)
+
+    def iterate(self, spec: QuerySpec) -> AsyncIterator[Any]:
+        return self.store.queries.iterate(spec)
+
+    async def count(self, spec: QuerySpec) -> int:
+        return await self.store.queries.count(spec)
+
+    async def update(self, spec: QuerySpec, fields: Mapping[str, Any]) -> int:
+        return await self.store.queries.update(spec, fields)
+
+    async def delete(self, spec: QuerySpec) -> int:
+        if spec.resource == "events":
+            raise QueryError("the event log is append-only: events cannot be deleted")
+        return await self.store.queries.delete(spec)
+
+    # --- sites and apps -------------------------------------------------------------------
+
+    async def create_site(self, site: Site) -> Site:
+        return await self.store.sites.create(site)
+
+    async def sync_app(self, app: App) -> App:
+        return await self.store.apps.upsert(app)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def create_jobs(self, jobs: Sequence[Job]) -> list[Job]:
+        """One transaction: ids, READY / AWAITING_PARENTS states and CREATED events."""
+        try:
+            return await self.store.jobs.create_many(jobs)
+        except InvalidDocument as exc:
+            raise JobError(f"a job cannot be stored (its data is not BSON): {exc}") from exc
+
+    async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]:
+        return await self.store.jobs.get_many(job_ids)
+
+    async def transition_jobs(self, changes: Sequence[Change]) -> TransitionResult:
+        return await self.store.jobs.transition(changes)
+
+    async def set_job_states(
+        self,
+        spec: QuerySpec,
+        state: JobState,
+        state_data: Mapping[str, Any],
+        fields: Mapping[str, Any],
+    ) -> int:
+        """Move every matched job from its current state to ``state`` (as the user) and set
+        ``fields`` on all of them, in one transaction. Jobs already there only get ``fields``."""
+        docs = await self.store.queries.project(spec, ("state",))
+        ids = [d["_id"] for d in docs]
+        changes = [
+            Change(d["_id"], JobState(d["state"]), state, dict(state_data), by=Actor.USER)
+            for d in docs
+            if d["state"] != state.value
+        ]
+        id_spec = QuerySpec("jobs", (Condition("id", "in", ids),))
+
+        async def extra(session: AsyncClientSession) -> None:
+            if fields:
+                await self.store.queries.update(id_spec, fields, session=session)
+
+        result = await self.store.jobs.transition(changes, extra=extra)
+        return len(ids) - len(result.unmoved)
+
+    # --- batch jobs -----------------------------------------------------------------------
+
+    async def create_batch_job(self, batch_job: BatchJob) -> BatchJob:
+        return await self.store.batch_jobs.create(batch_job)
+
+    async def set_batch_job_states(
+        self, spec: QuerySpec, state: BatchJobState, fields: Mapping[str, Any]
+    ) -> int:
+        ids = [d["_id"] for d in await self.store.queries.project(spec, ())]
+        if ids:
+            await self.store.batch_jobs.set_state(ids, state, fields=dict(fields))
+        return len(ids)
+
+    # --- futures --------------------------------------------------------------------------
+
+    async def watch_finished(self, job_ids: Iterable[int], site_ids: Iterable[int]) -> Subscription:
+        return await self._finished.subscribe(job_ids, site_ids)

@@ -1,0 +1,127 @@
+"""Job fields as users see them and as they are stored: tracked names, checks, conversions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain import Resources
+from balsam_mq.domain.serialization import serialize_parameters
+from balsam_mq.errors import JobError, QueryError
+
+RESOURCE_FIELDS: tuple[str, ...] = tuple(Resources.model_fields)
+# fields a user may change and save; compared with the snapshot taken at load time
+TRACKED: tuple[str, ...] = (
+    "workdir",
+    "tags",
+    "data",
+    "transfers",
+    "state_data",
+    "return_code",
+    "batch_job_id",
+    *RESOURCE_FIELDS,
+)
+_EDITABLE = frozenset({*TRACKED, "parameters"})
+
+
+def clone(value: Any) -> Any:
+    """A copy of JSON-like data, deep enough to notice in-place changes later."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
+_EMPTY = object()  # snapshot of an empty dict or list: nothing to copy
+
+
+def snapshot(value: Any) -> Any:
+    """What :func:`unchanged` compares a field with later."""
+    if type(value) in (dict, list) and not value:
+        return _EMPTY
+    return clone(value)
+
+
+def unchanged(current: Any, saved: Any) -> bool:
+    if saved is _EMPTY:
+        return type(current) in (dict, list) and not current
+    return bool(current == saved)
+
+
+def check_strings(label: str, field: str, value: Mapping[str, Any] | None) -> dict[str, str]:
+    """A ``str -> str`` mapping (tags, transfers), copied."""
+    out = dict(value or {})
+    for k, v in out.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise JobError(f"{label}: {field} must map str to str, got {k!r}: {v!r}")
+    return out
+
+
+def check_ids(label: str, value: Any) -> list[int]:
+    out = list(value or [])
+    for v in out:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise JobError(f"{label}: parent_ids must be job ids (int), got {v!r}")
+    return out
+
+
+def field_updates(fields: Mapping[str, Any], label: str = "Job") -> dict[str, Any]:
+    """User field values as stored field paths and values, each checked.
+
+    ``num_nodes`` becomes ``resources.num_nodes``; ``parameters`` is serialized.
+    ``state`` is not a field: it changes by transition.
+    """
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in _EDITABLE:
+            allowed = ", ".join(sorted(_EDITABLE | {"state"}))
+            raise QueryError(f"{label}: field {name!r} cannot be updated; fields: {allowed}")
+        if name == "parameters":
+            out[name] = serialize_parameters(dict(value), what=f"{label} parameters")
+        elif name in RESOURCE_FIELDS:
+            checked = check_resources(label, **{name: value})
+            out[f"resources.{name}"] = getattr(checked, name)
+        else:
+            _check_field(label, name, value)
+            out[name] = value
+    return out
+
+
+_PROBE = {"app_id": 0, "site_id": 0, "workdir": "x"}
+
+
+def _check_field(label: str, name: str, value: Any) -> None:
+    if name == "workdir":
+        check_workdir(value)
+        return
+    try:
+        JobDocument.model_validate({**_PROBE, name: value})
+    except ValidationError as exc:
+        raise JobError(f"{label}: {first_error(exc)}") from None
+
+
+def check_resources(label: str, **values: Any) -> Resources:
+    try:
+        return Resources(**values)
+    except ValidationError as exc:
+        raise JobError(f"{label}: {first_error(exc)}") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"field {field!r}: {err['msg']}"
+
+
+def check_workdir(workdir: Any) -> str:
+    if not isinstance(workdir, str) or not workdir.strip():
+        raise JobError(f"Job workdir must be a non-empty relative path, got {workdir!r}")
+    path = Path(workdir)
+    if path.is_absolute() or ".." in path.parts:
+        raise JobError(f"Job workdir {workdir!r} must be relative to the site's data directory")
+    return workdir

@@ -1,0 +1,197 @@
+"""Managers (``Job.objects``, ``Site.objects``, ...): entry points to the shared :class:`Query`,
+plus what each resource adds (job creation and futures, site and batch job creation)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+
+from balsam_mq.domain import BatchJob as BatchJobDocument
+from balsam_mq.domain import BatchJobState, parse_state
+from balsam_mq.domain import Site as SiteDocument
+from balsam_mq.domain.queries import Condition, QuerySpec, Resource
+from balsam_mq.errors import QueryError
+from balsam_mq.sdk import futures, persist, refs
+from balsam_mq.sdk.capture import Ready, capturing
+from balsam_mq.sdk.client import Client, get_client
+from balsam_mq.sdk.fields import field_updates
+from balsam_mq.sdk.query import Query
+
+if TYPE_CHECKING:
+    from balsam_mq.sdk.job import Job
+
+T = TypeVar("T")
+J = TypeVar("J", bound="Job")
+
+
+class Manager(Generic[T]):
+    """What every resource's ``objects`` offers: the start of a query, and its shortcuts."""
+
+    resource: ClassVar[Resource]
+    refs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, model: type[T]) -> None:
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.model.__name__}>"
+
+    def wrap(self, document: Any) -> T:
+        item: T = self.model._from_document(document)  # type: ignore[attr-defined]
+        return item
+
+    def all(self) -> Query[T]:
+        return Query(self)
+
+    def filter(self, **filters: Any) -> Query[T]:
+        return self.all().filter(**filters)
+
+    def order_by(self, *fields: str) -> Query[T]:
+        return self.all().order_by(*fields)
+
+    async def get(self, **filters: Any) -> T:
+        return await self.all().get(**filters)
+
+    async def first(self) -> T | None:
+        return await self.all().first()
+
+    async def count(self) -> int:
+        return await self.all().count()
+
+    async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]:
+        """Conditions for a filter that names other documents (``app=``, ``site=``)."""
+        if key == "site":
+            return [Condition("site_id", "in", await refs.site_ids(client, value))]
+        raise QueryError(f"{self.resource} cannot be filtered by {key!r}")
+
+    async def update_matching(
+        self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
+    ) -> int:
+        return await client.backend.update(spec, fields)
+
+    async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
+        return await client.backend.delete(spec)
+
+
+class JobManager(Manager[J]):
+    """``Job.objects``: queries, creation in bulk, and waiting for many jobs."""
+
+    resource = "jobs"
+    refs = frozenset({"app", "app_name", "site"})
+
+    async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]:
+        if key in ("app", "app_name"):
+            return [Condition("app_id", "in", await refs.app_ids(client, value))]
+        return await super().resolve(client, key, value)
+
+    def create(self, workdir: str, app_id: Any = None, **fields: Any) -> Awaitable[J]:
+        """Create and save one job: ``await Job.objects.create(workdir=..., app_id=App, ...)``."""
+        captured = capturing()
+        if captured is not None:
+            job = self.model._captured(workdir, app_id, **fields)
+            captured.record(job)
+            return cast(Awaitable[J], job)
+        return self._create(self.model(workdir, app_id, **fields))
+
+    async def _create(self, job: J) -> J:
+        await persist.create_jobs([job])
+        return job
+
+    def bulk_create(self, jobs: Iterable[J]) -> Awaitable[list[J]]:
+        """Create many unsaved jobs in one call (a few ``insert_many`` round trips)."""
+        jobs = list(jobs)
+        captured = capturing()
+        if captured is not None:
+            for job in jobs:
+                captured.record(job)
+            return Ready(jobs)
+        return self._bulk_create(jobs)
+
+    async def _bulk_create(self, jobs: list[J]) -> list[J]:
+        await persist.create_jobs(jobs)
+        return jobs
+
+    async def refresh(self, jobs: Sequence[J]) -> None:
+        """Reload many jobs in one query."""
+        await persist.refresh_jobs(jobs)
+
+    async def wait(
+        self,
+        jobs: Sequence[J],
+        return_when: futures.ReturnWhen = "ALL_COMPLETED",
+        timeout: float | None = None,
+    ) -> futures.DoneAndNotDone[J]:
+        """``(done, not_done)`` when ``return_when`` holds or after ``timeout`` seconds."""
+        return await futures.wait(jobs, return_when, timeout)
+
+    def as_completed(
+        self, jobs: Sequence[J], timeout: float | None = None
+    ) -> AsyncGenerator[J, None]:
+        """``async for job in Job.objects.as_completed(jobs, timeout=60)``: each as it ends."""
+        return futures.as_completed(jobs, timeout)
+
+    async def update_matching(
+        self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
+    ) -> int:
+        values = dict(fields)
+        if "state" not in values:
+            return await client.backend.update(spec, field_updates(values, "Job query update"))
+        state = parse_state(str(values.pop("state")))
+        state_data = values.pop("state_data", {})
+        return await client.backend.set_job_states(
+            spec, state, state_data, field_updates(values, "Job query update")
+        )
+
+
+class SiteManager(Manager[T]):
+    resource = "sites"
+
+    async def create(self, name: str, **fields: Any) -> T:
+        """Register a site: ``await Site.objects.create(name="polaris", path="/projects/x")``."""
+        client = await get_client()
+        return self.wrap(await client.backend.create_site(SiteDocument(name=name, **fields)))
+
+    async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]:
+        raise QueryError(f"sites cannot be filtered by {key!r}")
+
+
+class AppManager(Manager[T]):
+    resource = "apps"
+    refs = frozenset({"site"})
+
+
+class BatchJobManager(Manager[T]):
+    resource = "batch_jobs"
+    refs = frozenset({"site"})
+
+    async def create(self, site_id: int, **fields: Any) -> T:
+        """Ask for a pilot allocation: ``await BatchJob.objects.create(site_id=3, num_nodes=2,
+        wall_time_min=30, queue="debug", project="proj", job_mode="mpi")``."""
+        client = await get_client()
+        document = BatchJobDocument(site_id=site_id, **fields)
+        return self.wrap(await client.backend.create_batch_job(document))
+
+    async def update_matching(
+        self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
+    ) -> int:
+        values = dict(fields)
+        if "state" not in values:
+            return await client.backend.update(spec, values)
+        try:
+            state = BatchJobState(values.pop("state"))
+        except ValueError as exc:
+            raise QueryError(f"batch job update: {exc}") from None
+        return await client.backend.set_batch_job_states(spec, state, values)
+
+
+class EventLogManager(Manager[T]):
+    resource = "events"
+    refs = frozenset({"site"})
+
+    async def update_matching(
+        self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
+    ) -> int:
+        raise QueryError("the event log is append-only: events cannot be updated")
+
+    async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
+        raise QueryError("the event log is append-only: events cannot be deleted")

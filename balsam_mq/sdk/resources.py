@@ -1,0 +1,92 @@
+"""Sites, stored apps, batch jobs and the event log as the SDK returns them (with ``objects``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import PrivateAttr
+
+from balsam_mq.domain import App as AppDocument
+from balsam_mq.domain import BatchJob as BatchJobDocument
+from balsam_mq.domain import Event
+from balsam_mq.domain import Site as SiteDocument
+from balsam_mq.domain.queries import Condition, QuerySpec
+from balsam_mq.errors import NotFound
+from balsam_mq.sdk.client import get_client
+from balsam_mq.sdk.managers import AppManager, BatchJobManager, EventLogManager, SiteManager
+
+
+class _Stored:
+    """``_from_document`` for pydantic documents: the same fields, as the SDK class."""
+
+    @classmethod
+    def _from_document(cls, document: Any) -> Any:
+        return cls.model_validate(document.model_dump())  # type: ignore[attr-defined]
+
+
+class Site(_Stored, SiteDocument):
+    """A site (where apps run). ``await Site.objects.get(name="polaris")``"""
+
+    objects: ClassVar[SiteManager[Site]]
+
+
+class App(_Stored, AppDocument):
+    """An app as stored by ``sync()`` (its class is ``ApplicationDefinition.load_by_site``)."""
+
+    objects: ClassVar[AppManager[App]]
+
+
+class BatchJob(_Stored, BatchJobDocument):
+    """A pilot allocation request. ``await BatchJob.objects.filter(site=site).count()``"""
+
+    objects: ClassVar[BatchJobManager[BatchJob]]
+    _saved: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def _from_document(cls, document: Any) -> Any:
+        item = super()._from_document(document)
+        item._saved = item.model_dump()
+        return item
+
+    async def save(self) -> None:
+        """Create it, or write the fields changed since it was loaded (a changed ``state``
+        writes an event)."""
+        client = await get_client()
+        if self.id is None:
+            stored = await client.backend.create_batch_job(self)
+            self.id = stored.id
+            self.created_at = stored.created_at
+            self._saved = self.model_dump()
+            return
+        current = self.model_dump()
+        changed = {k: v for k, v in current.items() if self._saved is None or self._saved[k] != v}
+        if not changed:
+            return
+        spec = QuerySpec("batch_jobs", (Condition("id", "eq", self.id),))
+        # a manager of our own: ``objects`` may be the blocking facade's
+        if not await BatchJobManager(type(self)).update_matching(client, spec, changed):
+            raise NotFound(f"BatchJob {self.id} does not exist")
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        fresh = await BatchJobManager(type(self)).get(id=self.id)
+        for name in type(self).model_fields:
+            setattr(self, name, getattr(fresh, name))
+        self._saved = self.model_dump()
+
+
+class EventLog(_Stored, Event):
+    """One state change of a job (or app, batch job). ``EventLog.objects.filter(job_id=42)``"""
+
+    objects: ClassVar[EventLogManager[EventLog]]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Balsam's name for the event's ``state_data``."""
+        return self.state_data
+
+
+Site.objects = SiteManager(Site)
+App.objects = AppManager(App)
+BatchJob.objects = BatchJobManager(BatchJob)
+EventLog.objects = EventLogManager(EventLog)

@@ -1,0 +1,1 @@
+"""Sites: the site directory and settings.yml, schedulers, batch jobs."""

@@ -1,0 +1,133 @@
+"""A site's settings.yml: the validated model, its commented default text, and loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from balsam_mq.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HookSettings(_Section):
+    workers: int = Field(default=2, ge=1, le=256)
+    batch_size: int = Field(default=50, ge=1, le=10_000)
+
+
+class FileCleanerSettings(_Section):
+    enabled: bool = False
+
+
+class TransferSettings(_Section):
+    locations: dict[str, str] = Field(default_factory=dict)
+    retry_initial_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("locations")
+    @classmethod
+    def _uris(cls, v: dict[str, str]) -> dict[str, str]:
+        for alias, uri in v.items():
+            if not alias.isidentifier():
+                raise ValueError(f"alias {alias!r} must be an identifier")
+            protocol = uri.split(":", 1)[0]
+            if protocol not in ("local", "globus"):
+                raise ValueError(
+                    f"location {alias!r}: unknown protocol {protocol!r} (expected local or globus)"
+                )
+        return v
+
+
+class ReaperSettings(_Section):
+    grace_s: float = Field(default=60.0, gt=0)
+    interval_s: float = Field(default=10.0, gt=0)
+
+
+OTHER_SECTIONS = frozenset({"launcher", "scheduler", "elastic_queue"})
+
+
+class SiteConfig(_Section):
+    """Everything in ``settings.yml``. Unknown keys are errors (typos must not pass)."""
+
+    model_config = ConfigDict(extra="allow")  # sections owned by launcher/scheduler modules
+
+    site_id: int | None = None
+    name: str = ""
+    hooks: HookSettings = Field(default_factory=HookSettings)
+    file_cleaner: FileCleanerSettings = Field(default_factory=FileCleanerSettings)
+    transfers: TransferSettings = Field(default_factory=TransferSettings)
+    reaper: ReaperSettings = Field(default_factory=ReaperSettings)
+
+    @model_validator(mode="after")
+    def _known_sections(self) -> SiteConfig:
+        unknown = sorted(set(self.model_extra or {}) - OTHER_SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+        return self
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A section owned by another module (``launcher``, ``scheduler``...), raw."""
+        extra = self.model_extra or {}
+        value = extra.get(name) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"settings.yml: {name}: must be a mapping")
+        return value
+
+
+DEFAULT_SETTINGS = """\
+# balsam_mq site settings. Every key is optional; the values shown are the defaults.
+site_id: {site_id}
+name: {name}
+
+hooks:
+  workers: 2          # worker processes that run preprocess/postprocess/error/timeout hooks
+  batch_size: 50      # jobs a consumer takes at once
+
+file_cleaner:
+  enabled: false      # delete each finished job's app.cleanup_files globs in its workdir
+
+transfers:
+  locations: {{}}       # alias: URI, e.g. laptop: local   (then "laptop:/abs/path" in jobs)
+  retry_initial_s: 1  # a job whose input is not there yet is retried after this long,
+  retry_max_s: 120    # doubling up to this
+
+reaper:
+  grace_s: 60         # a launcher silent this long has its RUNNING jobs moved to RUN_TIMEOUT
+  interval_s: 10
+"""
+
+
+def parse_config(text: str, *, source: str = "settings.yml") -> SiteConfig:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: must be a mapping of settings")
+    try:
+        return SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(root)"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{key}: {msg}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: Path) -> SiteConfig:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such settings file (is this a site directory?)")
+    return parse_config(path.read_text(), source=str(path))

@@ -1,0 +1,66 @@
+"""A site directory on disk: settings.yml, data/ (job workdirs) and logs/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from balsam_mq.errors import ConfigError
+from balsam_mq.site.config import DEFAULT_SETTINGS, SiteConfig, load_config
+
+SETTINGS_FILE = "settings.yml"
+
+
+@dataclass(frozen=True)
+class SiteDirectory:
+    """Example::
+
+    site_dir = SiteDirectory(Path("~/sites/polaris").expanduser())
+    config = site_dir.config()
+    workdir = site_dir.workdir("ensemble/1")
+    """
+
+    path: Path
+
+    @property
+    def settings_file(self) -> Path:
+        return self.path / SETTINGS_FILE
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def config(self) -> SiteConfig:
+        return load_config(self.settings_file)
+
+    def workdir(self, relative: str) -> Path:
+        """The absolute workdir of a job; a workdir escaping ``data/`` is refused."""
+        target = (self.data / relative).resolve()
+        if not target.is_relative_to(self.data.resolve()):
+            raise ConfigError(f"workdir {relative!r} escapes the site's data directory")
+        return target
+
+    @classmethod
+    def create(cls, path: Path, *, name: str, site_id: int) -> SiteDirectory:
+        """Lay out a new site directory; an existing settings file is an error."""
+        path = path.expanduser().resolve()
+        site = cls(path)
+        if site.settings_file.exists():
+            raise ConfigError(f"{site.settings_file} already exists: {path} is already a site")
+        path.mkdir(parents=True, exist_ok=True)
+        site.data.mkdir(exist_ok=True)
+        site.logs.mkdir(exist_ok=True)
+        site.settings_file.write_text(DEFAULT_SETTINGS.format(site_id=site_id, name=name))
+        return site
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[SiteDirectory, SiteConfig]:
+        site = cls(path.expanduser().resolve())
+        config = site.config()
+        if config.site_id is None:
+            raise ConfigError(f"{site.settings_file}: site_id is missing")
+        return site, config

@@ -1,0 +1,199 @@
+"""Query syntax: a :class:`QuerySpec` as a MongoDB filter, sort and window, and the bulk
+reads, counts, field updates and deletes the SDK's lazy queries run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from balsam_mq.domain import App, BatchJob, Event, Job, Site, utcnow
+from balsam_mq.domain.models import plain
+from balsam_mq.domain.queries import Condition, QuerySpec, Resource
+from balsam_mq.errors import QueryError, StoreError
+from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES
+
+COLLECTIONS: dict[Resource, str] = {
+    "jobs": JOBS,
+    "sites": SITES,
+    "apps": APPS,
+    "batch_jobs": BATCH_JOBS,
+    "events": EVENTS,
+}
+MODELS: dict[Resource, Any] = {
+    "jobs": Job,
+    "sites": Site,
+    "apps": App,
+    "batch_jobs": BatchJob,
+    "events": Event,
+}
+# fields whose changes must go through a transition (they write events)
+_GUARDED: dict[Resource, frozenset[str]] = {
+    "jobs": frozenset({"state", "_id", "id"}),
+    "batch_jobs": frozenset({"state", "_id", "id"}),
+    "events": frozenset({"_id", "id"}),
+    "sites": frozenset({"_id", "id"}),
+    "apps": frozenset({"_id", "id", "site_id", "name"}),
+}
+_STAMPED: frozenset[Resource] = frozenset({"jobs", "apps"})
+_MONGO_OPS = {"ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+
+
+def to_filter(spec: QuerySpec) -> dict[str, Any]:
+    """The MongoDB filter matching every condition of ``spec``."""
+    clauses = [c for cond in spec.conditions for c in _clauses(spec.resource, cond)]
+    if not clauses:
+        return {}
+    merged: dict[str, Any] = {}
+    for clause in clauses:
+        ((key, value),) = clause.items()
+        if key in merged:
+            return {"$and": clauses}
+        merged[key] = value
+    return merged
+
+
+def to_sort(spec: QuerySpec) -> list[tuple[str, int]]:
+    """The sort order; ``_id`` last so that windows are stable."""
+    keys = [
+        (_path(f.removeprefix("-")), DESCENDING if f.startswith("-") else ASCENDING)
+        for f in spec.order
+    ]
+    if not any(k == "_id" for k, _ in keys):
+        keys.append(("_id", ASCENDING))
+    return keys
+
+
+def _path(field: str) -> str:
+    return "_id" if field == "id" else field
+
+
+def _clauses(resource: Resource, cond: Condition) -> list[dict[str, Any]]:
+    path = _path(cond.field)
+    value = plain(cond.value)
+    if resource == "events" and cond.field == "id":
+        value = [_oid(v) for v in value] if isinstance(value, list) else _oid(value)
+    if cond.op == "tags":
+        return [{f"tags.{k}": {"$exists": True} if v is None else v} for k, v in cond.value.items()]
+    if cond.op == "eq":
+        return [{path: value}]
+    if cond.op == "in":
+        return [{path: {"$in": value}}]
+    if cond.op == "nin":
+        return [{path: {"$nin": value}}]
+    if cond.op == "contains":
+        return [{path: {"$regex": re.escape(value)}}]
+    return [{path: {_MONGO_OPS[cond.op]: value}}]
+
+
+def _oid(value: Any) -> ObjectId:
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        raise QueryError(f"events filter 'id': {value!r} is not an event id") from None
+
+
+class QueryRepository:
+    """Runs :class:`QuerySpec` queries on any resource and returns its domain models."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._db = db
+
+    def _coll(self, spec: QuerySpec) -> AsyncCollection[dict[str, Any]]:
+        return self._db[COLLECTIONS[spec.resource]]
+
+    def _cursor(
+        self,
+        spec: QuerySpec,
+        projection: Mapping[str, Any] | None = None,
+        session: AsyncClientSession | None = None,
+    ) -> Any:
+        cursor = self._coll(spec).find(to_filter(spec), projection, session=session)
+        cursor = cursor.sort(to_sort(spec))
+        if spec.start:
+            cursor = cursor.skip(spec.start)
+        if spec.stop is not None:
+            cursor = cursor.limit(max(spec.stop - spec.start, 0))
+        return cursor
+
+    async def find(self, spec: QuerySpec) -> list[Any]:
+        """The matching documents as models, in order."""
+        if spec.stop is not None and spec.stop <= spec.start:
+            return []
+        model = MODELS[spec.resource]
+        return [model.from_doc(d) async for d in self._cursor(spec)]
+
+    async def iterate(self, spec: QuerySpec, *, batch_size: int = 2000) -> AsyncIterator[Any]:
+        """The matching documents as models, streamed from one cursor."""
+        if spec.stop is not None and spec.stop <= spec.start:
+            return
+        model = MODELS[spec.resource]
+        async for d in self._cursor(spec).batch_size(batch_size):
+            yield model.from_doc(d)
+
+    async def count(self, spec: QuerySpec) -> int:
+        options: dict[str, Any] = {}
+        if spec.start:
+            options["skip"] = spec.start
+        if spec.stop is not None:
+            if spec.stop <= spec.start:
+                return 0
+            options["limit"] = spec.stop - spec.start
+        return await self._coll(spec).count_documents(to_filter(spec), **options)
+
+    async def project(
+        self,
+        spec: QuerySpec,
+        fields: tuple[str, ...],
+        *,
+        session: AsyncClientSession | None = None,
+    ) -> list[dict[str, Any]]:
+        """Only ``fields`` (plus ``_id``) of the matching documents, raw."""
+        if spec.stop is not None and spec.stop <= spec.start:
+            return []
+        projection = {f: 1 for f in fields}
+        return [d async for d in self._cursor(spec, projection, session)]
+
+    async def _match(self, spec: QuerySpec, session: AsyncClientSession | None) -> dict[str, Any]:
+        """A filter for the spec's documents; a windowed spec is resolved to its ids first."""
+        if not spec.windowed:
+            return to_filter(spec)
+        ids = [d["_id"] for d in await self.project(spec, (), session=session)]
+        return {"_id": {"$in": ids}}
+
+    async def update(
+        self,
+        spec: QuerySpec,
+        fields: Mapping[str, Any],
+        *,
+        session: AsyncClientSession | None = None,
+    ) -> int:
+        """Set ``fields`` (dotted paths allowed) on every match in one ``update_many``.
+
+        Returns the number of documents matched. State changes are refused here: they
+        go through the transition functions, which write their events.
+        """
+        guarded = sorted(set(fields) & _GUARDED[spec.resource])
+        if guarded:
+            raise StoreError(f"{spec.resource}: {guarded} cannot be set by a plain update")
+        values = {k: plain(v) for k, v in fields.items()}
+        if spec.resource in _STAMPED:
+            values["last_update"] = utcnow()
+        if not values:
+            return 0
+        match = await self._match(spec, session)
+        result = await self._coll(spec).update_many(match, {"$set": values}, session=session)
+        return int(result.matched_count)
+
+    async def delete(self, spec: QuerySpec, *, session: AsyncClientSession | None = None) -> int:
+        """Delete every match in one ``delete_many``; returns how many were deleted."""
+        match = await self._match(spec, session)
+        result = await self._coll(spec).delete_many(match, session=session)
+        return int(result.deleted_count)

@@ -1,0 +1,195 @@
+"""Serialization: dill + base64 round trips, the 100 KB limit, exceptions with their traceback,
+and zero-argument ``super()`` in classes serialized by value (loaded in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import dill
+import pytest
+
+from balsam_mq.domain.serialization import (
+    MAX_BYTES,
+    deserialize,
+    deserialize_app,
+    deserialize_exception,
+    deserialize_parameters,
+    repair_class_cells,
+    serialize,
+    serialize_app,
+    serialize_exception,
+    serialize_parameters,
+)
+from balsam_mq.errors import SerializationError
+
+
+def test_plain_data_round_trips_with_the_bytes_dill_writes() -> None:
+    value = {"x": 5, "y": [1.5, None, (True, "s")], "z": {"nested": b"raw"}}
+    text = serialize(value)
+    assert deserialize(text) == value
+    assert pickle.loads(dill.dumps(value, recurse=True)) == value
+    # the fast path writes what dill itself writes, so stored values read the same way
+    import base64
+
+    assert base64.b64decode(text) == dill.dumps(value, recurse=True)
+
+
+def test_functions_and_arrays_round_trip() -> None:
+    import numpy as np
+
+    scale = 3
+    value = {"f": lambda v: v * scale, "a": np.arange(4)}
+    back = deserialize(serialize(value))
+    assert back["f"](2) == 6
+    assert back["a"].tolist() == [0, 1, 2, 3]
+
+
+def test_an_entity_over_the_limit_is_refused_with_its_size() -> None:
+    with pytest.raises(SerializationError) as info:
+        serialize("x" * MAX_BYTES, what="App 'Big' at site 'polaris'")
+    message = str(info.value)
+    assert message.startswith("App 'Big' at site 'polaris': serialized size ")
+    assert "exceeds the limit of 102,400 bytes (100 KB)" in message
+
+
+def test_malformed_text_is_a_clear_error() -> None:
+    with pytest.raises(SerializationError, match="Job 3 result: stored text is not base64"):
+        deserialize("not base64!", what="Job 3 result")
+
+
+def test_parameters_must_be_a_dict() -> None:
+    assert deserialize_parameters("") == {}
+    assert deserialize_parameters(serialize_parameters({"a": 1})) == {"a": 1}
+    with pytest.raises(SerializationError, match="not a dict"):
+        deserialize_parameters(serialize([1, 2]))
+
+
+def test_exception_comes_back_with_the_original_traceback() -> None:
+    def failing() -> None:
+        raise KeyError("missing-key")
+
+    try:
+        failing()
+    except KeyError as exc:
+        text, tb = serialize_exception(exc)
+    back = deserialize_exception(text, tb)
+    assert isinstance(back, KeyError) and back.args == ("missing-key",)
+    assert "in failing" in back.remote_traceback
+    assert back.__notes__[0].startswith("Traceback where the job ran:")
+
+
+def test_an_exception_that_cannot_load_back_becomes_a_runtime_error_with_its_type() -> None:
+    class Custom(Exception):
+        def __init__(self) -> None:  # pickle calls Custom("held") when loading: TypeError
+            super().__init__("held")
+
+    text, _ = serialize_exception(Custom())
+    back = deserialize_exception(text, None)
+    assert isinstance(back, RuntimeError)
+    assert "Custom: held" in str(back)
+
+
+SUPER_SOURCE = textwrap.dedent(
+    """
+    import sys
+    from balsam_mq.domain.serialization import serialize_app
+    from balsam_mq.sdk import ApplicationDefinition
+
+    class Base(ApplicationDefinition):
+        site = "polaris"
+        command_template = "echo {{ x }}"
+
+        def preprocess(self):
+            self.job.state = "PREPROCESSED"
+            self.job.data = {"base": True}
+
+        def helper(self, v):
+            return v * 10
+
+    class Child(Base):
+        command_template = None
+
+        def preprocess(self):
+            super().preprocess()
+            self.job.data["child"] = True
+
+        def run(self, x):
+            return super().helper(x) + 1
+
+    sys.stdout.write(serialize_app(Child, what="App 'Child'"))
+    """
+)
+
+LOAD_SOURCE = textwrap.dedent(
+    """
+    import sys
+    from balsam_mq.domain.serialization import deserialize_app
+
+    class FakeJob:
+        state = None
+        data = None
+
+    cls = deserialize_app(sys.stdin.read(), what="App 'Child'")
+    app = cls(FakeJob())
+    app.preprocess()
+    print(app.job.state, sorted(app.job.data), app.run(4))
+    """
+)
+
+
+def test_super_works_after_loading_in_a_fresh_interpreter() -> None:
+    """A hook calling ``super().preprocess()`` and a ``run()`` calling a helper through
+    ``super()``, both in classes defined in ``__main__`` (serialized by value)."""
+    text = subprocess.run(
+        [sys.executable, "-c", SUPER_SOURCE], check=True, capture_output=True, text=True
+    ).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_SOURCE], input=text, check=True, capture_output=True, text=True
+    ).stdout
+    assert out.split() == ["PREPROCESSED", "['base',", "'child']", "41"]
+
+
+def test_serialize_app_checks_the_round_trip_in_process() -> None:
+    def make() -> type:
+        class Base:
+            def hook(self) -> str:
+                return "base"
+
+        class App(Base):
+            def hook(self) -> str:
+                return "app+" + super().hook()
+
+        return App
+
+    cls = make()
+    loaded = deserialize_app(serialize_app(cls, what="App"), what="App")
+    assert loaded is not cls
+    assert loaded().hook() == "app+base"
+
+
+def test_a_stale_class_cell_is_repaired() -> None:
+    """If a loaded method's ``__class__`` cell points at another class of the same name
+    (or is empty), super() would fail; the loader points it at the loaded class."""
+
+    class Base:
+        def hook(self) -> str:
+            return "base"
+
+    def make() -> type:
+        class App(Base):
+            def hook(self) -> str:
+                return "app+" + super().hook()
+
+        return App
+
+    original, loaded = make(), make()
+    cell = loaded.__dict__["hook"].__closure__[0]
+    cell.cell_contents = original  # what a broken reducer would leave behind
+    with pytest.raises(TypeError):
+        loaded().hook()
+    assert repair_class_cells(loaded) == 1
+    assert loaded().hook() == "app+base"
+    assert repair_class_cells(loaded) == 0

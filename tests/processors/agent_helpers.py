@@ -1,0 +1,75 @@
+"""Helpers of the site-agent tests: waiting for states, the stand-in launcher, path checks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from balsam_mq.domain import Actor, Change, Delivery, Job, JobState, Site
+from balsam_mq.site.directory import SiteDirectory
+from balsam_mq.store import Store
+
+S = JobState
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    """Wait for a condition (checked every 50 ms), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def all_in(store: Store, ids: Sequence[int], *states: JobState) -> bool:
+    found = await store.jobs.states(list(ids))
+    return len(found) == len(ids) and all(s in states for s in found.values())
+
+
+@dataclass
+class SiteEnv:
+    site: Site
+    dir: SiteDirectory
+
+    @property
+    def id(self) -> int:
+        assert self.site.id is not None
+        return self.site.id
+
+
+Outcome = Callable[[Job], tuple[JobState, dict[str, Any]]]
+
+
+@dataclass
+class StandInLauncher:
+    """Claims runnable jobs and reports ``outcome(job)`` (default: RUN_DONE)."""
+
+    store: Store
+    outcome: Outcome = field(default=lambda job: (S.RUN_DONE, {}))
+    runs: list[int] = field(default_factory=list)
+
+    async def handle(self, batch: Sequence[Delivery]) -> None:
+        events = {d.event().job_id: d.event().to_state for d in batch}
+        claims = [
+            Change(i, S(state), S.RUNNING, fields={"session_id": 1}, by=Actor.LAUNCHER)
+            for i, state in events.items()
+            if i is not None
+        ]
+        claimed = await self.store.jobs.transition(claims)
+        jobs = await self.store.jobs.get_many(claimed.moved)
+        self.runs += claimed.moved
+        changes = []
+        for job in jobs:
+            to, fields = self.outcome(job)
+            assert job.id is not None
+            changes.append(Change(job.id, S.RUNNING, to, fields=fields, by=Actor.LAUNCHER))
+        await self.store.jobs.transition(changes)
+
+
+def legal_path(history: list[tuple[str | None, str]]) -> bool:
+    """Each event starts where the previous one ended: no transition recorded twice."""
+    return all(prev[1] == cur[0] for prev, cur in itertools.pairwise(history))

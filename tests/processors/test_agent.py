@@ -1,0 +1,228 @@
+"""The site agent end to end on real services: hooks, retries, follow-up jobs, reload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_helpers import S, SiteEnv, StandInLauncher, all_in, legal_path, until
+
+from balsam_mq import ApplicationDefinition, Job
+from balsam_mq.domain import JobState
+from balsam_mq.store import Store
+
+FULL_PATH = [
+    ("CREATED", "READY"),
+    ("READY", "STAGED_IN"),
+    ("STAGED_IN", "PREPROCESSED"),
+    ("PREPROCESSED", "RUNNING"),
+    ("RUNNING", "RUN_DONE"),
+    ("RUN_DONE", "POSTPROCESSED"),
+    ("POSTPROCESSED", "STAGED_OUT"),
+    ("STAGED_OUT", "JOB_FINISHED"),
+]
+
+
+class Noop(ApplicationDefinition):
+    site = "polaris"
+    command_template = "true"
+
+
+async def _ids(jobs: list[Any]) -> list[int]:
+    return [j.id for j in jobs]
+
+
+async def test_500_jobs_flow_through_default_hooks_to_finished(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await start_agent()
+    jobs = await Job.objects.bulk_create([Noop.submit(f"noop/{i}", save=False) for i in range(500)])
+    ids = [j.id for j in jobs]
+    await until(lambda: all_in(store, ids, S.JOB_FINISHED), 120)
+    histories = await store.events.history(ids)
+    for events in histories.values():
+        assert [(e.from_state, e.to_state) for e in events] == FULL_PATH
+    assert sorted(launcher.runs) == sorted(ids)  # each ran exactly once
+
+
+class MySimulation(ApplicationDefinition):
+    """The seed's handle_error example: retry with fixed inputs, give up after that."""
+
+    site = "polaris"
+    command_template = "simulate --fixed {{ fixed }}"
+    parameters = {"fixed": {"required": False, "default": 0}}
+
+    def fix_inputs(self) -> None:
+        with open("fixes.log", "a") as f:
+            f.write("fixed\n")
+
+    def handle_error(self) -> None:
+        dat = self.job.data
+        retry_count = dat.get("retry_count", 0)
+
+        if retry_count <= 3:
+            self.fix_inputs()
+            self.job.state = "RESTART_READY"
+            self.job.data = {**dat, "retry_count": retry_count + 1}
+        else:
+            self.job.state = "FAILED"
+            self.job.state_data = {"reason": "Exceeded maximum retries"}
+
+
+async def test_seed_handle_error_retries_then_fails(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    launcher.outcome = lambda job: (S.RUN_ERROR, {"return_code": 1})
+    await start_agent()
+    job = await MySimulation.submit("sim/1")
+    await until(lambda: all_in(store, [job.id], S.FAILED), 60)
+    done = await store.jobs.get(job.id)
+    assert done.state_data == {"reason": "Exceeded maximum retries"}
+    # retry_count 0..3 pass the `<= 3` test: four restarts, five runs, as the code says
+    assert done.data == {"retry_count": 4}
+    assert launcher.runs.count(job.id) == 5
+    fixes = site.dir.workdir("sim/1") / "fixes.log"
+    assert fixes.read_text().count("fixed") == 4  # hooks ran in the workdir
+    history = [(e.from_state, e.to_state) for e in await store.events.for_job(job.id)]
+    assert history.count(("RUN_ERROR", "RESTART_READY")) == 4
+    assert legal_path(history)
+
+
+class Converging(ApplicationDefinition):
+    """postprocess chooses RESTART_READY until converged, counting in job.data in place."""
+
+    site = "polaris"
+    command_template = "step"
+
+    def postprocess(self) -> None:
+        self.job.data.setdefault("iterations", []).append(len(self.job.data.get("iterations", [])))
+        print("postprocess iteration", len(self.job.data["iterations"]))
+        if len(self.job.data["iterations"]) < 3:
+            self.job.state = "RESTART_READY"
+        else:
+            self.job.state = "POSTPROCESSED"
+
+
+async def test_postprocess_can_restart_and_in_place_data_persists(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await start_agent()
+    job = await Converging.submit("conv/1")
+    await until(lambda: all_in(store, [job.id], S.JOB_FINISHED), 60)
+    done = await store.jobs.get(job.id)
+    assert done.data == {"iterations": [0, 1, 2]}
+    assert launcher.runs.count(job.id) == 3
+    log = (site.dir.workdir("conv/1") / "balsam.log").read_text()
+    assert "postprocess iteration 3" in log  # hook stdout goes to balsam.log
+
+
+class SlowSim(ApplicationDefinition):
+    """The seed's handle_timeout example: fail the slow run, create a faster follow-up."""
+
+    site = "polaris"
+    command_template = "sim --speed {{ speed }}"
+
+    def next_run_kwargs(self) -> dict[str, Any]:
+        return {
+            "workdir": self.job.workdir + "-fast",
+            "app_id": "SlowSim",
+            "parameters": {"speed": self.job.parameters["speed"] * 2},
+        }
+
+    def handle_timeout(self) -> None:
+        self.job.state = "FAILED"
+        self.job.state_data = {"reason": "Job Timed out"}
+        new_job_params = self.next_run_kwargs()
+        Job.objects.create(**new_job_params)
+
+
+async def test_hook_creates_follow_up_job_in_the_same_commit(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    launcher.outcome = lambda job: (
+        (S.RUN_TIMEOUT, {}) if job.workdir == "slow/1" else (S.RUN_DONE, {})
+    )
+    await start_agent()
+    job = await SlowSim.submit("slow/1", speed=1)
+    follow_ups: list[Any] = []
+
+    async def follow_up_finished() -> bool:
+        follow_ups[:] = [j async for j in Job.objects.filter(workdir="slow/1-fast")]
+        return bool(follow_ups) and follow_ups[0].state == "JOB_FINISHED"
+
+    await until(follow_up_finished, 60)
+    failed = await store.jobs.get(job.id)
+    assert failed.state == JobState.FAILED
+    assert failed.state_data == {"reason": "Job Timed out"}
+    assert len(follow_ups) == 1 and follow_ups[0].parameters == {"speed": 2}
+    # the follow-up's creation was committed with the hook's outcome, right after it
+    failed_at = next(e for e in await store.events.for_job(job.id) if e.to_state == "FAILED")
+    created_at = (await store.events.for_job(follow_ups[0].id))[0]
+    assert (created_at.from_state, created_at.to_state) == ("CREATED", "READY")
+    assert int(created_at.id or "0", 16) > int(failed_at.id or "0", 16)
+
+
+class Broken(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self) -> None:
+        if self.job.workdir.endswith("bad"):
+            raise RuntimeError("cannot prepare " + self.job.workdir)
+        self.job.state = "PREPROCESSED"
+
+
+class Illegal(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self) -> None:
+        self.job.state = "JOB_FINISHED"
+
+
+async def test_failing_or_illegal_hook_fails_only_its_job(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await start_agent()
+    good = await Broken.submit("b/good")
+    bad = await Broken.submit("b/bad")
+    illegal = await Illegal.submit("b/illegal")
+    await until(lambda: all_in(store, [good.id], S.JOB_FINISHED), 60)
+    await until(lambda: all_in(store, [bad.id, illegal.id], S.FAILED), 60)
+    bad_doc = await store.jobs.get(bad.id)
+    assert bad_doc.state_data["reason"] == "preprocess raised"
+    assert "RuntimeError: cannot prepare b/bad" in bad_doc.state_data["traceback"]
+    illegal_doc = await store.jobs.get(illegal.id)
+    assert illegal_doc.state_data["reason"] == (
+        "preprocess set state JOB_FINISHED, not allowed from STAGED_IN"
+    )
+
+
+class Versioned(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self) -> None:
+        self.job.data = {"version": 1}
+        self.job.state = "PREPROCESSED"
+
+
+async def test_resynced_app_is_used_by_the_next_hook_without_restart(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await start_agent()
+    first = await Versioned.submit("v/1")
+    await until(lambda: all_in(store, [first.id], S.JOB_FINISHED), 60)
+
+    class Versioned2(ApplicationDefinition):  # same app name, new code
+        site = "polaris"
+        command_template = "x"
+
+        def preprocess(self) -> None:
+            self.job.data = {"version": 2}
+            self.job.state = "PREPROCESSED"
+
+    Versioned2.__name__ = Versioned2.__qualname__ = "Versioned"
+    second = await Versioned2.submit("v/2")
+    await until(lambda: all_in(store, [second.id], S.JOB_FINISHED), 60)
+    assert (await store.jobs.get(first.id)).data == {"version": 1}
+    assert (await store.jobs.get(second.id)).data == {"version": 2}

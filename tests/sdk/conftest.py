@@ -1,0 +1,167 @@
+"""SDK fixtures: a connected client (current for the class-level API), a running relay, a site,
+and ``drive`` to move jobs through their states the way the site agent and launcher will."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from balsam_mq.broker import Topology
+from balsam_mq.broker.declare import declare_exchange, declare_queue
+from balsam_mq.domain import TRANSITIONS, Actor, Change, Event, JobState, decode_event
+from balsam_mq.domain.serialization import serialize_exception, serialize_result
+from balsam_mq.relay import Relay
+from balsam_mq.sdk import ApplicationDefinition, Client, Site, connect
+from balsam_mq.sdk.hooks import HookOutcome, prepare_jobs, run_hook
+from balsam_mq.settings import Settings
+from balsam_mq.store import Store
+
+S = JobState
+HAPPY = [
+    S.READY,
+    S.STAGED_IN,
+    S.PREPROCESSED,
+    S.RUNNING,
+    S.RUN_DONE,
+    S.POSTPROCESSED,
+    S.STAGED_OUT,
+    S.JOB_FINISHED,
+]
+# where each target state is reached from, on the way from READY
+ROUTES: dict[JobState, list[JobState]] = {
+    **{s: HAPPY[: i + 1] for i, s in enumerate(HAPPY)},
+    S.RUN_ERROR: [*HAPPY[:4], S.RUN_ERROR],
+    S.RUN_TIMEOUT: [*HAPPY[:4], S.RUN_TIMEOUT],
+    S.FAILED: [*HAPPY[:4], S.RUN_ERROR, S.FAILED],
+}
+
+Drive = Callable[..., Awaitable[None]]
+
+
+def _actor(src: JobState, dst: JobState) -> Actor:
+    return sorted(TRANSITIONS[src][dst])[0]
+
+
+async def drive_jobs(
+    store: Store,
+    job_ids: Sequence[int],
+    to: JobState,
+    *,
+    result: Any = None,
+    exception: BaseException | None = None,
+    return_code: int | None = None,
+) -> None:
+    """Move READY jobs along the normal route to ``to`` with the store's transition function.
+
+    ``result`` is stored as run()'s return value on RUN_DONE, ``exception`` on RUN_ERROR.
+    """
+    route = ROUTES[to]
+    for src, dst in itertools.pairwise(route):
+        fields: dict[str, Any] = {}
+        if dst == S.RUN_DONE:
+            fields = {"return_code": 0, "result": serialize_result(result)}
+        if dst == S.RUN_ERROR:
+            fields = {"return_code": 1 if return_code is None else return_code}
+            if exception is not None:
+                text, tb = serialize_exception(exception)
+                fields.update(exception=text, traceback=tb)
+        changes = [Change(i, src, dst, fields=fields, by=_actor(src, dst)) for i in job_ids]
+        moved = await store.jobs.transition(changes)
+        assert moved.all_moved, moved.unmoved
+
+
+@pytest.fixture
+def drive(store: Store) -> Drive:
+    async def run(job_ids: Sequence[int], to: JobState, **kw: Any) -> None:
+        await drive_jobs(store, job_ids, to, **kw)
+
+    return run
+
+
+@pytest.fixture
+async def client(settings: Settings, store: Store, topology: Topology) -> AsyncIterator[Client]:
+    """A client made current for the test (its database and namespace are the test's)."""
+    async with connect(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def relay(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> AsyncIterator[Relay]:
+    """The outbox relay, publishing every event of the test's database while the test runs."""
+    relay = Relay(store, amqp, topology, max_await_ms=10)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        yield relay
+        tg.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def site(client: Client) -> Site:
+    """The site "polaris" of the seed's examples."""
+    return await Site.objects.create(name="polaris", path="/sites/polaris")
+
+
+Listen = Callable[..., Any]
+
+
+@pytest.fixture
+def listen(amqp: AbstractRobustConnection, topology: Topology) -> Listen:
+    """``async with listen("app.1.synced") as events: await events.get()``: a private queue
+    bound to routing keys, declared before the test acts."""
+
+    @asynccontextmanager
+    async def open_listener(*keys: str) -> AsyncIterator[asyncio.Queue[Event]]:
+        channel = await amqp.channel()
+        await declare_exchange(channel, topology.events)
+        queue = await declare_queue(channel, topology.private(uuid.uuid4().hex, keys))
+        received: asyncio.Queue[Event] = asyncio.Queue()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await received.put(decode_event(message.body))
+
+        await queue.consume(on_message, no_ack=True)
+        try:
+            yield received
+        finally:
+            await channel.close()
+
+    return open_listener
+
+
+CommitHook = Callable[..., Awaitable[HookOutcome]]
+
+
+@pytest.fixture
+def commit_hook(store: Store) -> CommitHook:
+    """Run one hook the way the site agent will: load the stored class, call the hook in a
+    worker thread (no event loop), then commit its transition and the jobs it created in
+    one transaction."""
+
+    async def run(app_name: str, job_id: int, hook: str, by: Actor) -> HookOutcome:
+        document = await store.jobs.get(job_id)
+        site = await store.sites.get(document.site_id)
+        cls = (await ApplicationDefinition.load_by_site(site.id))[app_name]
+        outcome = await anyio.to_thread.run_sync(run_hook, cls, document, hook)
+        new_jobs = await prepare_jobs(outcome.created)
+
+        async def create(session: Any) -> None:
+            if new_jobs:
+                await store.jobs.create_many(new_jobs, session=session)
+
+        change = outcome.change(document.state, by)
+        if change is not None:
+            result = await store.jobs.transition([change], extra=create)
+            assert result.all_moved, result.unmoved
+        return outcome
+
+    return run

@@ -1,0 +1,141 @@
+"""The pieces the site agent will use to run hooks: capture (job creation without I/O, with or
+without await), run_hook / arun_hook / HookSession and what they report."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from balsam_mq import ApplicationDefinition, Job, blocking
+from balsam_mq.domain import Actor, Change, JobState
+from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain.serialization import deserialize, serialize
+from balsam_mq.errors import AppError
+from balsam_mq.sdk import capture, client
+from balsam_mq.sdk.hooks import HookSession, arun_hook, prepare_jobs, run_hook
+from balsam_mq.store import Store
+
+S = JobState
+
+
+class Spawner(ApplicationDefinition):
+    site = "polaris"
+    command_template = "spawn {{ n }}"
+
+    def postprocess(self):  # type: ignore[no-untyped-def]
+        child = Job.objects.create("child/a", app_id=Spawner, parameters={"n": 1})
+        assert child.id is None  # returned at once, not saved
+        Job("child/b", app_id="Spawner", parameters={"n": 2}).save()  # no await: fine
+        Job.objects.bulk_create([Spawner.submit("child/c", n=3, save=False)])
+        Spawner.submit("child/d", n=4)
+        self.job.data["children"] = 4
+        self.job.state = "POSTPROCESSED"
+
+    async def handle_error(self):  # type: ignore[no-untyped-def]
+        job = await Job.objects.create("retry", app_id=Spawner, parameters={"n": 0})
+        await Spawner.submit("retry2", n=0)
+        self.job.state_data = {"created": job.workdir}
+        self.job.state = "FAILED"
+
+
+def document(state: JobState = S.RUN_DONE, **fields: object) -> JobDocument:
+    return JobDocument(id=7, app_id=1, site_id=1, workdir="w/7", state=state, **fields)  # type: ignore[arg-type]
+
+
+def test_capture_records_creations_without_io() -> None:
+    assert not client._defaults  # no default client exists before ...
+    outcome = run_hook(Spawner, document(data={"children": 0}), "postprocess")
+    assert not client._defaults  # ... nor after: nothing did I/O
+    assert [j.workdir for j in outcome.created] == ["child/a", "child/b", "child/c", "child/d"]
+    assert all(j.id is None for j in outcome.created)
+    assert outcome.state == S.POSTPROCESSED and outcome.state_data == {}
+    assert outcome.fields == {"data": {"children": 4}} and outcome.data == {"children": 4}
+    change = outcome.change(S.RUN_DONE, Actor.POSTPROCESS)
+    assert change == Change(
+        7, S.RUN_DONE, S.POSTPROCESSED, {}, {"data": {"children": 4}}, Actor.POSTPROCESS
+    )
+
+
+def test_captured_creations_can_be_awaited() -> None:
+    outcome = run_hook(Spawner, document(S.RUN_ERROR), "handle_error")  # an async def hook
+    assert [j.workdir for j in outcome.created] == ["retry", "retry2"]
+    assert (outcome.state, outcome.state_data) == (S.FAILED, {"created": "retry"})
+
+
+async def test_arun_hook_awaits_async_hooks_in_the_running_loop() -> None:
+    outcome = await arun_hook(Spawner, document(S.RUN_ERROR), "handle_error")
+    assert outcome.state == S.FAILED and len(outcome.created) == 2
+
+
+def test_blocking_api_is_captured_too() -> None:
+    with capture() as captured:
+        job = blocking.Job.objects.create("b/1", app_id="Spawner", parameters={"n": 1})
+        blocking.Job("b/2", app_id="Spawner", parameters={"n": 1}).save()
+    assert [j.workdir for j in captured.jobs] == ["b/1", "b/2"]
+    assert isinstance(job, blocking.Job) and job.id is None
+
+
+def test_hook_session_and_state_data_without_a_transition() -> None:
+    class Annotate(ApplicationDefinition):
+        site = "polaris"
+        command_template = "true"
+
+        def shell_preamble(self):  # type: ignore[no-untyped-def]
+            self.job.state_data = {"note": "not a transition"}
+            return ["module load x"]
+
+    with HookSession(Annotate, document(S.RUNNING)) as session:
+        lines = session.app.shell_preamble()
+    outcome = session.changes(lines)
+    assert outcome.state is None and outcome.change(S.RUNNING, Actor.LAUNCHER) is None
+    assert outcome.fields == {"state_data": {"note": "not a transition"}}
+    assert outcome.returned == ["module load x"]
+
+
+def test_unknown_hooks_are_refused() -> None:
+    with pytest.raises(AppError, match="'run' is not a hook"):
+        run_hook(Spawner, document(), "run")
+
+
+async def test_captured_jobs_are_prepared_for_the_agents_transaction(
+    client: client.Client, site: object, store: object
+) -> None:
+    await Spawner.sync()
+    outcome = await anyio.to_thread.run_sync(run_hook, Spawner, document(), "postprocess")
+    prepared = await prepare_jobs(outcome.created)
+    assert [(d.workdir, d.app_id) for d in prepared] == [
+        (f"child/{c}", prepared[0].app_id) for c in "abcd"
+    ]
+    assert all(d.id is None and d.site_id == prepared[0].site_id for d in prepared)
+
+
+async def test_captured_jobs_cross_a_process_boundary_and_never_sync(
+    client: client.Client, site: object, store: Store
+) -> None:
+    """The agent's workers ship captured jobs back with dill; preparing them resolves a
+    class by its site and name instead of syncing the copy that travelled."""
+
+    class Parent(ApplicationDefinition):
+        site = "polaris"
+        command_template = "parent"
+
+        def postprocess(self):  # type: ignore[no-untyped-def]
+            Child.submit("next", n=self.job.data["n"] + 1)
+            self.job.state = "POSTPROCESSED"
+
+    class Child(ApplicationDefinition):
+        site = "polaris"
+        command_template = "child {{ n }}"
+
+    await Parent.sync()
+    await Child.sync()
+    loaded = (await ApplicationDefinition.load_by_site("polaris"))["Parent"]
+    outcome = await anyio.to_thread.run_sync(
+        run_hook, loaded, document(data={"n": 1}), "postprocess"
+    )
+    shipped = deserialize(serialize(outcome.created, what="created jobs"), what="created jobs")
+    assert shipped[0]._app_ref is not Child  # a copy, unknown to the client
+    (prepared,) = await prepare_jobs(shipped)
+    (child_app,) = await store.apps.by_name("Child")
+    assert (prepared.app_id, prepared.workdir) == (child_app.id, "next")
+    assert await store.events.count(kind="app") == 2  # nothing was synced again

@@ -1,0 +1,150 @@
+"""The Job object: save writes only what changed (in-place changes included), state changes are
+user transitions checked by the table, refresh and delete, parents, bulk creation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from balsam_mq import ApplicationDefinition, Job
+from balsam_mq.domain import JobState
+from balsam_mq.errors import InvalidTransition, JobError, NotFound
+from balsam_mq.sdk import Client, Site
+from balsam_mq.store import Store
+
+S = JobState
+Drive = Any
+
+
+def sim() -> type[ApplicationDefinition]:
+    class Sim(ApplicationDefinition):
+        site = "polaris"
+        command_template = "sim {{ n }}"
+
+    return Sim
+
+
+async def test_save_writes_only_changed_fields(client: Client, site: Site, store: Store) -> None:
+    job = await sim().submit("w/1", n=1, tags={"a": "1"}, data={"nested": {"k": [1]}})
+    # someone else changes a field this job object did not touch
+    await store.db["jobs"].update_one({"_id": job.id}, {"$set": {"workdir": "w/elsewhere"}})
+    job.tags["b"] = "2"  # in place
+    job.data["nested"]["k"].append(2)  # deep in place
+    job.num_nodes = 3
+    job.parameters["n"] = 7
+    assert job._changes() == {
+        "tags": {"a": "1", "b": "2"},
+        "data": {"nested": {"k": [1, 2]}},
+        "num_nodes": 3,
+        "parameters": {"n": 7},
+    }
+    await job.save()
+    stored = await store.jobs.get(job.id)  # type: ignore[arg-type]
+    assert stored.workdir == "w/elsewhere"  # not overwritten
+    assert stored.tags == {"a": "1", "b": "2"} and stored.data == {"nested": {"k": [1, 2]}}
+    assert stored.resources.num_nodes == 3
+    assert job.workdir == "w/elsewhere"  # save reloads the job
+    assert job._changes() == {}
+    assert (await Job.objects.get(id=job.id)).parameters == {"n": 7}
+
+
+async def test_a_state_change_is_a_user_transition(
+    client: Client, site: Site, store: Store, drive: Drive
+) -> None:
+    job = await sim().submit("w/1", n=1)
+    await drive([job.id], S.FAILED)
+    await job.refresh()
+    assert job.state == S.FAILED
+    job.state = "RESTART_READY"
+    job.state_data = {"why": "fixed the input"}
+    await job.save()
+    history = await store.events.for_job(job.id)  # type: ignore[arg-type]
+    assert (history[-1].from_state, history[-1].to_state, history[-1].by) == (
+        "FAILED",
+        "RESTART_READY",
+        "user",
+    )
+    assert history[-1].state_data == {"why": "fixed the input"}
+    job.state = "RUNNING"  # only a launcher may claim a job
+    with pytest.raises(InvalidTransition, match="RESTART_READY -> RUNNING by user"):
+        await job.save()
+
+
+async def test_a_stale_state_is_refused(
+    client: Client, site: Site, store: Store, drive: Drive
+) -> None:
+    job = await sim().submit("w/1", n=1)
+    await drive([job.id], S.STAGED_IN)  # moved on since the job object was loaded
+    job.state = "FAILED"
+    with pytest.raises(JobError, match=r"its state changed to STAGED_IN since it was loaded"):
+        await job.save()
+
+
+async def test_refresh_delete_and_repr(client: Client, site: Site) -> None:
+    job = await sim().submit("w/1", n=1)
+    copy = await Job.objects.get(id=job.id)
+    copy.data = {"x": 1}
+    await copy.save()
+    await job.refresh()
+    assert job.data == {"x": 1}
+    assert repr(job) == f"Job(id={job.id}, app={job.app_id}, workdir='w/1', state=READY)"
+    await job.delete()
+    assert job.id is None
+    with pytest.raises(NotFound):
+        await copy.refresh()
+    with pytest.raises(JobError, match="is not saved"):
+        await job.delete()
+
+
+async def test_parents_and_workdir(client: Client, site: Site, drive: Drive) -> None:
+    Sim = sim()
+    parents = await Job.objects.bulk_create(
+        [Sim.submit(f"p/{i}", n=i, save=False) for i in range(2)]
+    )
+    await drive([parents[0].id], S.JOB_FINISHED)
+    child = await Job.objects.create(
+        workdir="child", app_id=Sim, parameters={"n": 9}, parent_ids=[p.id for p in parents]
+    )
+    assert child.state == S.AWAITING_PARENTS
+    assert [p.id for p in await child.parent_query().order_by("id")] == [p.id for p in parents]
+    assert child.resolve_workdir("/sites/polaris/data") == Path("/sites/polaris/data/child")
+    done = await Job.objects.create(
+        workdir="child2", app_id=Sim, parameters={"n": 1}, parent_ids=[parents[0].id]
+    )
+    assert done.state == S.READY
+
+
+async def test_bulk_create_of_1000_jobs_in_one_call(
+    client: Client, site: Site, store: Store
+) -> None:
+    Sim = sim()
+    jobs = [Sim.submit(f"bulk/{i}", n=i, save=False) for i in range(1000)]
+    created = await Job.objects.bulk_create(jobs)
+    assert created is not None and len(created) == 1000
+    job_ids = [j.id for j in jobs]
+    first = job_ids[0]
+    assert job_ids == list(range(first, first + 1000))  # one block of ids
+    assert {j.state for j in jobs} == {S.READY}
+    assert await store.db["jobs"].count_documents({}) == 1000
+    assert await store.events.count(from_state="CREATED") == 1000
+    with pytest.raises(JobError, match="already saved"):
+        await Job.objects.bulk_create(jobs[:1])
+
+
+async def test_app_given_by_class_name_or_id(client: Client, site: Site, store: Store) -> None:
+    Sim = sim()
+    await Sim.sync()
+    (app,) = await store.apps.by_name("Sim")
+    made = [
+        await Job.objects.create("a", app_id=Sim, parameters={"n": 1}),
+        await Job.objects.create("b", app_id="Sim", parameters={"n": 1}),
+        await Job.objects.create("c", app_id=app.id, parameters={"n": 1}),
+        await Job.objects.create("d", app_id="Sim", site="polaris", parameters={"n": 1}),
+    ]
+    assert {j.app_id for j in made} == {app.id}
+    with pytest.raises(NotFound, match="no app named 'Nope'"):
+        await Job.objects.create("e", app_id="Nope")
+    with pytest.raises(NotFound, match="App 999 does not exist"):
+        await Job.objects.create("e", app_id=999)

@@ -1,0 +1,182 @@
+"""Lazy queries shared by every manager: filters, ordering, windows, reads, and bulk update and
+delete in one call; building a query (and its dunders) never does I/O."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from balsam_mq import ApplicationDefinition, BatchJob, EventLog, Job
+from balsam_mq.domain import JobState, utcnow
+from balsam_mq.errors import InvalidTransition, MultipleResults, NotFound, QueryError
+from balsam_mq.sdk import App, Client, Site
+from balsam_mq.store import Store
+
+S = JobState
+
+
+def apps() -> tuple[type[ApplicationDefinition], type[ApplicationDefinition]]:
+    class Sim(ApplicationDefinition):
+        site = "polaris"
+        command_template = "sim {{ n }}"
+
+    class Post(ApplicationDefinition):
+        site = "polaris"
+        command_template = "post"
+
+    return Sim, Post
+
+
+async def make_jobs() -> tuple[list[Job], list[Job]]:
+    """6 Sim jobs (tags run=H2O for even n) and 2 Post jobs children of the first two."""
+    Sim, Post = apps()
+    sims = [
+        Sim.submit(f"sim/{n}", n=n, save=False, tags={"run": "H2O" if n % 2 == 0 else "CO2"})
+        for n in range(6)
+    ]
+    await Job.objects.bulk_create(sims)
+    posts = [Post.submit(f"post/{i}", parent_ids=[sims[i].id], save=False) for i in range(2)]
+    await Job.objects.bulk_create(posts)
+    return sims, posts
+
+
+def ids(jobs: list[Job]) -> list[int | None]:
+    return [j.id for j in jobs]
+
+
+async def test_filters(client: Client, site: Site, drive: object) -> None:
+    sims, posts = await make_jobs()
+    _, Post = apps()  # another class object of the same app: found by site and name
+    await drive([sims[0].id, sims[1].id], S.FAILED)
+    q = Job.objects
+    assert ids(await q.filter(id=sims[2].id)) == [sims[2].id]
+    assert ids(await q.filter(id=[sims[3].id, sims[1].id])) == [sims[1].id, sims[3].id]
+    assert ids(await q.filter(state="FAILED")) == ids(sims[:2])
+    assert await q.filter(state={"FAILED", "AWAITING_PARENTS"}).count() == 4
+    assert await q.filter(state__ne="FAILED").count() == 6
+    assert ids(await q.filter(tags={"run": "H2O"})) == ids(sims[0::2])
+    assert await q.filter(tags="run:CO2").count() == 3
+    assert await q.filter(tags=["run"]).count() == 6
+    assert await q.filter(app=Post).count() == 2
+    assert await q.filter(app="Sim").count() == 6
+    assert await q.filter(app_id=posts[0].app_id).count() == 2
+    assert await q.filter(site="polaris").count() == 8
+    assert await q.filter(site=site).count() == 8
+    assert await q.filter(site="elsewhere").count() == 0
+    assert ids(await q.filter(workdir__contains="post/")) == ids(posts)
+    assert ids(await q.filter(parent_id=sims[1].id)) == [posts[1].id]
+    assert ids(await q.filter(parent_id=ids(sims[:2]))) == ids(posts)
+    now = utcnow()
+    assert await q.filter(last_update__lte=now + timedelta(seconds=1)).count() == 8
+    assert await q.filter(last_update_after=now + timedelta(seconds=1)).count() == 0
+    assert await q.filter(state="FAILED", tags={"run": "H2O"}).count() == 1
+
+
+async def test_order_windows_and_single_reads(client: Client, site: Site, drive: object) -> None:
+    sims, _ = await make_jobs()
+    q = Job.objects.filter(app="Sim").order_by("-id")
+    assert ids(await q) == ids(sims[::-1])
+    assert ids(await q[1:3]) == [sims[4].id, sims[3].id]
+    assert ids(await q[1:3][1:]) == [sims[3].id]
+    assert await q[2:].count() == 4
+    assert (await q.first()).id == sims[5].id  # type: ignore[union-attr]
+    assert await Job.objects.filter(app="nothing").first() is None
+    assert (await Job.objects.get(id=sims[0].id)).workdir == "sim/0"
+    with pytest.raises(NotFound):
+        await Job.objects.get(id=10_000)
+    with pytest.raises(MultipleResults):
+        await Job.objects.get(app="Sim")
+    assert [j.workdir async for j in Job.objects.filter(tags={"run": "H2O"})] == [
+        "sim/0",
+        "sim/2",
+        "sim/4",
+    ]
+    assert await q.exists() and not await q.filter(state="FAILED").exists()
+
+
+async def test_update_sets_fields_and_moves_states_in_one_call(
+    client: Client, site: Site, store: Store, drive: object
+) -> None:
+    sims, _ = await make_jobs()
+    await drive(ids(sims[:4]), S.FAILED)
+    h2o = Job.objects.filter(state="FAILED", tags={"run": "H2O"})
+    assert await h2o.update(state="RESTART_READY", data={"retry": True}) == 2
+    untouched = await Job.objects.get(id=sims[4].id)  # H2O but not FAILED
+    assert (untouched.state, untouched.data) == (S.READY, {})
+    moved = await store.jobs.get_many([sims[0].id, sims[2].id])  # type: ignore[list-item]
+    assert [(m.state, m.data) for m in moved] == [(S.RESTART_READY, {"retry": True})] * 2
+    history = await store.events.for_job(sims[0].id)  # type: ignore[arg-type]
+    assert (history[-1].from_state, history[-1].to_state, history[-1].by) == (
+        "FAILED",
+        "RESTART_READY",
+        "user",
+    )
+    assert await Job.objects.filter(app="Post").update(num_nodes=4, tags={"k": "v"}) == 2
+    assert {(p.num_nodes, p.tags["k"]) for p in await Job.objects.filter(app="Post")} == {(4, "v")}
+    # a state change the table refuses changes nothing
+    with pytest.raises(InvalidTransition, match="AWAITING_PARENTS -> RESTART_READY by user"):
+        await Job.objects.filter(app="Post").update(state="RESTART_READY", num_nodes=8)
+    assert {p.num_nodes for p in await Job.objects.filter(app="Post")} == {4}
+    with pytest.raises(QueryError, match="field 'colour' cannot be updated"):
+        await Job.objects.all().update(colour="red")
+
+
+async def test_delete_a_query(client: Client, site: Site, drive: object) -> None:
+    sims, _ = await make_jobs()
+    assert await Job.objects.filter(app="Post").delete() == 2
+    assert await Job.objects.filter(app="Sim").order_by("id")[4:].delete() == 2
+    assert ids(await Job.objects.all()) == ids(sims[:4])
+
+
+async def test_building_and_dunders_do_no_io() -> None:
+    """No client exists here: anything that did I/O would try to open one and fail."""
+    q = Job.objects.filter(state="FAILED", app="Sim").order_by("-last_update")[:10]
+    assert repr(q) == (
+        "<Query jobs filter(state__eq=<JobState.FAILED: 'FAILED'>, app='Sim') "
+        "order_by(-last_update) [0:10]>"
+    )
+    with pytest.raises(TypeError, match=r"await query.count\(\)"):
+        len(q)
+    with pytest.raises(TypeError, match=r"await query.exists\(\)"):
+        bool(q)
+    with pytest.raises(TypeError, match="indexing a query would do I/O"):
+        q[0]  # type: ignore[index]
+    with pytest.raises(QueryError, match="jobs cannot be filtered by 'colour'"):
+        Job.objects.filter(colour="red")
+    with pytest.raises(QueryError, match="unknown job state 'DONE'"):
+        Job.objects.filter(state="DONE")
+    with pytest.raises(QueryError, match="expected a datetime"):
+        Job.objects.filter(last_update__gt="yesterday")
+    with pytest.raises(QueryError, match="cannot be ordered by 'tags'"):
+        Job.objects.order_by("tags")
+
+
+async def test_other_managers_share_the_query(
+    client: Client, site: Site, store: Store, drive: object
+) -> None:
+    sims, _ = await make_jobs()
+    await Site.objects.create(name="theta")
+    assert [s.name for s in await Site.objects.order_by("name")] == ["polaris", "theta"]
+    assert (await Site.objects.get(name="polaris")).id == site.id
+    assert {a.name for a in await ApplicationDefinition.objects.filter(site="polaris")} == {
+        "Sim",
+        "Post",
+    }
+    assert isinstance(await App.objects.get(name="Sim"), App)
+    batch = await BatchJob.objects.create(site_id=site.id, num_nodes=2, wall_time_min=30)
+    assert await BatchJob.objects.filter(site=site, state="pending_submission").count() == 1
+    assert await BatchJob.objects.filter(id=batch.id).update(state="pending_deletion") == 1
+    assert (await BatchJob.objects.get(id=batch.id)).state == "pending_deletion"
+    assert await store.events.count(kind="batchjob", batch_job_id=batch.id) == 2
+    batch.queue = "debug"
+    await batch.save()
+    await batch.refresh()
+    assert (batch.queue, batch.state) == ("debug", "pending_deletion")
+    await drive([sims[0].id], S.JOB_FINISHED)
+    log = await EventLog.objects.filter(job_id=sims[0].id).order_by("timestamp")
+    assert [e.to_state for e in log][-1] == "JOB_FINISHED" and len(log) == 8
+    assert await EventLog.objects.filter(job_id=sims[0].id, to_state="RUNNING").count() == 1
+    assert log[1].data == {}
+    with pytest.raises(QueryError, match="append-only"):
+        await EventLog.objects.filter(job_id=sims[0].id).delete()

@@ -1,0 +1,203 @@
+"""Every rule of an app definition is a clear error at sync() naming the app and the field;
+every bad job input is refused at submit time, before anything is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from balsam_mq import ApplicationDefinition, Job
+from balsam_mq.errors import AppError, JobError, SerializationError
+from balsam_mq.sdk import Client, Site
+from balsam_mq.store import Store
+
+
+def app(**attributes: Any) -> type[ApplicationDefinition]:
+    """A fresh app class named Sim at polaris with ``attributes``."""
+    namespace: dict[str, Any] = {"site": "polaris", "command_template": "sim {{ x }}"}
+    namespace.update(attributes)
+    return type("Sim", (ApplicationDefinition,), namespace)
+
+
+LABEL = "App 'Sim' at site 'polaris'"
+
+SYNC_ERRORS = [
+    (
+        {"parameters": {"bad-name": {"required": True}}},
+        f"{LABEL}: parameter 'bad-name' is not a valid Python identifier",
+    ),
+    (
+        {"parameters": {"x": {"required": True, "default": 1}}},
+        f"{LABEL}: parameter 'x' is required but has a default",
+    ),
+    (
+        {"parameters": {"mode": {"required": False}}},
+        f"{LABEL}: parameter 'mode' is optional but has no default",
+    ),
+    (
+        {"parameters": {"x": {"required": "yes"}}},
+        f"{LABEL}: parameter 'x': 'required' must be True or False",
+    ),
+    (
+        {"parameters": {"x": {"required": True, "kind": "int"}}},
+        f"{LABEL}: parameter 'x': unknown key(s) ['kind']",
+    ),
+    (
+        {"parameters": {"x": {"required": False, "default": {1, 2}}}},
+        f"{LABEL}: parameter 'x': default must be plain data",
+    ),
+    (
+        {"transfers": {"inp": {"direction": "sideways", "local_path": "in"}}},
+        f"{LABEL}: transfer slot 'inp': direction must be 'in' or 'out', got 'sideways'",
+    ),
+    (
+        {"transfers": {"inp": {"direction": "in", "local_path": "/abs/in"}}},
+        f"{LABEL}: transfer slot 'inp': local_path '/abs/in' must be relative to the job workdir",
+    ),
+    (
+        {"transfers": {"inp": {"direction": "in", "local_path": "../up"}}},
+        f"{LABEL}: transfer slot 'inp': local_path '../up' must be relative to the job workdir",
+    ),
+    (
+        {"transfers": {"inp": {"direction": "in", "local_path": "d", "recursive": "yes"}}},
+        f"{LABEL}: transfer slot 'inp': recursive must be True or False, got 'yes'",
+    ),
+    (
+        {"transfers": {"inp": {"direction": "in"}}},
+        f"{LABEL}: transfer slot 'inp': local_path must be a non-empty path, got None",
+    ),
+    ({"command_template": None}, f"{LABEL}: define either command_template or run()"),
+    ({"command_template": "sim {{ x "}, f"{LABEL}: command_template line 1:"),
+    ({"site": None}, "App 'Sim' at site None: the site attribute is required"),
+    ({"cleanup_files": "*.h5"}, f"{LABEL}: cleanup_files must be a list of glob patterns"),
+    ({"environment_variables": {"A": 1}}, f"{LABEL}: environment variable 'A' must be a str"),
+]
+
+
+@pytest.mark.parametrize(("attributes", "message"), SYNC_ERRORS)
+async def test_a_bad_definition_is_refused_at_sync(
+    client: Client, site: Site, store: Store, attributes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(AppError) as info:
+        await app(**attributes).sync()
+    assert str(info.value).startswith(message)
+    assert await store.apps.by_name("Sim") == []
+
+
+async def test_valid_slots_and_template_names_missing_from_the_spec(
+    client: Client, site: Site, store: Store
+) -> None:
+    Sim = app(
+        command_template="sim {{ x }} {{ mode }}",
+        parameters={"mode": {"required": False, "default": "fast"}},
+        transfers={"here": {"direction": "in", "local_path": ".", "recursive": True}},
+    )
+    await Sim.sync()
+    (stored,) = await store.apps.by_name("Sim")
+    assert stored.parameters["x"].required  # named by the template, absent from the spec
+    assert not stored.parameters["mode"].required
+    assert stored.transfers["here"].local_path == "." and not stored.transfers["here"].required
+
+
+def test_command_template_and_run_together_fail_at_class_definition() -> None:
+    with pytest.raises(AppError, match=r"App 'Both' at site 'polaris': define either command_t"):
+
+        class Both(ApplicationDefinition):
+            site = "polaris"
+            command_template = "echo"
+
+            def run(self) -> None:
+                pass
+
+
+async def test_a_class_over_100_kb_is_refused_with_its_size(client: Client, site: Site) -> None:
+    Big = app(blob="x" * 120_000)
+    with pytest.raises(SerializationError, match=rf"{LABEL}: serialized size 1\d\d,\d\d\d bytes"):
+        await Big.sync()
+
+
+def runner() -> type[ApplicationDefinition]:
+    class Runner(ApplicationDefinition):
+        site = "polaris"
+        transfers = {
+            "deck": {"required": True, "direction": "in", "local_path": "input.nw"},
+            "extra": {"required": False, "direction": "out", "local_path": "extra"},
+        }
+
+        def run(self, x, y=2, *rest):  # type: ignore[no-untyped-def]
+            return x
+
+    return Runner
+
+
+DECK = {"deck": "laptop:/data/input.nw"}
+SUBMIT_ERRORS = [
+    ({"transfers": DECK}, r"missing required parameter\(s\) 'x'"),
+    ({"x": 1, "z": 2, "transfers": DECK}, r"unknown parameter\(s\) 'z' \(known: x, y, rest\)"),
+    ({"x": 1}, r"required transfer slot\(s\) 'deck' not filled"),
+    ({"x": 1, "transfers": {**DECK, "other": "a:/b"}}, r"unknown transfer slot\(s\) 'other'"),
+    (
+        {"x": 1, "transfers": {"deck": "/data/input.nw"}},
+        r"transfer 'deck': '/data/input.nw' is not a URI of the form alias:/absolute/path",
+    ),
+    (
+        {"x": 1, "transfers": {"deck": "laptop:data/input.nw"}},
+        r"transfer 'deck': 'laptop:data/input.nw' is not a URI",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), SUBMIT_ERRORS)
+async def test_bad_inputs_are_refused_at_submit(
+    client: Client, site: Site, store: Store, kwargs: dict[str, Any], message: str
+) -> None:
+    Runner = runner()
+    with pytest.raises(JobError, match=r"Job 'w/1' of App 'Runner' at site 'polaris': " + message):
+        Runner.submit("w/1", save=False, **kwargs)
+    with pytest.raises(JobError, match=message):
+        await Runner.submit("w/1", **kwargs)
+    assert await store.db["jobs"].count_documents({}) == 0
+
+
+async def test_inputs_of_jobs_naming_their_app_are_checked_before_saving(
+    client: Client, site: Site, store: Store
+) -> None:
+    await runner().sync()
+    with pytest.raises(JobError, match=r"Job 'w/2' of App 'Runner' at site 'polaris': missing"):
+        await Job.objects.bulk_create(
+            [
+                Job("w/1", app_id="Runner", parameters={"x": 1}, transfers=DECK),
+                Job("w/2", app_id="Runner", parameters={}, transfers=DECK),
+            ]
+        )
+    assert await store.db["jobs"].count_documents({}) == 0
+
+
+async def test_run_signature_is_the_parameter_spec(client: Client, site: Site) -> None:
+    Runner = runner()
+    job = await Runner.submit("w/1", x=1, rest=[3, 4], transfers=DECK)
+    assert job.parameters == {"x": 1, "rest": [3, 4]}
+    assert Runner(job)._run_with({"x": 5, "rest": [3]}) == 5
+
+    class Open(ApplicationDefinition):
+        site = "polaris"
+
+        def run(self, **kwargs):  # type: ignore[no-untyped-def]
+            return kwargs
+
+    assert Open(job)._run_with({"anything": 1}) == {"anything": 1}
+    await Open.submit("w/open", anything=1, other="ok")
+
+
+def test_job_fields_are_checked_when_the_job_is_built() -> None:
+    Runner = runner()
+    with pytest.raises(JobError, match=r"Job 'w/1': field 'num_nodes': Input should be greater"):
+        Job("w/1", app_id=Runner, num_nodes=0)
+    with pytest.raises(JobError, match=r"Job workdir '/abs' must be relative"):
+        Job("/abs", app_id=Runner)
+    with pytest.raises(JobError, match=r"app_id is required"):
+        Job("w/1")
+    job = Job("w/1", app_id=Runner)
+    with pytest.raises(JobError, match=r"Job 'w/1': unknown job state 'DONE'"):
+        job.state = "DONE"
