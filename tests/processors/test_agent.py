@@ -226,3 +226,30 @@ async def test_resynced_app_is_used_by_the_next_hook_without_restart(
     await until(lambda: all_in(store, [second.id], S.JOB_FINISHED), 60)
     assert (await store.jobs.get(first.id)).data == {"version": 1}
     assert (await store.jobs.get(second.id)).data == {"version": 2}
+
+
+class Crashing(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self) -> None:
+        import os
+
+        if self.job.workdir == "crash/bad":
+            os._exit(3)  # takes the hook's worker process down with it
+        self.job.state = "PREPROCESSED"
+
+
+async def test_hook_killing_its_worker_fails_only_its_job(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await start_agent()
+    jobs = await Job.objects.bulk_create(
+        [Crashing.submit(w, save=False) for w in ("crash/ok1", "crash/bad", "crash/ok2")]
+    )
+    ok = [j.id for j in jobs if j.workdir != "crash/bad"]
+    bad = next(j.id for j in jobs if j.workdir == "crash/bad")
+    await until(lambda: all_in(store, ok, S.JOB_FINISHED), 60)
+    await until(lambda: all_in(store, [bad], S.FAILED), 60)
+    state_data = (await store.jobs.get(bad)).state_data
+    assert state_data == {"reason": f"the worker process running preprocess for job {bad} died"}
