@@ -53,3 +53,8 @@ class JobConsumer:
 
     async def process(self, pending: list[Pending]) -> Deferrals | None:
         raise NotImplementedError
+
+    def backoff(self, p: Pending) -> float:
+        """Seconds before ``p`` is looked at again: doubling from ``transfers.retry_initial_s``."""
+        t = self.ctx.config.transfers
+        return float(min(t.retry_initial_s * 2**p.delivery.deferrals, t.retry_max_s))

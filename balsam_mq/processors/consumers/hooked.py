@@ -52,7 +52,7 @@ class HookConsumer(JobConsumer):
             if change is None:  # the hook kept the state: persist its fields, ask again later
                 if outcome.fields:
                     await self.ctx.store.jobs.update_fields_if(p.id, p.job.state, outcome.fields)
-                deferrals[p.delivery.message_id] = self._backoff(p)
+                deferrals[p.delivery.message_id] = self.backoff(p)
                 continue
             changes.append(change)
             if outcome.created and outcome.error is None:
@@ -110,7 +110,3 @@ class HookConsumer(JobConsumer):
             state_data={"reason": reason, **extra},
             by=self.actor,
         )
-
-    def _backoff(self, p: Pending) -> float:
-        t = self.ctx.config.transfers
-        return float(min(t.retry_initial_s * 2**p.delivery.deferrals, t.retry_max_s))

@@ -35,7 +35,7 @@ class StageInConsumer(JobConsumer):
                 transfers = plan(app.doc, p.job, "in", locations, workdir)
                 if not all(proto.available(t) for proto, t in transfers):
                     missing = [str(t.source) for proto, t in transfers if not proto.available(t)]
-                    deferrals[p.delivery.message_id] = self._backoff(p)
+                    deferrals[p.delivery.message_id] = self.backoff(p)
                     await self.ctx.store.jobs.update_fields_if(
                         p.id, JobState.READY, {"state_data": {"waiting_for": missing}}
                     )
@@ -56,7 +56,3 @@ class StageInConsumer(JobConsumer):
             changes.append(moved)
         await self.ctx.store.jobs.transition(changes)
         return deferrals or None
-
-    def _backoff(self, p: Pending) -> float:
-        t = self.ctx.config.transfers
-        return float(min(t.retry_initial_s * 2**p.delivery.deferrals, t.retry_max_s))
