@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from balsam_mq.cli import site, stack
+from balsam_mq.cli import launcher, queue, site, stack
 from balsam_mq.cli.common import BalsamGroup
 
 app = typer.Typer(
@@ -20,6 +20,8 @@ app = typer.Typer(
 _GROUPS: list[tuple[typer.Typer, str | None]] = [
     (stack.app, None),
     (site.app, "site"),
+    (launcher.app, None),
+    (queue.app, "queue"),
 ]
 for group, name in _GROUPS:
     app.add_typer(group, name=name)

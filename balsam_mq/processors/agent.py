@@ -27,6 +27,7 @@ from balsam_mq.relay import Relay
 from balsam_mq.sdk.client import Client
 from balsam_mq.sdk.direct import DirectBackend
 from balsam_mq.settings import Settings
+from balsam_mq.site.batch_jobs import build_service
 from balsam_mq.site.config import SiteConfig
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store
@@ -61,6 +62,9 @@ class SiteAgent:
     window: float = 0.02
     max_attempts: int = 5
     relay: bool = True
+    # the connection settings batch-job scripts export: with them the agent also runs the
+    # scheduler service (batch jobs, elastic queue); without them it runs no batch jobs
+    settings: Settings | None = None
     state: AgentState = field(default=AgentState.CREATED, init=False)
     consumers: list[Consumer] = field(default_factory=list, init=False)
     _cancel: anyio.CancelScope | None = field(default=None, init=False)
@@ -117,6 +121,18 @@ class SiteAgent:
                 grace=self.config.reaper.grace_s,
                 interval=self.config.reaper.interval_s,
             )
+            service = None  # built before anything starts: a bad section stops us here
+            if self.settings is not None:
+                service = build_service(
+                    self.store,
+                    self.site,
+                    self.site_dir.path,
+                    self.settings,
+                    {
+                        "scheduler": self.config.section("scheduler"),
+                        "elastic_queue": self.config.section("elastic_queue"),
+                    },
+                )
             self.state = AgentState.RUNNING
             log.info("site agent for %r (site %s) running", self.site.name, self.site.id)
             try:
@@ -129,6 +145,8 @@ class SiteAgent:
                     for consumer in self.consumers:
                         tg.start_soon(consumer.run)
                     tg.start_soon(reaper.run)
+                    if service is not None:
+                        tg.start_soon(service.run)
             finally:
                 await client.aclose()
                 self.state = AgentState.STOPPED

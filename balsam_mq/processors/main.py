@@ -51,6 +51,7 @@ async def run_agent(settings: Settings, path: Path, *, grace: float = 10.0) -> N
             prefetch=settings.prefetch,
             window=settings.batch_window_ms / 1000,
             max_attempts=settings.max_attempts,
+            settings=settings,
         )
 
         async def stop_on_signal() -> None:

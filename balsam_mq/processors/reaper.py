@@ -9,7 +9,6 @@ import anyio
 
 from balsam_mq.domain import Actor, Change, JobState, utcnow
 from balsam_mq.store import Store
-from balsam_mq.store.schema import SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,7 @@ class Reaper:
 
     async def reap_once(self) -> list[int]:
         cutoff = utcnow() - timedelta(seconds=self.grace)
-        sessions = self.store.db[SESSIONS]
-        stale = [
-            d["_id"]
-            async for d in sessions.find(
-                {"site_id": self.site_id, "heartbeat": {"$lt": cutoff}}, {"_id": 1}
-            )
-        ]
+        stale = await self.store.sessions.stale(self.site_id, cutoff)
         if not stale:
             return []
         jobs = await self.store.jobs.running_in_sessions(stale)
@@ -54,9 +47,7 @@ class Reaper:
         )
         if result.moved:
             log.warning("reaped %d job(s) of dead session(s) %s", len(result.moved), stale)
-        # a session is forgotten once none of its jobs are left RUNNING
-        if not await self.store.jobs.running_in_sessions(stale):
-            await sessions.delete_many({"_id": {"$in": stale}})
+        await self.store.sessions.mark_lost(stale, f"no heartbeat for {self.grace:g} s")
         return result.moved
 
     async def run(self) -> None:

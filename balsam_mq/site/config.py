@@ -106,6 +106,34 @@ transfers:
 reaper:
   grace_s: 60         # a launcher silent this long has its RUNNING jobs moved to RUN_TIMEOUT
   interval_s: 10
+
+launcher:
+  app_run: local          # how jobs are wrapped: mpich | openmpi | srun | local
+  mpiexec: mpiexec
+  cores_per_node: null    # null: discovered
+  gpus_per_node: null     # null: from CUDA_VISIBLE_DEVICES
+  env: {{}}                 # set for every job
+  heartbeat_s: 10
+  idle_timeout_s: null    # exit after this many idle seconds
+  drain_margin_s: null    # stop claiming this long before the end (default 10%, <= 60 s)
+  warm_pool: true         # warm interpreters for single-rank Python jobs
+
+scheduler:
+  kind: local             # local | slurm | pbs
+  interval_s: 10
+  template: null          # null: <site>/job-template.sh if present, else built in
+  extra_args: []          # extra submit arguments, e.g. ["-C", "cpu"]
+
+elastic_queue:
+  enabled: false          # submit batch jobs sized to the runnable backlog
+  project: ""
+  queue: ""
+  job_mode: mpi
+  min_nodes: 1
+  max_nodes: 1
+  max_queued: 1           # elastic batch jobs waiting in the queue at once
+  max_wall_time_min: 60
+  idle_timeout_s: 60      # its launchers exit when idle
 """
 
 

@@ -20,6 +20,7 @@ from balsam_mq.store.jobs import JobRepository
 from balsam_mq.store.queries import QueryRepository
 from balsam_mq.store.relay_state import RelayStateRepository
 from balsam_mq.store.schema import ensure_schema
+from balsam_mq.store.sessions import SessionRepository
 from balsam_mq.store.sites import SiteRepository
 from balsam_mq.store.transactions import Transactor
 
@@ -39,6 +40,7 @@ class Store:
     apps: AppRepository
     batch_jobs: BatchJobRepository
     queries: QueryRepository
+    sessions: SessionRepository
 
 
 @asynccontextmanager
@@ -81,6 +83,7 @@ async def open_store(
             apps=AppRepository(db, tx),
             batch_jobs=BatchJobRepository(db, tx),
             queries=QueryRepository(db),
+            sessions=SessionRepository(db),
         )
     finally:
         await client.close()

@@ -12,7 +12,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from balsam_mq.domain import Event
 from balsam_mq.store.schema import EVENTS
 
-
 # a job's events in commit order: ObjectIds made by different processes in the same
 # second do not sort by time, the job's transition counter does
 _JOB_ORDER = [("job_id", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)]

@@ -1,0 +1,58 @@
+"""A run in progress and the transition its end becomes: RUN_DONE, RUN_ERROR or RUN_TIMEOUT."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from balsam_mq.domain import Actor, Change, Job, JobState
+from balsam_mq.launcher.nodes import Placement
+from balsam_mq.launcher.prepare import read_result
+from balsam_mq.launcher.runs import OUTPUT_FILE, Launch, output_tail
+
+S = JobState
+
+
+@dataclass
+class ActiveRun:
+    job: Job
+    placement: Placement
+    launch: Launch
+    workdir: Path
+    python: bool  # a run() app: its result file is read at the end
+    timeout_reason: str | None = None  # set when the launcher kills it
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def job_id(self) -> int:
+        assert self.job.id is not None
+        return self.job.id
+
+
+def outcome(run: ActiveRun, code: int | None, error: str | None, *, tail_chars: int) -> Change:
+    """The transition that ends ``run``, with its return code and result or exception.
+
+    Killed by the launcher → RUN_TIMEOUT (with the reason); exit 0 → RUN_DONE; anything
+    else → RUN_ERROR with the return code and the tail of job.out in ``state_data``.
+    """
+    fields: dict[str, Any] = {"return_code": code}
+    if run.python:
+        fields.update(read_result(run.workdir))
+    if run.timeout_reason is not None:
+        elapsed = round(time.monotonic() - run.started, 3)
+        state_data = {"reason": run.timeout_reason, "elapsed_s": elapsed}
+        return Change(run.job_id, S.RUNNING, S.RUN_TIMEOUT, state_data, fields, Actor.LAUNCHER)
+    if code == 0 and error is None:
+        return Change(run.job_id, S.RUNNING, S.RUN_DONE, {}, fields, Actor.LAUNCHER)
+    tail = output_tail(run.workdir / OUTPUT_FILE, tail_chars)
+    data: dict[str, Any] = {"return_code": code, "output_tail": tail}
+    if error is not None:
+        data["error"] = error
+    return Change(run.job_id, S.RUNNING, S.RUN_ERROR, data, fields, Actor.LAUNCHER)
+
+
+def launch_failure(job_id: int, exc: Exception) -> Change:
+    """A claimed job that could not be started (bad template, missing app...)."""
+    return Change(job_id, S.RUNNING, S.RUN_ERROR, {"error": str(exc)}, by=Actor.LAUNCHER)

@@ -1,0 +1,423 @@
+"""The pilot: claims runnable jobs from the site's queue, runs them on its nodes, reports outcomes.
+
+Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
+
+* RUNNING: consumes the runnable queue with a prefetch that follows the free capacity.
+  Each delivered job is claimed by a conditional transition to RUNNING tagged with the
+  session; a job claimed elsewhere (or no longer runnable) is dropped. A job that fits
+  the allocation but not its free room now is held until room frees. A job that can
+  never run here (too big, wrong tags, too long for the time left) is deferred back to
+  the queue for other launchers and, unless only its tags differ, marked ``unfit``.
+* DRAINING (near the wall time, when idle, on SIGTERM/SIGINT): no more claims; at the
+  end of the wall time (at once on a signal) running jobs are terminated → RUN_TIMEOUT.
+* STOPPED: every outcome committed, the session ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import anyio
+import anyio.abc
+from aio_pika.abc import AbstractConnection
+
+from balsam_mq.broker import Consumer, Deferrals, Topology, declare_core, declare_site
+from balsam_mq.domain import (
+    RUNNABLE_STATES,
+    Actor,
+    App,
+    Change,
+    Delivery,
+    Job,
+    JobState,
+    utcnow,
+)
+from balsam_mq.launcher.config import LauncherConfig
+from balsam_mq.launcher.fit import tags_match, unfit_reason
+from balsam_mq.launcher.nodes import Demand, NodePool, Placement
+from balsam_mq.launcher.outcomes import ActiveRun, launch_failure, outcome
+from balsam_mq.launcher.prepare import Preparer
+from balsam_mq.launcher.reporter import Reporter
+from balsam_mq.launcher.runs import Executor
+from balsam_mq.launcher.session import Heartbeat, open_session
+from balsam_mq.store import Store
+
+log = logging.getLogger(__name__)
+S = JobState
+FLUSH_TIMEOUT_S = 60.0  # outcomes still uncommitted this long after the last run ended
+
+
+class PilotState(StrEnum):
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    DRAINING = "DRAINING"
+    STOPPED = "STOPPED"
+
+
+@dataclass
+class PilotReport:
+    session_id: int | None = None
+    claimed: int = 0
+    done: int = 0
+    errors: int = 0
+    timed_out: int = 0
+    dropped: int = 0  # claimed by another launcher, or no longer runnable
+    deferred: int = 0  # sent back for other launchers (unfit, other tags)
+    stop_reason: str = ""
+
+
+class Pilot:
+    """Example::
+
+    pilot = Pilot(store, amqp, topology, config, pool=NodePool(nodes), executor=LocalExecutor())
+    report = await pilot.run()     # until wall time, idle timeout or request_stop()
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        amqp: AbstractConnection,
+        topology: Topology,
+        config: LauncherConfig,
+        *,
+        pool: NodePool,
+        executor: Executor,
+    ) -> None:
+        self.store = store
+        self._amqp = amqp
+        self._topology = topology
+        self.config = config
+        self.pool = pool
+        self.executor = executor
+        self.state = PilotState.CREATED
+        self.report = PilotReport()
+        self.sessions = store.sessions
+        self.session_id: int | None = None
+        self._consumer = Consumer(
+            amqp,
+            topology,
+            topology.site(config.site_id).runnable,
+            self,
+            prefetch=self._wanted_prefetch(),
+            batch_size=config.settings.max_prefetch,
+        )
+        self._preparer = Preparer(config)
+        self._reporter = Reporter(store)
+        self._runs: dict[int, ActiveRun] = {}
+        self._busy = 0  # handler calls in progress
+        self._room = anyio.Event()  # replaced each time capacity changes or claiming stops
+        self._retune = anyio.Event()
+        self._drained = anyio.Event()
+        self.claiming_stopped = anyio.Event()  # set when RUNNING → DRAINING
+        self._killing: str | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._started = time.monotonic()
+        self._last_activity = self._started
+        self._marked: set[tuple[int, str]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def claiming(self) -> bool:
+        return self.state is PilotState.RUNNING
+
+    @property
+    def running_jobs(self) -> list[int]:
+        return sorted(self._runs)
+
+    def remaining_s(self) -> float:
+        return self.config.wall_time_s - (time.monotonic() - self._started)
+
+    async def run(self) -> PilotReport:
+        if self.state is not PilotState.CREATED:
+            raise RuntimeError(f"a pilot runs once; this one is {self.state}")
+        channel = await self._amqp.channel()
+        try:  # the runnable queue and its bindings exist before we consume (no relay yet)
+            await declare_core(channel, self._topology)
+            await declare_site(channel, self._topology, self.config.site_id)
+        finally:
+            await channel.close()
+        self._started = self._last_activity = time.monotonic()
+        session_id = await open_session(self.sessions, self.config, self.pool)
+        self.session_id = self.report.session_id = session_id
+        self.state = PilotState.RUNNING
+        if self._killing is not None:  # a stop was requested while we were starting
+            self.stop_claiming(self._killing)
+        heartbeat = Heartbeat(self.sessions, session_id, self.config.settings.heartbeat_s)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(heartbeat.run, lambda: {"running": len(self._runs)})
+                tg.start_soon(self._reporter.run)
+                tg.start_soon(self._consume)
+                tg.start_soon(self._follow_capacity)
+                tg.start_soon(self._clock)
+                if self.config.settings.idle_timeout_s is not None:
+                    tg.start_soon(self._idle_watch, self.config.settings.idle_timeout_s)
+                await self._drained.wait()
+                with anyio.CancelScope(shield=True):
+                    await self._consumer.stop()
+                    with anyio.move_on_after(FLUSH_TIMEOUT_S):  # else the reaper settles them
+                        await self._reporter.flush()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for run in list(self._runs.values()):  # only if we were cancelled from outside
+                    await run.launch.kill(0)
+                await self.executor.close()
+                await self.sessions.end(session_id, stop_reason=self.report.stop_reason)
+            self.state = PilotState.STOPPED
+            log.info("launcher session %s stopped: %s", session_id, self.report)
+        return self.report
+
+    def stop_claiming(self, reason: str) -> None:
+        """Claim nothing more; exit once running jobs are done (or killed at wall time)."""
+        if self.state is not PilotState.RUNNING:
+            return
+        log.info("launcher session %s stops claiming: %s", self.session_id, reason)
+        self.state = PilotState.DRAINING
+        self.report.stop_reason = reason
+        self.claiming_stopped.set()
+        self._capacity_changed()
+        if self._tg is not None:
+            self._tg.start_soon(self._consumer.stop)
+        self._check_drained()
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """SIGTERM/SIGINT: stop claiming, terminate running jobs (→ RUN_TIMEOUT), exit."""
+        self.stop_claiming(reason)
+        self._kill_all(reason)
+
+    def _kill_all(self, reason: str) -> None:
+        if self._killing is None:
+            self._killing = reason
+        for run in self._runs.values():
+            self._kill(run)
+
+    def _kill(self, run: ActiveRun) -> None:
+        if run.timeout_reason is None and self._tg is not None:
+            run.timeout_reason = self._killing
+            self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+
+    def _check_drained(self) -> None:
+        if self.state is PilotState.DRAINING and not self._runs and not self._busy:
+            self._drained.set()
+
+    async def _consume(self) -> None:
+        try:
+            await self._consumer.run()
+        except Exception as exc:
+            log.exception("runnable queue consumer failed")
+            self.stop_claiming(f"consumer failed: {exc}")
+
+    async def _clock(self) -> None:
+        await anyio.sleep(max(0.0, self.remaining_s() - self.config.drain_margin_s))
+        self.stop_claiming("wall time nearly over")
+        await anyio.sleep(max(0.0, self.remaining_s()))
+        self._kill_all("launcher wall time reached")
+
+    async def _idle_watch(self, idle_s: float) -> None:
+        while self.claiming:
+            if self._runs or self._busy:
+                self._last_activity = time.monotonic()
+            idle_for = time.monotonic() - self._last_activity
+            if idle_for >= idle_s:
+                self.stop_claiming(f"idle for {idle_s:g} s")
+                return
+            await anyio.sleep(min(idle_s - idle_for, 1.0) + 0.01)
+
+    # --- capacity and prefetch ---------------------------------------------------------
+
+    def _wanted_prefetch(self) -> int:
+        return max(1, min(self.pool.free_slots(), self.config.settings.max_prefetch))
+
+    def _capacity_changed(self) -> None:
+        room, self._room = self._room, anyio.Event()
+        room.set()
+        self._retune.set()
+
+    async def _follow_capacity(self) -> None:
+        """Renew the subscription when the free room moved far from the current prefetch."""
+        while True:
+            await self._retune.wait()
+            self._retune = anyio.Event()
+            if not self.claiming:
+                continue
+            wanted, current = self._wanted_prefetch(), self._consumer.prefetch
+            if wanted > current or wanted <= current // 2:
+                await self._consumer.set_prefetch(wanted)
+
+    # --- claiming (the consumer's handler) ---------------------------------------------
+
+    async def handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
+        self._busy += 1
+        try:
+            return await self._handle(batch)
+        finally:
+            self._busy -= 1
+            self._check_drained()
+
+    async def _handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
+        if not self.claiming:
+            return {d.message_id: 1 for d in batch}  # back to the queue for another launcher
+        wanted: dict[int, Delivery] = {}
+        expected: dict[int, str] = {}
+        for d in batch:
+            event = d.event()
+            if event.job_id is not None and event.to_state in RUNNABLE_STATES:
+                if event.job_id not in wanted:
+                    wanted[event.job_id] = d
+                    expected[event.job_id] = event.to_state
+        jobs = await self.store.jobs.get_many(list(wanted))
+        deferrals: dict[str, float] = {}
+        candidates: list[Job] = []
+        unfit: list[tuple[Job, str]] = []
+        found = {j.id for j in jobs}
+        self.report.dropped += len(set(wanted) - found)
+        for job in jobs:
+            assert job.id is not None
+            if job.state != expected[job.id]:
+                self.report.dropped += 1  # moved on since this event: a later one covers it
+                continue
+            if not tags_match(job.tags, self.config.filter_tags):
+                deferrals[wanted[job.id].message_id] = self.config.settings.other_tags_delay_s
+                continue
+            reason = unfit_reason(
+                job.resources,
+                self.pool,
+                job_mode=self.config.job_mode,
+                remaining_s=self.remaining_s(),
+            )
+            if reason is not None:
+                deferrals[wanted[job.id].message_id] = self.config.settings.unfit_delay_s
+                unfit.append((job, reason))
+                continue
+            candidates.append(job)
+        self.report.deferred += len(deferrals)
+        if unfit:
+            await self._mark_unfit(unfit)
+        apps = {a.id: a for a in await self.store.apps.get_many({j.app_id for j in candidates})}
+        pending = candidates
+        while pending:
+            if not self.claiming:
+                for job in pending:
+                    assert job.id is not None
+                    deferrals[wanted[job.id].message_id] = 1
+                break
+            room = self._room
+            placed: list[tuple[Job, Placement]] = []
+            waiting: list[Job] = []
+            for job in pending:
+                assert job.id is not None
+                placement = self.pool.assign(job.id, Demand.of(job.resources))
+                if placement is None:
+                    waiting.append(job)
+                else:
+                    placed.append((job, placement))
+            if placed:
+                await self._claim(placed, apps)
+            pending = waiting
+            if pending and not placed:
+                await room.wait()  # fits this allocation, not its free room: hold it
+        return deferrals or None
+
+    async def _mark_unfit(self, unfit: list[tuple[Job, str]]) -> None:
+        """Make visible on the job why this launcher leaves it (once per session and reason)."""
+        for job, reason in unfit:
+            assert job.id is not None
+            log.warning("Job %s left runnable: %s", job.id, reason)
+            if (job.id, reason) in self._marked:
+                continue
+            self._marked.add((job.id, reason))
+            note = {
+                "session_id": self.session_id,
+                "hostname": socket.gethostname(),
+                "reason": reason,
+                "at": utcnow(),
+            }
+            await self.store.jobs.update_fields_if(job.id, job.state, {"unfit": note})
+
+    async def _claim(
+        self, placed: list[tuple[Job, Placement]], apps: dict[int | None, App]
+    ) -> None:
+        fields: dict[str, Any] = {"session_id": self.session_id, "unfit": None}
+        if self.config.batch_job_id is not None:
+            fields["batch_job_id"] = self.config.batch_job_id
+        changes = [
+            Change(job.id, job.state, S.RUNNING, fields=fields, by=Actor.LAUNCHER)
+            for job, _ in placed
+            if job.id is not None
+        ]
+        try:
+            result = await self.store.jobs.transition(changes)
+        except BaseException:
+            for job, _ in placed:
+                assert job.id is not None
+                self.pool.free(job.id)
+            self._capacity_changed()
+            raise
+        moved = set(result.moved)
+        self.report.claimed += len(moved)
+        self.report.dropped += len(result.unmoved)
+        self._last_activity = time.monotonic()
+        for job, placement in placed:
+            assert job.id is not None
+            if job.id not in moved:
+                self.pool.free(job.id)  # claimed by another launcher meanwhile
+                continue
+            claimed = job.model_copy(
+                update={
+                    "state": S.RUNNING,
+                    "session_id": self.session_id,
+                    "batch_job_id": self.config.batch_job_id or job.batch_job_id,
+                }
+            )
+            await self._start(claimed, placement, apps)
+        if result.unmoved:
+            self._capacity_changed()
+        else:
+            self._retune.set()
+
+    async def _start(self, job: Job, placement: Placement, apps: dict[int | None, App]) -> None:
+        assert job.id is not None and self._tg is not None
+        try:
+            prepared = self._preparer.prepare(job, apps.get(job.app_id), placement)
+            launch = await self.executor.launch(prepared.spec, placement.node_indexes[0])
+        except Exception as exc:
+            log.warning("Job %s could not be launched: %s", job.id, exc)
+            self.pool.free(job.id)
+            self._capacity_changed()
+            self.report.errors += 1
+            self._reporter.submit(launch_failure(job.id, exc))
+            return
+        run = ActiveRun(job, placement, launch, prepared.workdir, prepared.python)
+        self._runs[job.id] = run
+        if self._killing is not None:
+            self._kill(run)
+        self._tg.start_soon(self._supervise, run)
+
+    async def _supervise(self, run: ActiveRun) -> None:
+        error: str | None = None
+        try:
+            code: int | None = await run.launch.wait()
+        except Exception as exc:  # a worker lost, a process table surprise: recorded on the job
+            code, error = None, f"launcher lost the run: {exc!r}"
+        self.pool.free(run.job_id)
+        self._capacity_changed()
+        self._last_activity = time.monotonic()
+        change = outcome(run, code, error, tail_chars=self.config.settings.output_tail_chars)
+        if change.to is S.RUN_TIMEOUT:
+            self.report.timed_out += 1
+        elif change.to is S.RUN_DONE:
+            self.report.done += 1
+        else:
+            self.report.errors += 1
+        self._reporter.submit(change)
+        del self._runs[run.job_id]
+        self._check_drained()

@@ -1,0 +1,163 @@
+"""From a claimed job, its app and its placement to a LaunchSpec; reading a run's result back."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from balsam_mq.domain import App, Job
+from balsam_mq.domain.serialization import deserialize_app, deserialize_parameters
+from balsam_mq.errors import JobError
+from balsam_mq.launcher.command import (
+    RESULT_FILE,
+    RUN_SPEC_FILE,
+    job_environment,
+    job_script,
+    preamble_text,
+    python_command,
+    with_defaults,
+)
+from balsam_mq.launcher.config import LauncherConfig
+from balsam_mq.launcher.nodes import Placement
+from balsam_mq.launcher.platform import AppRun, wrap_command
+from balsam_mq.launcher.python_runner import is_sdk_app, make_app
+from balsam_mq.launcher.runs import OUTPUT_FILE, LaunchSpec
+from balsam_mq.sdk.templates import render_command
+
+# read once at interpreter start: a job setting them needs a fresh interpreter
+_STARTUP_VARIABLES = ("PYTHON", "LD_", "DYLD_")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: LaunchSpec
+    workdir: Path
+    python: bool  # a run() app: its result file is read after the run
+
+
+class Preparer:
+    """Builds launch specs; keeps each app's class loaded per version (``last_update``)."""
+
+    def __init__(self, config: LauncherConfig, *, python_exe: str | None = None) -> None:
+        self.config = config
+        self.python_exe = python_exe or sys.executable
+        self._classes: dict[int, tuple[datetime, type]] = {}
+
+    def workdir(self, job: Job) -> Path:
+        root = self.config.data_dir.resolve()
+        target = (root / job.workdir).resolve()
+        if not target.is_relative_to(root):
+            raise JobError(
+                f"Job {job.id}: workdir {job.workdir!r} escapes the site's data directory"
+            )
+        return target
+
+    def app_class(self, app: App) -> type | None:
+        if not app.serialized_class:
+            return None
+        assert app.id is not None
+        cached = self._classes.get(app.id)
+        if cached is None or cached[0] != app.last_update:
+            cls = deserialize_app(app.serialized_class, what=f"App {app.name!r}")
+            self._classes[app.id] = (app.last_update, cls)
+            return cls
+        return cached[1]
+
+    def prepare(self, job: Job, app: App | None, placement: Placement) -> Prepared:
+        """The spec of one run; raises a ``BalsamError`` naming the job if it cannot run."""
+        assert job.id is not None
+        if app is None:
+            raise JobError(f"Job {job.id}: App {job.app_id} does not exist")
+        workdir = self.workdir(job)
+        workdir.mkdir(parents=True, exist_ok=True)
+        parameters = deserialize_parameters(job.parameters, what=f"Job {job.id}: parameters")
+        cls = self.app_class(app)
+        preamble = ""
+        if cls is not None and is_sdk_app(cls):
+            try:
+                preamble = preamble_text(make_app(cls, job).shell_preamble())
+            except Exception as exc:
+                raise JobError(
+                    f"Job {job.id} of App {app.name!r}: shell_preamble() raised {exc!r}"
+                ) from exc
+        python = not app.command_template
+        if python:
+            if cls is None:
+                raise JobError(f"App {app.name!r} has neither a command_template nor a run()")
+            self._write_run_spec(job, app, workdir)
+            command = python_command(app.python_exe or self.python_exe)
+        else:
+            command = render_command(app, parameters, job=f"Job {job.id}")
+        r = job.resources
+        if self.config.job_mode == "serial":
+            wrapped = command  # serial mode: one process per job, on its node
+        else:
+            run = AppRun(
+                hosts=placement.hostnames,
+                ranks_per_node=r.ranks_per_node,
+                threads_per_rank=r.threads_per_rank,
+                threads_per_core=r.threads_per_core,
+                gpus_per_rank=r.gpus_per_rank,
+                launch_params=r.launch_params,
+            )
+            s = self.config.settings
+            wrapped = wrap_command(s.app_run, run, command, mpiexec_exe=s.mpiexec)
+        env = job_environment(
+            site_env=self.config.settings.env,
+            app_env=app.environment_variables,
+            gpu_ids=placement.first_gpus,
+            threads_per_rank=r.threads_per_rank,
+            job_id=job.id,
+        )
+        warm = (
+            python
+            and r.num_nodes * r.ranks_per_node == 1
+            and not preamble
+            and (app.python_exe or self.python_exe) == self.python_exe
+            and not any(k.startswith(_STARTUP_VARIABLES) for k in env)
+        )
+        spec = LaunchSpec(
+            job_id=job.id,
+            script=job_script(preamble, wrapped),
+            cwd=str(workdir),
+            env=env,
+            output=str(workdir / OUTPUT_FILE),
+            python_spec=RUN_SPEC_FILE if warm else "",
+        )
+        return Prepared(spec=spec, workdir=workdir, python=python)
+
+    def _write_run_spec(self, job: Job, app: App, workdir: Path) -> None:
+        defaults = with_defaults(app, {})
+        spec = {
+            "job_id": job.id,
+            "app_name": app.name,
+            "serialized_class": app.serialized_class,
+            "parameters": job.parameters,
+            "defaults": defaults,
+            "job": job.model_dump(mode="json"),
+            "result_file": RESULT_FILE,
+        }
+        path = workdir / RUN_SPEC_FILE
+        path.write_text(json.dumps(spec))
+        (workdir / RESULT_FILE).unlink(missing_ok=True)
+
+
+def read_result(workdir: Path) -> dict[str, Any]:
+    """What a ``run()`` app left: ``{"result": ...}`` or ``{"exception": ..., "traceback": ...}``.
+
+    The run's spec and result files are removed; an absent or unreadable result is ``{}``.
+    """
+    path = workdir / RESULT_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    path.unlink(missing_ok=True)
+    (workdir / RUN_SPEC_FILE).unlink(missing_ok=True)
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in ("result", "exception", "traceback") if k in data}

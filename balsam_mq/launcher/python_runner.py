@@ -1,0 +1,112 @@
+"""The child side of a ``run()`` app: ``python -m balsam_mq.launcher.python_runner <spec file>``.
+
+Started in the job's workdir (under mpiexec/srun for several ranks). It loads the app
+class and the job's parameters from the spec file the launcher wrote, calls
+``run()``, and rank 0 writes the serialized return value, or the exception and its
+traceback, to the result file named in the spec. The exit code is 0 after a return
+and 1 after an exception, on every rank, so the launcher sees RUN_DONE or RUN_ERROR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PALS_RANKID")
+
+
+def mpi_rank() -> int:
+    """This process's rank in its MPI launch (0 when not launched by MPI)."""
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    mpi = getattr(sys.modules.get("mpi4py"), "MPI", None)
+    if mpi is not None:
+        try:
+            return int(mpi.COMM_WORLD.Get_rank())
+        except Exception:
+            return 0
+    return 0
+
+
+def is_sdk_app(cls: type) -> bool:
+    """Whether ``cls`` is an ``ApplicationDefinition`` (else a plain class with a ``run()``)."""
+    return any(
+        k.__name__ == "ApplicationDefinition" and k.__module__ == "balsam_mq.sdk.app"
+        for k in getattr(cls, "__mro__", ())
+    )
+
+
+def make_app(cls: type, job: Any) -> Any:
+    """An instance of the app class with ``self.job`` set, as the SDK builds it for hooks."""
+    if is_sdk_app(cls):
+        from balsam_mq.sdk.hooks import app_for_job
+
+        return app_for_job(cls, job)
+    instance: Any = object.__new__(cls)
+    instance.job = job
+    return instance
+
+
+def call_run(app: Any, parameters: Mapping[str, Any]) -> Any:
+    """``app.run()`` called with the job's parameters, bound as the SDK defines it
+    (``*args`` take the list given for their name: ``dims=[5]`` → ``run(5)``)."""
+    from balsam_mq.sdk.definition import run_arguments
+
+    args, kwargs = run_arguments(type(app), parameters)
+    return app.run(*args, **kwargs)
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)
+
+
+def main(spec_path: str) -> int:
+    from balsam_mq.domain.serialization import (
+        deserialize_app,
+        deserialize_parameters,
+        serialize_exception,
+        serialize_result,
+    )
+
+    spec = json.loads(Path(spec_path).read_text())
+    result_file = Path(spec["result_file"])
+    rank = mpi_rank()
+    what = f"Job {spec['job_id']} of App {spec['app_name']!r}"
+    try:
+        from balsam_mq.domain import Job
+
+        cls = deserialize_app(spec["serialized_class"], what=f"App {spec['app_name']!r}")
+        job = Job.model_validate(spec["job"])
+        parameters = deserialize_parameters(spec["parameters"], what=f"{what}: parameters")
+        for name, default in spec.get("defaults", {}).items():
+            parameters.setdefault(name, default)
+        app = make_app(cls, job)
+        value = call_run(app, parameters)
+        if rank == 0:
+            _write(result_file, {"result": serialize_result(value, what=f"{what}: return value")})
+        return 0
+    except Exception as exc:
+        if rank == 0:
+            traceback.print_exc()
+            serialized, text = serialize_exception(exc, what=f"{what}: exception")
+            _write(result_file, {"exception": serialized, "traceback": text})
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m balsam_mq.launcher.python_runner <spec file>", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,70 @@
+"""The launcher's writer of run outcomes: gathers RUN_DONE/RUN_ERROR/RUN_TIMEOUT into batches.
+
+Many short jobs finish close together; their transitions are committed a batch at a
+time (one transaction each) instead of one transaction per job. A failed commit is
+retried with backoff: an outcome is never dropped while the launcher lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pymongo.errors import PyMongoError
+
+from balsam_mq.domain import Change
+from balsam_mq.errors import StoreError
+from balsam_mq.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    def __init__(self, store: Store, *, window: float = 0.02, max_batch: int = 50) -> None:
+        self._store = store
+        self._window = window
+        self._max_batch = max_batch
+        self._pending: list[Change] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.committed = 0
+        self.unmoved: dict[int, str | None] = {}  # job id -> state found, for outcomes not applied
+
+    def submit(self, change: Change) -> None:
+        self._pending.append(change)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every submitted outcome is committed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._window)  # let neighbours finishing now join the batch
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = (
+                    self._pending[: self._max_batch],
+                    self._pending[self._max_batch :],
+                )
+                try:
+                    result = await self._store.jobs.transition(batch)
+                except (StoreError, PyMongoError) as exc:
+                    log.warning(
+                        "committing %d run outcome(s) failed (%s); retrying", len(batch), exc
+                    )
+                    self._pending = batch + self._pending
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                backoff = 0.1
+                self.committed += len(result.moved)
+                for job_id, state in result.unmoved.items():
+                    # the reaper may have timed the job out if our heartbeats stalled
+                    log.warning("Job %s: outcome not applied, job is now %s", job_id, state)
+                    self.unmoved[job_id] = state.value if state is not None else None
+            self._idle.set()

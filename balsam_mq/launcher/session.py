@@ -1,0 +1,80 @@
+"""The launcher's session: its record in ``sessions`` and the heartbeat the reaper watches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from pymongo.errors import PyMongoError
+
+from balsam_mq.domain import Session
+from balsam_mq.errors import StoreError
+from balsam_mq.launcher.config import LauncherConfig
+from balsam_mq.launcher.nodes import NodePool
+from balsam_mq.store.sessions import SessionRepository
+
+log = logging.getLogger(__name__)
+
+
+async def open_session(sessions: SessionRepository, config: LauncherConfig, pool: NodePool) -> int:
+    """Register this launcher (host, pid, nodes, mode, wall time); its session id."""
+    session = await sessions.create(
+        Session(
+            site_id=config.site_id,
+            batch_job_id=config.batch_job_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+        ),
+        nodes=pool.summary(),
+        job_mode=config.job_mode,
+        wall_time_min=config.wall_time_min,
+        filter_tags=config.filter_tags,
+    )
+    assert session.id is not None
+    log.info(
+        "launcher session %s: %d node(s), %s mode, %.1f min",
+        session.id,
+        len(pool),
+        config.job_mode,
+        config.wall_time_min,
+    )
+    return session.id
+
+
+class Heartbeat:
+    """Refreshes the session's ``heartbeat`` every ``interval`` seconds until cancelled.
+
+    A session whose heartbeat is older than the reaper's grace has its RUNNING jobs
+    moved to RUN_TIMEOUT, so a failed beat is logged and retried, never fatal.
+    """
+
+    def __init__(
+        self, sessions: SessionRepository, session_id: int | None, interval: float
+    ) -> None:
+        if session_id is None:
+            raise ValueError("a heartbeat needs a stored session")
+        self.sessions = sessions
+        self.session_id = session_id
+        self.interval = interval
+        self.beats = 0
+
+    async def run(self, status: Callable[[], dict[str, Any]] | None = None) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            try:
+                fields = status() if status else {}
+                alive = await self.sessions.heartbeat(self.session_id, **fields)
+            except (PyMongoError, StoreError) as exc:
+                log.warning("session %s: heartbeat failed (%s)", self.session_id, exc)
+                continue
+            self.beats += 1
+            if not alive:
+                log.error(
+                    "session %s no longer exists: the site agent took it for dead; "
+                    "outcomes of its running jobs will not be applied",
+                    self.session_id,
+                )
