@@ -8,6 +8,7 @@
      │    └── JobFailed         a job awaited as a future ended FAILED without a stored exception
      ├── NoResult               a job's result was asked for before the job finished
      ├── NotFound               a site, app or job does not exist
+ ├── InUse                  a site cannot be removed while it still has jobs (without force)
      ├── MultipleResults        a query expected to match one document matched several
      ├── QueryError             a query names an unknown field or operator, or a bad value
      ├── InvalidTransition      a state change the transition table does not allow
@@ -61,6 +62,10 @@ class NotFound(BalsamError):
     """A site, app, job or other document does not exist."""
 
 
+class InUse(BalsamError):
+    """A document cannot be removed while others still depend on it (a site with jobs)."""
+
+
 class MultipleResults(BalsamError):
     """A query expected to match exactly one document matched more."""
 
@@ -72,12 +77,17 @@ class QueryError(BalsamError):
 class InvalidTransition(BalsamError):
     """A job state change that the transition table does not allow."""
 
-    def __init__(self, job_id: int, from_state: str, to_state: str, by: str | None = None) -> None:
+    def __init__(
+        self, job_id: int, from_state: str, to_state: str, by: str | None = None, hint: str = ""
+    ) -> None:
         self.job_id = job_id
         self.from_state = from_state
         self.to_state = to_state
         who = f" by {by}" if by else ""
-        super().__init__(f"Job {job_id}: transition {from_state} -> {to_state}{who} is not allowed")
+        hint = f"; {hint}" if hint else ""
+        super().__init__(
+            f"Job {job_id}: transition {from_state} -> {to_state}{who} is not allowed{hint}"
+        )
 
 
 class StoreError(BalsamError):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Set up this machine and start the local stack: install balsam_mq with a bundled mongod,
-# make sure RabbitMQ runs, then `balsam-mq up`. Stop it again with `balsam-mq down`.
+# The main job: install balsam_mq with a bundled mongod, make sure RabbitMQ runs, then run the
+# demo (local stack, a site, its agent and a launcher, a few hundred jobs, a summary).
+# Arguments go to `balsam-mq demo`, e.g. `bash scripts/main.sh --keep`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 python3 -m pip install -q -e '.[local]'
 bash scripts/ensure-rabbitmq.sh
-balsam-mq up && balsam-mq status
+exec balsam-mq demo "$@"

@@ -9,7 +9,13 @@ from balsam_mq.broker.consumer import (
     Deferrals,
     Handler,
 )
-from balsam_mq.broker.declare import declare_core, declare_queue, declare_site, delete_namespace
+from balsam_mq.broker.declare import (
+    declare_core,
+    declare_queue,
+    declare_site,
+    delete_namespace,
+    delete_site,
+)
 from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import QueueSpec, SiteQueues, Topology, build_topology
 
@@ -30,5 +36,6 @@ __all__ = [
     "declare_queue",
     "declare_site",
     "delete_namespace",
+    "delete_site",
     "open_amqp",
 ]

@@ -66,3 +66,9 @@ async def delete_namespace(
     await channel.exchange_delete(topology.events.name)
     await channel.exchange_delete(topology.dead_letter.name)
     await channel.exchange_delete(topology.retry.name)
+
+
+async def delete_site(channel: AbstractChannel, topology: Topology, site_id: int) -> None:
+    """Remove a site's work queues (when the site itself is removed)."""
+    for spec in topology.site(site_id).all():
+        await channel.queue_delete(spec.name)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from balsam_mq.cli import launcher, queue, site, stack
+from balsam_mq.cli import app as app_cli
+from balsam_mq.cli import demo, events, job, launcher, queue, site, stack
 from balsam_mq.cli.common import BalsamGroup
 
 app = typer.Typer(
@@ -19,7 +20,11 @@ app = typer.Typer(
 # (module's typer app, group name); None puts the module's commands at the top level.
 _GROUPS: list[tuple[typer.Typer, str | None]] = [
     (stack.app, None),
+    (demo.app, None),
     (site.app, "site"),
+    (app_cli.app, "app"),
+    (job.app, "job"),
+    (events.app, None),
     (launcher.app, None),
     (queue.app, "queue"),
 ]

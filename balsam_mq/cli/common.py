@@ -1,26 +1,57 @@
-"""What every `balsam-mq` command shares: the error boundary and output that degrades off a TTY."""
+"""What every `balsam-mq` command shares: the error boundary, the SDK connection, input
+parsing (k=v pairs, JSON), and output that degrades off a TTY (tables, JSON, progress)."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
 
+import anyio
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from balsam_mq.errors import BalsamError
+from balsam_mq.settings import load_settings
+
+T = TypeVar("T")
 
 
 class BalsamGroup(TyperGroup):
     """The root command group: a `BalsamError` from any command, in any subgroup, becomes
-    `error: <message>` on stderr and exit code 1 instead of a traceback."""
+    `error: <message>` on stderr and exit code 1 instead of a traceback; a usage error
+    (unknown option, missing or malformed argument) becomes one `error:` line and exit
+    code 2."""
 
     # Recent typer vendors click: `Any` avoids naming its private Context class.
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:
+            usage_fail(exc)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except BalsamError as exc:
             fail(str(exc))
+        except typer.TyperException as exc:
+            usage_fail(exc)
 
 
 def fail(message: str) -> NoReturn:
@@ -32,6 +63,208 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def console() -> Console:
+def usage_fail(exc: typer.TyperException) -> NoReturn:
+    """A click usage error as one line (`error: ... (see '<command> --help')`)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # shows the help: leave it to typer
+        raise exc
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    message = " ".join(exc.format_message().split()).removeprefix("Invalid value: ")
+    typer.echo(f"error: {message}{hint}", err=True)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
+
+
+def console(*, stderr: bool = False) -> Console:
     """Rich output for a terminal; callers print plain lines when `is_terminal` is False."""
-    return Console(highlight=False)
+    return Console(highlight=False, stderr=stderr)
+
+
+# --- the SDK ----------------------------------------------------------------------------
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main`` on a new event loop with an SDK client connected as the environment says.
+
+    Library log records are dropped: a failure reaches the user as one `error:` line, not
+    also as aio-pika's or pymongo's log output."""
+    from balsam_mq.sdk import connect
+
+    async def body() -> T:
+        async with connect(load_settings()):
+            return await main()
+
+    root, quiet = logging.getLogger(), logging.NullHandler()
+    if not root.handlers:
+        root.addHandler(quiet)
+    try:
+        return anyio.run(body)
+    finally:
+        root.removeHandler(quiet)
+
+
+def run_until_interrupted(main: Callable[[], Awaitable[None]], seconds: float | None) -> None:
+    """:func:`run` for commands that go on until Ctrl-C (or ``seconds``): both end quietly."""
+
+    async def bounded() -> None:
+        with anyio.move_on_after(seconds):
+            await main()
+
+    try:
+        run(bounded)
+    except KeyboardInterrupt:
+        pass
+
+
+# --- input ------------------------------------------------------------------------------
+
+
+def parse_pairs(
+    items: Iterable[str] | None, option: str, *, json_values: bool = False
+) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` as a dict; a value is JSON when it parses (``json_values``),
+    else the text. An item without ``=`` or with an empty key is a usage error."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} must look like key=value", param_hint=option)
+        out[key.strip()] = _json_or_text(value) if json_values else value
+    return out
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def parse_json_object(text: str | None, option: str) -> dict[str, Any]:
+    """A JSON object given on the command line; anything else is a usage error."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object ({...})", param_hint=option)
+    return value
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """``json.dumps`` default: datetimes as ISO 8601, sets as lists, anything else as repr."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return repr(value)
+
+
+def print_json(data: Any, *, lines: bool = False) -> None:
+    """Indented JSON, or one compact line (``lines``: a stream of documents)."""
+    text = json.dumps(data, default=plain, indent=None if lines else 2)
+    typer.echo(text)
+    sys.stdout.flush()
+
+
+def when(moment: datetime | None) -> str:
+    """A timestamp in local time, to the second."""
+    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+STATE_STYLES = {
+    "JOB_FINISHED": "green",
+    "FAILED": "bold red",
+    "RUNNING": "cyan",
+    "RUN_DONE": "cyan",
+    "RUN_ERROR": "red",
+    "RUN_TIMEOUT": "yellow",
+    "RESTART_READY": "yellow",
+    "AWAITING_PARENTS": "dim",
+}
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+Cell = str | Text
+
+
+def _text(cell: Cell) -> Text:
+    """A cell as rich text: user data such as ``[y]`` or ``{'a': [1]}`` is never markup."""
+    return cell if isinstance(cell, Text) else Text(cell)
+
+
+def build_table(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_text(cell) for cell in row))
+    return table
+
+
+def show_table(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
+    """A rich table on a terminal; else one tab-separated line per row, no header."""
+    out = console()
+    if not out.is_terminal:
+        for row in rows:
+            typer.echo("\t".join(cell.plain if isinstance(cell, Text) else cell for cell in row))
+        sys.stdout.flush()
+        return
+    out.print(build_table(columns, rows))
+
+
+def show_fields(pairs: Iterable[tuple[str, Cell]]) -> None:
+    """``name: value`` lines (aligned and styled on a terminal)."""
+    out = console()
+    if not out.is_terminal:
+        for name, value in pairs:
+            typer.echo(f"{name}: {value.plain if isinstance(value, Text) else value}")
+        return
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in pairs:
+        table.add_row(name, _text(value))
+    out.print(table)
+
+
+def note(message: str) -> None:
+    """A remark for people (stderr, so stdout stays parseable)."""
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def progress(
+    description: str, total: int | None, *, enabled: bool = True
+) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar on stderr while the block runs (only on a terminal, and
+    not when ``enabled`` is false, e.g. with --json); yields ``advance(n)``."""
+    err = console(stderr=True)
+    if not enabled or not err.is_terminal or not console().is_terminal:
+        yield lambda n: None
+        return
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+    if total is not None:
+        columns.append(MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Go on if ``yes`` or the user agrees; else stop with an error (nothing was done)."""
+    if yes:
+        return
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        agreed = False
+    if not agreed:
+        fail("not confirmed: nothing was changed (pass --yes to skip the question)")

@@ -1,24 +1,33 @@
-"""`balsam-mq site init | ls | agent`: create and list sites, run a site's agent."""
+"""`balsam-mq site init | ls | rm | sync | agent`: create, list and remove sites, sync apps to
+them, run a site's agent."""
 
 from __future__ import annotations
 
 import json
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 from rich.table import Table
 
-from balsam_mq.cli.common import console
+from balsam_mq.cli.app import app_json
+from balsam_mq.cli.common import confirm, console, print_json, progress, run
 from balsam_mq.domain import Site
 from balsam_mq.errors import ConfigError
 from balsam_mq.settings import load_settings
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import open_store
 
-app = typer.Typer(help="Create, list and run sites.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from balsam_mq.domain import App, SiteRemoval
+
+app = typer.Typer(
+    help="Create, list and remove sites, sync apps, run agents.", no_args_is_help=True
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @app.command()
@@ -94,3 +103,95 @@ def agent(
     from balsam_mq.processors.main import run_agent
 
     anyio.run(run_agent, load_settings(), path)
+
+
+@app.command("rm")
+def rm(
+    site: Annotated[str, typer.Argument(metavar="SITE", help="The site's name or id.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Also delete its jobs and active batch jobs.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove a site with its apps, batch jobs and work queues.
+
+    A site that still has jobs or active batch jobs is refused unless --force, which
+    deletes them too (allocations already in a scheduler are not cancelled: they are
+    listed). The event log is kept and the site directory on disk is left alone.
+    Stop the site's agent first.
+
+    Example:  balsam-mq site rm laptop --force --yes
+    """
+
+    async def main() -> SiteRemoval:
+        from balsam_mq.sdk import Site as SdkSite
+
+        found = await SdkSite.objects.lookup(site)
+        plan = await found.delete(force=force, dry_run=True)
+        await anyio.to_thread.run_sync(confirm, f"Remove {_describe(plan)}?", yes)
+        with progress(f"Removing site {found.name!r}", None, enabled=not as_json):
+            return await found.delete(force=force)
+
+    removal = run(main)
+    if as_json:
+        print_json(removal.model_dump(mode="json"))
+        return
+    typer.echo(f"removed {_describe(removal)}; the event log is kept")
+    if removal.site.path:
+        typer.echo(f"its directory {removal.site.path} is left on disk")
+    for b in removal.active_batch_jobs:
+        typer.echo(
+            f"warning: batch job {b.id} ({b.state.value}, scheduler id {b.scheduler_id or '-'})"
+            " may still hold an allocation: cancel it with the scheduler",
+            err=True,
+        )
+
+
+def _describe(removal: SiteRemoval) -> str:
+    parts = [
+        _count(removal.apps, "app"),
+        _count(removal.batch_jobs, "batch job"),
+        _count(removal.jobs, "job"),
+    ]
+    return f"site {removal.site.name!r} (id {removal.site.id}) with " + ", ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@app.command()
+def sync(
+    source: Annotated[
+        str,
+        typer.Argument(metavar="SOURCE", help="A Python file (my_apps.py) or module (pkg.apps)."),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Sync every ApplicationDefinition subclass defined in a Python file or module.
+
+    Each class goes to the site its `site` attribute names; all are checked before
+    the first is stored. Classes of a file travel by value (the site needs nothing
+    else); classes of a module by reference (it must be importable where apps run).
+
+    Example:  balsam-mq site sync my_apps.py
+    """
+
+    async def main() -> list[tuple[App, str]]:
+        from balsam_mq.sdk import Site as SdkSite
+        from balsam_mq.sdk import load_definitions, sync_definitions
+
+        classes = load_definitions(source)
+        with progress("Syncing apps", len(classes), enabled=not as_json) as advance:
+            apps = await sync_definitions(classes, on_synced=lambda _: advance(1))
+        sites = {s.id: s.name async for s in SdkSite.objects.filter(id=[a.site_id for a in apps])}
+        return [(a, sites.get(a.site_id, str(a.site_id))) for a in apps]
+
+    synced = run(main)
+    if as_json:
+        print_json([app_json(a, site) for a, site in synced])
+        return
+    for a, site_name in synced:
+        kind = "command template" if a.command_template is not None else "run()"
+        typer.echo(f"synced app {a.name!r} (id {a.id}, {kind}) to site {site_name!r}")

@@ -12,6 +12,7 @@ from balsam_mq.domain.models import (
     Resources,
     Session,
     Site,
+    SiteRemoval,
     TransferSlot,
     utcnow,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Resources",
     "Session",
     "Site",
+    "SiteRemoval",
     "TransferSlot",
     "TransitionResult",
     "check_transition",

@@ -218,3 +218,13 @@ class Session(Document):
     pid: int = 0
     heartbeat: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SiteRemoval(BaseModel):
+    """What removing a site deletes (or, in a dry run, would delete)."""
+
+    site: Site
+    jobs: int = 0
+    apps: int = 0
+    batch_jobs: int = 0
+    active_batch_jobs: list[BatchJob] = Field(default_factory=list)  # still in the scheduler

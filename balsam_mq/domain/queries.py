@@ -12,7 +12,7 @@ A list, tuple or set given to a plain ``field`` means "any of these".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -80,6 +80,7 @@ FIELDS: dict[Resource, dict[str, Kind]] = {
         "batch_job_id": "int",
         "from_state": "str",
         "to_state": "str",
+        "seq": "int",
         "by": "str",
         "timestamp": "time",
     },
@@ -162,9 +163,52 @@ def check_order(resource: Resource, fields: Iterable[str]) -> tuple[str, ...]:
     for f in fields:
         name = f.removeprefix("-")
         if FIELDS[resource].get(name) in (None, "tags", "ids"):
-            raise QueryError(f"{resource} cannot be ordered by {name!r}")
+            known = ", ".join(orderable(resource))
+            raise QueryError(f"{resource} cannot be ordered by {name!r}; fields: {known}")
         out.append(f)
     return tuple(out)
+
+
+def orderable(resource: Resource) -> list[str]:
+    """The fields ``order_by`` accepts for ``resource``."""
+    return sorted(f for f, kind in FIELDS[resource].items() if kind not in ("tags", "ids"))
+
+
+def matches(conditions: Iterable[Condition], values: Mapping[str, Any]) -> bool:
+    """Whether a document's ``values`` (its fields, ``id`` included) meet every condition,
+    with the meaning the store gives them: for checking live events against a filter."""
+    return all(_holds(c, values.get(c.field)) for c in conditions)
+
+
+def _holds(cond: Condition, value: Any) -> bool:
+    wanted = cond.value
+    if cond.op == "tags":
+        tags = value if isinstance(value, Mapping) else {}
+        return all(k in tags and (v is None or tags[k] == v) for k, v in wanted.items())
+    if isinstance(value, list) and cond.op in ("eq", "in"):  # a list field: any element
+        return any(_holds(cond, v) for v in value)
+    if cond.op == "eq":
+        return bool(value == wanted)
+    if cond.op == "in":
+        return value in wanted
+    if cond.op == "ne":
+        return bool(value != wanted)
+    if cond.op == "nin":
+        return value not in wanted
+    if cond.op == "contains":
+        return isinstance(value, str) and wanted in value
+    if value is None:
+        return False
+    try:
+        if cond.op == "gt":
+            return bool(value > wanted)
+        if cond.op == "gte":
+            return bool(value >= wanted)
+        if cond.op == "lt":
+            return bool(value < wanted)
+        return bool(value <= wanted)
+    except TypeError:
+        return False
 
 
 def _listed(value: Any) -> list[Any]:

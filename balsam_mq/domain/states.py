@@ -126,6 +126,17 @@ def is_legal(from_state: JobState, to_state: JobState, by: Actor | None = None) 
 def check_transition(
     job_id: int, from_state: JobState, to_state: JobState, by: Actor | None = None
 ) -> None:
-    """Raise :class:`InvalidTransition` unless the table allows the move."""
+    """Raise :class:`InvalidTransition` unless the table allows the move (a user is told
+    which moves are open to them)."""
     if not is_legal(from_state, to_state, by):
-        raise InvalidTransition(job_id, from_state.value, to_state.value, by.value if by else None)
+        hint = ""
+        if by == Actor.USER:
+            targets = [s.value for s, actors in TRANSITIONS[from_state].items() if by in actors]
+            hint = (
+                f"a user may move a {from_state.value} job to {', '.join(targets)}"
+                if targets
+                else f"a user cannot move a {from_state.value} job"
+            )
+        raise InvalidTransition(
+            job_id, from_state.value, to_state.value, by.value if by else None, hint
+        )

@@ -14,9 +14,11 @@ from balsam_mq.domain import (
     BatchJob,
     BatchJobState,
     Change,
+    Event,
     Job,
     JobState,
     Site,
+    SiteRemoval,
     TransitionResult,
 )
 from balsam_mq.domain.queries import QuerySpec
@@ -31,6 +33,17 @@ class FinishedWatch(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class EventWatch(Protocol):
+    """Events published under some routing keys since the subscription was made."""
+
+    async def next(self) -> list[Event] | None:
+        """Events received since the last call (waits for one); ``None``: the stream was
+        interrupted and events may have been missed."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class Backend(Protocol):
@@ -51,6 +64,10 @@ class Backend(Protocol):
     async def create_site(self, site: Site) -> Site: ...
 
     async def sync_app(self, app: App) -> App: ...
+
+    async def delete_site(self, site_id: int, *, force: bool, dry_run: bool) -> SiteRemoval:
+        """Remove a site with its apps and batch jobs (and jobs, if ``force``)."""
+        ...
 
     # jobs
     async def create_jobs(self, jobs: Sequence[Job]) -> list[Job]: ...
@@ -79,4 +96,9 @@ class Backend(Protocol):
         self, job_ids: Iterable[int], site_ids: Iterable[int]
     ) -> FinishedWatch:
         """Subscribe first; whatever finishes after this returns is announced."""
+        ...
+
+    # live events
+    async def subscribe_events(self, routing_keys: Sequence[str]) -> EventWatch:
+        """Bound before it returns: every event published afterwards under a key arrives."""
         ...

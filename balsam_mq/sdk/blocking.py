@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from balsam_mq.domain import SiteRemoval
 from balsam_mq.sdk import app as async_app
 from balsam_mq.sdk import futures, persist, resources
 from balsam_mq.sdk import job as async_job
@@ -208,6 +209,11 @@ class BlockingManager(Generic[T]):
         create = cast(Callable[..., Awaitable[T]], getattr(self.manager, "create"))  # noqa: B009
         return call(create, *args, **fields)
 
+    def lookup(self, *args: Any, **kwargs: Any) -> Any:
+        """``Site.objects.lookup(name)``, ``ApplicationDefinition.objects.lookup(name)``."""
+        lookup = cast(Callable[..., Awaitable[Any]], getattr(self.manager, "lookup"))  # noqa: B009
+        return call(lookup, *args, **kwargs)
+
 
 class BlockingJobManager(BlockingManager[J]):
     manager: JobManager[J]
@@ -290,6 +296,9 @@ Job.objects = BlockingJobManager(JobManager(Job))
 
 class Site(resources.Site):
     objects: ClassVar[BlockingManager[Site]]  # type: ignore[assignment]
+
+    def delete(self, *, force: bool = False, dry_run: bool = False) -> SiteRemoval:  # type: ignore[override]
+        return call(resources.Site.delete, self, force=force, dry_run=dry_run)
 
 
 class BatchJob(resources.BatchJob):

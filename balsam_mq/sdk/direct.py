@@ -20,10 +20,12 @@ from balsam_mq.domain import (
     Job,
     JobState,
     Site,
+    SiteRemoval,
     TransitionResult,
 )
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import JobError, QueryError
+from balsam_mq.sdk.stream import EventStream
 from balsam_mq.sdk.watch import FinishedEvents, Subscription
 from balsam_mq.store import Store
 
@@ -68,6 +70,19 @@ class DirectBackend:
 
     async def sync_app(self, app: App) -> App:
         return await self.store.apps.upsert(app)
+
+    async def delete_site(self, site_id: int, *, force: bool, dry_run: bool) -> SiteRemoval:
+        """The documents go in one transaction; then the site's work queues are deleted
+        (their messages name jobs that no longer exist)."""
+        removal = await self.store.sites.remove(site_id, force=force, dry_run=dry_run)
+        if not dry_run:
+            channel = await self.connection.channel()
+            try:
+                for spec in self.topology.site(site_id).all():
+                    await channel.queue_delete(spec.name)
+            finally:
+                await channel.close()
+        return removal
 
     # --- jobs -----------------------------------------------------------------------------
 
@@ -126,3 +141,8 @@ class DirectBackend:
 
     async def watch_finished(self, job_ids: Iterable[int], site_ids: Iterable[int]) -> Subscription:
         return await self._finished.subscribe(job_ids, site_ids)
+
+    # --- live events ----------------------------------------------------------------------
+
+    async def subscribe_events(self, routing_keys: Sequence[str]) -> EventStream:
+        return await EventStream.open(self.connection, self.topology, routing_keys)

@@ -26,6 +26,7 @@ TRACKED: tuple[str, ...] = (
     *RESOURCE_FIELDS,
 )
 _EDITABLE = frozenset({*TRACKED, "parameters"})
+_ENTRY_FIELDS = frozenset({"tags", "data"})  # dicts whose entries can be set one by one
 
 
 def clone(value: Any) -> Any:
@@ -74,12 +75,25 @@ def field_updates(fields: Mapping[str, Any], label: str = "Job") -> dict[str, An
     """User field values as stored field paths and values, each checked.
 
     ``num_nodes`` becomes ``resources.num_nodes``; ``parameters`` is serialized.
+    ``tags.<key>`` and ``data.<key>`` set one entry and keep the others.
     ``state`` is not a field: it changes by transition.
     """
     out: dict[str, Any] = {}
     for name, value in fields.items():
+        field, dot, key = name.partition(".")
+        if dot and field in _ENTRY_FIELDS:
+            if not key or "." in key or key.startswith("$"):
+                raise QueryError(f"{label}: {name!r}: an entry key is one word without '.' or '$'")
+            if field in fields:
+                raise QueryError(f"{label}: {field!r} and {name!r} cannot be set together")
+            if field == "tags" and not isinstance(value, str):
+                raise JobError(f"{label}: tags must map str to str, got {key!r}: {value!r}")
+            if field == "data":
+                _check_field(label, "data", {key: value})
+            out[name] = value
+            continue
         if name not in _EDITABLE:
-            allowed = ", ".join(sorted(_EDITABLE | {"state"}))
+            allowed = ", ".join(sorted(_EDITABLE | {"state", "tags.<key>", "data.<key>"}))
             raise QueryError(f"{label}: field {name!r} cannot be updated; fields: {allowed}")
         if name == "parameters":
             out[name] = serialize_parameters(dict(value), what=f"{label} parameters")

@@ -244,6 +244,43 @@ class Job:
             raise self._failure()
         raise NoResult(f"{self._label()} is {self._state.value}: no result yet")
 
+    def exception_nowait(self) -> BaseException | None:
+        """Like ``Future.exception()``: for a FAILED job (as last loaded) the exception
+        :meth:`result` would raise, ``None`` for a finished one; else
+        :class:`Job.NoResult`."""
+        if self._state == JobState.FAILED:
+            return self._failure()
+        if self._state == JobState.JOB_FINISHED:
+            return None
+        raise NoResult(f"{self._label()} is {self._state.value}: not done yet")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job's fields as plain data (``parameters`` deserialized; datetimes kept).
+
+        Example::
+
+            print(json.dumps((await Job.objects.get(id=3)).to_dict(), default=str))
+        """
+        return {
+            "id": self.id,
+            "site_id": self.site_id,
+            "app_id": self.app_id,
+            "workdir": self.workdir,
+            "state": self._state.value,
+            "tags": dict(self.tags),
+            "parameters": dict(self.parameters),
+            "data": self.data,
+            "parent_ids": list(self.parent_ids),
+            "transfers": dict(self.transfers),
+            **{name: getattr(self, name) for name in RESOURCE_FIELDS},
+            "state_data": self.state_data,
+            "return_code": self.return_code,
+            "batch_job_id": self.batch_job_id,
+            "owner": self.owner,
+            "created_at": self.created_at,
+            "last_update": self.last_update,
+        }
+
     def _failure(self) -> BaseException:
         if self._exception_text:
             exc: BaseException = deserialize_exception(

@@ -10,10 +10,11 @@ from balsam_mq.domain import BatchJob as BatchJobDocument
 from balsam_mq.domain import BatchJobState, parse_state
 from balsam_mq.domain import Site as SiteDocument
 from balsam_mq.domain.queries import Condition, QuerySpec, Resource
-from balsam_mq.errors import QueryError
+from balsam_mq.errors import NotFound, QueryError
 from balsam_mq.sdk import futures, persist, refs
 from balsam_mq.sdk.capture import Ready, capturing
 from balsam_mq.sdk.client import Client, get_client
+from balsam_mq.sdk.feed import EventFeed
 from balsam_mq.sdk.fields import field_updates
 from balsam_mq.sdk.query import Query
 
@@ -136,7 +137,10 @@ class JobManager(Manager[J]):
         values = dict(fields)
         if "state" not in values:
             return await client.backend.update(spec, field_updates(values, "Job query update"))
-        state = parse_state(str(values.pop("state")))
+        try:
+            state = parse_state(str(values.pop("state")))
+        except ValueError as exc:
+            raise QueryError(f"Job query update: {exc}") from None
         state_data = values.pop("state_data", {})
         return await client.backend.set_job_states(
             spec, state, state_data, field_updates(values, "Job query update")
@@ -154,10 +158,43 @@ class SiteManager(Manager[T]):
     async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]:
         raise QueryError(f"sites cannot be filtered by {key!r}")
 
+    async def lookup(self, ref: Any) -> T:
+        """The one site ``ref`` names: a name, an id (also as digits) or a Site;
+        :class:`NotFound` if there is none.
+
+        Example::
+
+            site = await Site.objects.lookup("polaris")
+        """
+        client = await get_client()
+        return self.wrap(await refs.lookup_site(client, ref))
+
 
 class AppManager(Manager[T]):
     resource = "apps"
     refs = frozenset({"site"})
+
+    async def lookup(self, ref: Any, site: Any = None) -> list[T]:
+        """Every stored app ``ref`` names (a name, ``"module.Class"``, an id, also as
+        digits), at ``site`` if given; :class:`NotFound` if there is none.
+
+        Example::
+
+            apps = await App.objects.lookup("Sleeper", site="polaris")
+        """
+        client = await get_client()
+        if isinstance(ref, str) and ref.isdigit():
+            ref = int(ref)
+        conditions = [Condition("id", "in", await refs.app_ids(client, ref))]
+        where = ""
+        if site is not None:
+            found = await refs.lookup_site(client, site)
+            conditions.append(Condition("site_id", "eq", found.id))
+            where = f" at site {found.name!r}"
+        apps = await client.backend.find(QuerySpec("apps", tuple(conditions), ("id",)))
+        if not apps:
+            raise NotFound(f"no app {ref!r}{where}")
+        return [self.wrap(a) for a in apps]
 
 
 class BatchJobManager(Manager[T]):
@@ -187,6 +224,18 @@ class BatchJobManager(Manager[T]):
 class EventLogManager(Manager[T]):
     resource = "events"
     refs = frozenset({"site"})
+
+    def follow(self, history: int = 0, **filters: Any) -> EventFeed[T]:
+        """Matching events live, after the ``history`` latest stored ones; filters are
+        those of ``filter()``. Use it as ``async with``, then ``async for``.
+
+        Example::
+
+            async with EventLog.objects.follow(job_id=42, history=10) as feed:
+                async for event in feed:
+                    print(event.from_state, "->", event.to_state)
+        """
+        return EventFeed(self.filter(**filters), history)
 
     async def update_matching(
         self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]

@@ -171,7 +171,8 @@ class Query(Generic[T]):
         """Set ``fields`` on every match in one call; returns how many were updated.
 
         For jobs, ``state=`` moves each matched job from its current state (as the user,
-        checked by the state table) in the same transaction.
+        checked by the state table) in the same transaction, and ``**{"tags.run": "H2O"}``
+        or ``**{"data.note": ...}`` set one entry of ``tags`` or ``data``, keeping the others.
         """
         client = await get_client()
         return await self._manager.update_matching(client, await self.spec(client), fields)

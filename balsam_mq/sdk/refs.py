@@ -10,7 +10,7 @@ from balsam_mq.domain import App, Site
 from balsam_mq.domain.appspec import app_label
 from balsam_mq.domain.queries import Condition, QuerySpec, Resource
 from balsam_mq.domain.serialization import serialize_app
-from balsam_mq.errors import AppError, BalsamError, JobError, NotFound
+from balsam_mq.errors import AppError, BalsamError, JobError, NotFound, QueryError
 from balsam_mq.sdk.client import Client
 from balsam_mq.sdk.definition import app_spec, label_of
 
@@ -44,6 +44,27 @@ async def find_site(
     if len(sites) > 1:
         options = ", ".join(f"id {s.id} (owner {s.owner!r})" for s in sites)
         raise error(f"{where}: site name {ref!r} is ambiguous: {options}; use the site id")
+    return sites[0]
+
+
+async def lookup_site(client: Client, ref: Any) -> Site:
+    """The site a user names: a name, an id (also as digits, when no site has that name)
+    or a Site. Unknown is :class:`NotFound`; a name shared by owners is ambiguous."""
+    sites: list[Site] = []
+    if isinstance(ref, str):
+        sites = await client.backend.find(_spec("sites", name=ref))
+        if not sites and ref.isdigit():
+            ref = int(ref)
+    if not sites and not isinstance(ref, str):
+        site_id = ref if isinstance(ref, int) and not isinstance(ref, bool) else _site_id_of(ref)
+        if site_id is None:
+            raise QueryError(f"expected a site name, id or Site, got {ref!r}")
+        sites = await client.backend.find(_spec("sites", id=site_id))
+    if not sites:
+        raise NotFound(f"site {ref!r} does not exist")
+    if len(sites) > 1:
+        options = ", ".join(f"id {s.id} (owner {s.owner!r})" for s in sites)
+        raise QueryError(f"site name {ref!r} is ambiguous: {options}; use the site id")
     return sites[0]
 
 

@@ -8,7 +8,7 @@ from pydantic import PrivateAttr
 
 from balsam_mq.domain import App as AppDocument
 from balsam_mq.domain import BatchJob as BatchJobDocument
-from balsam_mq.domain import Event
+from balsam_mq.domain import Event, SiteRemoval
 from balsam_mq.domain import Site as SiteDocument
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import NotFound
@@ -28,6 +28,24 @@ class Site(_Stored, SiteDocument):
     """A site (where apps run). ``await Site.objects.get(name="polaris")``"""
 
     objects: ClassVar[SiteManager[Site]]
+
+    async def delete(self, *, force: bool = False, dry_run: bool = False) -> SiteRemoval:
+        """Remove the site with its apps, batch jobs and work queues; the event log stays.
+
+        A site that still has jobs or active batch jobs is refused (:class:`InUse`)
+        unless ``force``, which deletes its jobs too. Allocations already in a
+        scheduler are not cancelled (the answer lists them). ``dry_run`` only tells
+        what would be removed, refusing the same way.
+
+        Example::
+
+            removal = await (await Site.objects.lookup("laptop")).delete(force=True)
+            print(removal.jobs, "jobs deleted")
+        """
+        if self.id is None:
+            raise NotFound(f"Site {self.name!r} is not saved")
+        client = await get_client()
+        return await client.backend.delete_site(self.id, force=force, dry_run=dry_run)
 
 
 class App(_Stored, AppDocument):

@@ -76,7 +76,7 @@ async def open_store(
             db=db,
             tx=tx,
             counters=Counters(db),
-            sites=SiteRepository(db),
+            sites=SiteRepository(db, tx),
             jobs=JobRepository(db, tx),
             events=EventRepository(db),
             relay_state=RelayStateRepository(db),

@@ -202,9 +202,7 @@ class JobRepository:
         )
         return [Job.from_doc(d) async for d in cursor]
 
-    async def update_fields_if(
-        self, job_id: int, expect: JobState, fields: dict[str, Any]
-    ) -> bool:
+    async def update_fields_if(self, job_id: int, expect: JobState, fields: dict[str, Any]) -> bool:
         """Write ``fields`` (never ``state``) only if the job is still in ``expect``."""
         if "state" in fields:
             raise StoreError("state changes go through transition()")

@@ -1,0 +1,334 @@
+"""Job selections and what the job commands show: listings, the live listing, one job in full."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.text import Text
+
+from balsam_mq.cli.common import (
+    build_table,
+    console,
+    note,
+    print_json,
+    run,
+    show_fields,
+    show_table,
+    state_text,
+    when,
+)
+from balsam_mq.errors import BalsamError, NotFound
+
+if TYPE_CHECKING:
+    from balsam_mq.sdk import EventLog, Job, Query
+
+WATCH_INTERVAL = 0.25  # seconds: at most one re-query this often, however many events arrive
+COLUMNS = ["id", "site", "app", "workdir", "state", "tags", "updated"]
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """The job selection of `job ls` and `job rm`, as the user typed it."""
+
+    ids: list[int] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    app: str | None = None
+    site: str | None = None
+    workdir: str | None = None
+
+    def given(self) -> bool:
+        return bool(self.ids or self.states or self.tags or self.app or self.site or self.workdir)
+
+    async def resolve(self) -> dict[str, Any]:
+        """The SDK filter keywords; an unknown site or app is an error, not an empty list."""
+        from balsam_mq.sdk import App, Site
+
+        filters: dict[str, Any] = {}
+        site_id = None
+        if self.site is not None:
+            site_id = filters["site_id"] = (await Site.objects.lookup(self.site)).id
+        if self.app is not None:
+            apps = await App.objects.lookup(self.app, site=site_id)
+            filters["app_id"] = [a.id for a in apps]
+        if self.ids:
+            filters["id"] = self.ids
+        if self.states:
+            filters["state"] = self.states
+        if self.tags:
+            filters["tags"] = self.tags
+        if self.workdir:
+            filters["workdir__contains"] = self.workdir
+        return filters
+
+    async def query(self, resolved: dict[str, Any] | None = None) -> Query[Job]:
+        """The SDK query (``resolved``: the keywords of an earlier :meth:`resolve`)."""
+        from balsam_mq.sdk import Job
+
+        return Job.objects.filter(**(resolved if resolved is not None else await self.resolve()))
+
+
+@dataclass
+class Listing:
+    """Jobs with the names of their sites and apps, and how many matched in all."""
+
+    jobs: list[Job]
+    sites: dict[int, str]
+    apps: dict[int, str]
+    total: int
+    at: datetime = field(default_factory=datetime.now)
+
+    @classmethod
+    async def of(cls, jobs: list[Job], total: int | None = None) -> Listing:
+        from balsam_mq.sdk import App, Site
+
+        site_ids = sorted({j.site_id for j in jobs if j.site_id is not None})
+        app_ids = sorted({j.app_id for j in jobs if j.app_id is not None})
+        sites = {s.id or 0: s.name async for s in Site.objects.filter(id=site_ids)}
+        apps = {a.id or 0: a.name async for a in App.objects.filter(id=app_ids)}
+        return cls(jobs, sites, apps, len(jobs) if total is None else total)
+
+    def site(self, job: Job) -> str:
+        return self.sites.get(job.site_id or 0, str(job.site_id))
+
+    def app(self, job: Job) -> str:
+        return self.apps.get(job.app_id or 0, str(job.app_id))
+
+
+async def fetch_listing(
+    filters: JobFilters, order_by: str, limit: int, resolved: dict[str, Any] | None = None
+) -> Listing:
+    query = (await filters.query(resolved)).order_by(order_by)
+    jobs = await (query[:limit] if limit else query)
+    total = await query.count() if limit and len(jobs) == limit else len(jobs)
+    return await Listing.of(jobs, total)
+
+
+def job_json(job: Job, listing: Listing) -> dict[str, Any]:
+    """A job for scripts: every field, plus its site's and app's names."""
+    return {**job.to_dict(), "site": listing.site(job), "app": listing.app(job)}
+
+
+def job_line(doc: dict[str, Any]) -> str:
+    return (
+        f"job {doc['id']} ({doc['app']} at site {doc['site']}, workdir {doc['workdir']}): "
+        f"{doc['state']}"
+    )
+
+
+def _rows(listing: Listing) -> list[list[str | Text]]:
+    return [
+        [
+            str(j.id),
+            listing.site(j),
+            listing.app(j),
+            j.workdir,
+            state_text(j.state.value),
+            ",".join(f"{k}={v}" for k, v in j.tags.items()),
+            when(j.last_update),
+        ]
+        for j in listing.jobs
+    ]
+
+
+def show_listing(listing: Listing, *, as_json: bool) -> None:
+    if as_json:
+        print_json([job_json(j, listing) for j in listing.jobs])
+    else:
+        show_table(COLUMNS, _rows(listing))
+    if listing.total > len(listing.jobs):
+        note(f"showing {len(listing.jobs)} of {listing.total} jobs (--limit 0 shows all)")
+
+
+# --- the live listing -------------------------------------------------------------------
+
+
+def follow_filters(resolved: dict[str, Any]) -> dict[str, Any]:
+    """Event filters that let through every event that may change the listing: the
+    job events of its sites, apps and ids (other filters are checked by re-querying)."""
+    out: dict[str, Any] = {"kind": "job"}
+    for job_key, event_key in (("site_id", "site_id"), ("app_id", "app_id"), ("id", "job_id")):
+        if job_key in resolved:
+            out[event_key] = resolved[job_key]
+    return out
+
+
+async def watch_display(filters: JobFilters, order_by: str, limit: int, *, as_json: bool) -> None:
+    """Show the listing, then again after every burst of job events, until cancelled."""
+    from balsam_mq.sdk import EventLog
+
+    resolved = await filters.resolve()
+    async with EventLog.objects.follow(**follow_filters(resolved)) as feed:
+        with _renderer(as_json) as render:
+            render(await fetch_listing(filters, order_by, limit, resolved))
+            last = anyio.current_time()
+            async for _ in feed.batches():
+                # at most one re-query per interval: a burst of events becomes one listing
+                await anyio.sleep(max(0.0, last + WATCH_INTERVAL - anyio.current_time()))
+                render(await fetch_listing(filters, order_by, limit, resolved))
+                last = anyio.current_time()
+
+
+@contextmanager
+def _renderer(as_json: bool) -> Iterator[Callable[[Listing], None]]:
+    out = console()
+    if as_json or not out.is_terminal:
+        shown: list[Any] = []
+
+        def reprint(listing: Listing) -> None:
+            content = [job_json(j, listing) for j in listing.jobs]
+            if shown == [content]:  # printed again only when something changed
+                return
+            shown[:] = [content]
+            if as_json:
+                print_json(content, lines=True)
+                return
+            show_table(COLUMNS, _rows(listing))
+            typer.echo("")
+            sys.stdout.flush()
+
+        yield reprint
+        return
+    with Live(console=out, auto_refresh=False) as live:
+
+        def update(listing: Listing) -> None:
+            caption = f"{listing.total} jobs · {listing.at:%H:%M:%S} · Ctrl-C stops watching"
+            if listing.total > len(listing.jobs):
+                caption = f"showing {len(listing.jobs)} of " + caption
+            table = build_table(COLUMNS, _rows(listing))
+            live.update(Group(table, Text(caption, style="dim")), refresh=True)
+
+        yield update
+
+
+# --- one job in full --------------------------------------------------------------------
+
+
+@dataclass
+class Details:
+    job: Job
+    listing: Listing
+    site_path: str
+    hostname: str
+    events: list[EventLog]
+
+
+def show_details(job_id: int, *, as_json: bool) -> None:
+    async def main() -> Details:
+        from balsam_mq.sdk import EventLog, Job, Site
+
+        job = await Job.objects.filter(id=job_id).first()
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist")
+        site = await Site.objects.filter(id=job.site_id).first()
+        events = await EventLog.objects.filter(job_id=job_id).order_by("seq")
+        return Details(
+            job,
+            await Listing.of([job]),
+            site.path if site else "",
+            site.hostname if site else "",
+            events,
+        )
+
+    details = run(main)
+    job = details.job
+    workdir = _workdir_path(job, details.site_path)
+    outcome = _outcome(job)
+    if as_json:
+        print_json(
+            {
+                **job_json(job, details.listing),
+                "workdir_path": workdir,
+                "events": [e.model_dump(mode="json") for e in details.events],
+                **outcome,
+            }
+        )
+        return
+    doc = job_json(job, details.listing)
+    pairs: list[tuple[str, str | Text]] = [
+        ("job", str(job.id)),
+        ("state", state_text(job.state.value)),
+        ("app", f"{doc['app']} (id {job.app_id})"),
+        ("site", f"{doc['site']} (id {job.site_id})"),
+        ("workdir", job.workdir),
+    ]
+    if workdir:
+        host = f" on {details.hostname}" if details.hostname else ""
+        pairs.append(("workdir path", f"{workdir}{host}"))
+    for name in ("parameters", "tags", "data", "parent_ids", "transfers", "state_data"):
+        if doc[name]:
+            pairs.append((name, repr(doc[name])))
+    pairs.append(("resources", _resources(doc)))
+    if job.launch_params:
+        pairs.append(("launch params", repr(job.launch_params)))
+    if job.return_code is not None:
+        pairs.append(("return code", str(job.return_code)))
+    if job.batch_job_id is not None:
+        pairs.append(("batch job", str(job.batch_job_id)))
+    pairs += [("created", when(job.created_at)), ("updated", when(job.last_update))]
+    if "result" in outcome:
+        pairs.append(("result", repr(outcome["result"])))
+    if "exception" in outcome:
+        exc = outcome["exception"]
+        pairs.append(("exception", f"{exc['type']}: {exc['message']}"))
+    show_fields(pairs)
+    typer.echo("")
+    show_table(
+        ["time", "from", "to", "by", "data"],
+        [
+            [
+                when(e.timestamp),
+                e.from_state or "-",
+                state_text(e.to_state),
+                e.by.value if e.by else "-",
+                repr(e.state_data) if e.state_data else "",
+            ]
+            for e in details.events
+        ],
+    )
+    if "exception" in outcome and outcome["exception"]["traceback"]:
+        typer.echo("")
+        typer.echo(outcome["exception"]["traceback"].rstrip())
+
+
+def _workdir_path(job: Job, site_path: str) -> str | None:
+    return str(job.resolve_workdir(Path(site_path) / "data")) if site_path else None
+
+
+def _resources(doc: dict[str, Any]) -> str:
+    names = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core")
+    text = " ".join(f"{n}={doc[n]}" for n in names)
+    text += f" gpus_per_rank={doc['gpus_per_rank']} node_packing_count={doc['node_packing_count']}"
+    return text + f" wall_time_min={doc['wall_time_min']}"
+
+
+def _outcome(job: Job) -> dict[str, Any]:
+    """``result`` of a finished job, ``exception`` of a failed one (when they load here)."""
+    from balsam_mq.domain import JobState
+
+    try:
+        if job.state == JobState.JOB_FINISHED:
+            return {"result": job.result_nowait()}
+        if job.state == JobState.FAILED:
+            exc = job.exception_nowait()
+            assert exc is not None
+            return {
+                "exception": {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "traceback": job.traceback or "",
+                }
+            }
+    except BalsamError as exc:  # stored by value but not loadable here (a missing module)
+        return {"result_error": str(exc)}
+    return {}

@@ -1,0 +1,1 @@
+"""`balsam-mq demo`: a one-command tour that runs shell, Python and postprocessed jobs."""

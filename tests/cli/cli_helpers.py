@@ -1,0 +1,185 @@
+"""Helpers of the CLI tests: invoking `balsam-mq`, the test world (a site, two apps), moving
+jobs through their states as the site agent and launcher would."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
+from typer.testing import CliRunner, Result
+
+from balsam_mq.cli import app
+from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState
+from balsam_mq.domain.serialization import serialize_exception, serialize_result
+from balsam_mq.sdk import ApplicationDefinition, Job, Site
+from balsam_mq.store import Store
+
+S = JobState
+
+
+class Adder(ApplicationDefinition):
+    """Adds two numbers."""
+
+    site = "polaris"
+
+    def run(self, x: int, y: int = 1) -> int:
+        return x + y
+
+
+class Sim(ApplicationDefinition):
+    site = "polaris"
+    command_template = "sim --mode {{ mode }} -inp {{ input_filename }}"
+    parameters = {
+        "input_filename": {"required": True},
+        "mode": {"required": False, "default": "explore", "help": "The simulation mode"},
+    }
+    transfers = {
+        "result": {
+            "required": False,
+            "direction": "out",
+            "local_path": "job.out",
+            "description": "Calculation stdout",
+        },
+    }
+    cleanup_files = ["*.hdf", "*.h5"]
+
+
+@dataclass
+class World:
+    site: Site
+    path: Path
+
+
+async def make_world(tmp_path: Path) -> World:
+    path = tmp_path / "polaris"
+    site = await Site.objects.create(name="polaris", path=str(path), hostname="login1")
+    await Adder.sync()
+    await Sim.sync()
+    return World(site, path)
+
+
+async def adders(n: int, **kwargs: Any) -> list[Job]:
+    """``n`` Adder jobs in workdirs add/0 ... add/<n-1>."""
+    jobs = [Adder.submit(f"add/{i}", x=i, save=False, **kwargs) for i in range(n)]
+    return await Job.objects.bulk_create(jobs)
+
+
+class Cli:
+    """``await cli("job", "ls")``: `balsam-mq` run in a worker thread (it runs its own loop)."""
+
+    async def __call__(self, *args: str, input: str | None = None) -> Result:
+        runner = CliRunner()
+        return await anyio.to_thread.run_sync(
+            lambda: runner.invoke(app, list(args), input=input, catch_exceptions=False)
+        )
+
+    async def ok(self, *args: str, input: str | None = None) -> Result:
+        result = await self(*args, input=input)
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return result
+
+    async def json(self, *args: str) -> Any:
+        return json.loads((await self.ok(*args, "--json")).stdout)
+
+    async def error(self, *args: str, code: int = 1) -> str:
+        """The one `error:` line of a failing command."""
+        result = await self(*args)
+        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        return lines[0]
+
+
+ROUTE = [S.READY, S.STAGED_IN, S.PREPROCESSED, S.RUNNING]
+
+
+async def drive(
+    store: Store,
+    job_ids: Sequence[int],
+    to: JobState,
+    *,
+    result: Any = None,
+    exception: BaseException | None = None,
+) -> None:
+    """Move READY jobs to RUNNING and on to JOB_FINISHED (``result``), FAILED (``exception``)
+    or any state on the way, with the transitions the agent and launcher make."""
+    if to == S.JOB_FINISHED:
+        route = [*ROUTE, S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED]
+    elif to == S.FAILED:
+        route = [*ROUTE, S.RUN_ERROR, S.FAILED]
+    else:
+        route = ROUTE[: ROUTE.index(to) + 1]
+    for src, dst in itertools.pairwise(route):
+        fields: dict[str, Any] = {}
+        if dst == S.RUN_DONE:
+            fields = {"return_code": 0, "result": serialize_result(result)}
+        if dst == S.RUN_ERROR:
+            fields = {"return_code": 1}
+            if exception is not None:
+                text, tb = serialize_exception(exception)
+                fields.update(exception=text, traceback=tb)
+        by = sorted(TRANSITIONS[src][dst])[0]
+        assert isinstance(by, Actor)
+        moved = await store.jobs.transition(
+            [Change(i, src, dst, fields=fields, by=by) for i in job_ids]
+        )
+        assert moved.all_moved, moved.unmoved
+
+
+class Running:
+    """`balsam-mq` as a real process (for commands that run until Ctrl-C), read line by line."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self._buffer = ""
+        assert process.stdout is not None
+        self._stdout = TextReceiveStream(process.stdout)
+
+    @classmethod
+    @asynccontextmanager
+    async def start(cls, *args: str) -> AsyncIterator[Running]:
+        command = [sys.executable, "-m", "balsam_mq.cli", *args]
+        async with await anyio.open_process(command, env=dict(os.environ)) as process:
+            running = cls(process)
+            try:
+                yield running
+            finally:
+                if process.returncode is None:
+                    process.kill()
+
+    async def line(self, timeout: float = 30) -> str:
+        """The next line of stdout (without its newline)."""
+        with anyio.fail_after(timeout):
+            while "\n" not in self._buffer:
+                self._buffer += await self._stdout.receive()
+        line, self._buffer = self._buffer.split("\n", 1)
+        return line
+
+    async def until(self, predicate: Callable[[str], bool], timeout: float = 30) -> list[str]:
+        """Lines up to and including the first one ``predicate`` accepts."""
+        lines: list[str] = []
+        with anyio.fail_after(timeout):
+            while not lines or not predicate(lines[-1]):
+                lines.append(await self.line())
+        return lines
+
+    async def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C: the exit code and what went to stderr."""
+        self.process.send_signal(signal.SIGINT)
+        with anyio.fail_after(30):
+            code = await self.process.wait()
+        assert self.process.stderr is not None
+        err = b"".join([chunk async for chunk in self.process.stderr]).decode()
+        return code, err

@@ -1,0 +1,162 @@
+"""`balsam-mq job create | modify | rm | show` against the real stack."""
+
+from __future__ import annotations
+
+from cli_helpers import Cli, World, adders, drive
+
+from balsam_mq.domain import JobState
+from balsam_mq.sdk import Job, Site
+from balsam_mq.store import Store
+
+S = JobState
+STATES = ", ".join(s.value for s in JobState)
+
+
+async def test_create_parses_params_tags_and_resources(cli: Cli, world: World) -> None:
+    created = await cli.json(
+        "job", "create", "--app", "Adder", "--workdir", "test/1",
+        "-p", "x=5", "--param", 'y={"a": [1, 2]}',
+        "--tag", "run=H2O", "--tag", "size=1",
+        "--data-json", '{"note": "hi"}',
+        "-n", "2", "--ranks-per-node", "4", "--threads-per-rank", "2", "--threads-per-core", "2",
+        "--gpus-per-rank", "0.5", "--node-packing-count", "3", "--wall-time-min", "30",
+        "--launch-param", "cpu-bind=depth",
+    )  # fmt: skip
+    assert created["id"] == 1 and created["state"] == "READY"
+    assert created["site"] == "polaris" and created["app"] == "Adder"
+    assert created["parameters"] == {"x": 5, "y": {"a": [1, 2]}}
+    assert created["tags"] == {"run": "H2O", "size": "1"}  # tags stay text
+    assert created["data"] == {"note": "hi"}
+    job = await Job.objects.get(id=1)
+    assert (job.num_nodes, job.ranks_per_node, job.threads_per_rank, job.threads_per_core) == (
+        2, 4, 2, 2,
+    )  # fmt: skip
+    assert (job.gpus_per_rank, job.node_packing_count, job.wall_time_min) == (0.5, 3, 30)
+    assert job.launch_params == {"cpu-bind": "depth"}
+
+    child = await cli.ok(
+        "job", "create", "-a", "2", "--workdir", "sim/1", "-p", "input_filename=in.nw",
+        "-p", "mode=fast", "--parent", "1", "--transfer", "result=laptop:/data/out.txt",
+    )  # fmt: skip
+    assert child.stdout == "created job 2 (Sim at site polaris, workdir sim/1): AWAITING_PARENTS\n"
+    sim = await Job.objects.get(id=2)
+    assert sim.parameters == {"input_filename": "in.nw", "mode": "fast"}  # text when not JSON
+    assert sim.parent_ids == [1] and sim.transfers == {"result": "laptop:/data/out.txt"}
+
+
+async def test_create_errors(cli: Cli, world: World) -> None:
+    base = ["job", "create", "--workdir", "w"]
+    assert await cli.error(*base, "--app", "Adder", "-p", "x", code=2) == (
+        "error: Invalid value for --param: 'x' must look like key=value "
+        "(see 'balsam-mq job create --help')"
+    )
+    assert await cli.error(*base, "--app", "Adder", "-p", "=3", code=2)
+    assert "not valid JSON" in await cli.error(
+        *base, "--app", "Adder", "-p", "x=1", "--data-json", "{", code=2
+    )
+    assert "must be a JSON object" in await cli.error(
+        *base, "--app", "Adder", "-p", "x=1", "--data-json", "[1]", code=2
+    )
+    assert await cli.error(*base, "--app", "Nope", "-p", "x=1") == (
+        "error: Job 'w': no app named 'Nope'"
+    )
+    assert "missing required parameter" in (await cli.error(*base, "--app", "Adder")).lower()
+    assert "site 'nowhere' does not exist" in await cli.error(
+        *base, "--app", "Adder", "--site", "nowhere", "-p", "x=1"
+    )
+    assert await Job.objects.count() == 0
+
+
+async def test_modify_state_tags_and_data(cli: Cli, world: World) -> None:
+    jobs = await adders(3, tags={"run": "H2O"}, data={"keep": 1})
+    result = await cli.ok(
+        "job", "modify", "1", "2", "--state", "FAILED", "--tag", "retry=1", "--tag", "why=test",
+        "--data-json", '{"note": "by hand"}',
+    )  # fmt: skip
+    assert result.stdout == "updated 2 jobs\n"
+    await Job.objects.refresh(jobs)
+    assert [j.state for j in jobs] == [S.FAILED, S.FAILED, S.READY]
+    assert jobs[0].tags == {"run": "H2O", "retry": "1", "why": "test"}
+    assert jobs[0].data == {"keep": 1, "note": "by hand"}
+    assert jobs[2].tags == {"run": "H2O"}
+    assert (await cli.ok("job", "modify", "1", "--state", "RESTART_READY")).stdout == (
+        "updated 1 job\n"
+    )
+
+
+async def test_modify_errors(cli: Cli, world: World, store: Store) -> None:
+    await adders(2)
+    await drive(store, [2], S.RUNNING)
+    assert await cli.error("job", "modify", "1", "--state", "RUN_DONE") == (
+        "error: Job 1: transition READY -> RUN_DONE by user is not allowed; "
+        "a user may move a READY job to FAILED"
+    )
+    assert await cli.error("job", "modify", "1", "2", "--state", "FAILED") == (
+        "error: Job 2: transition RUNNING -> FAILED by user is not allowed; "
+        "a user cannot move a RUNNING job"
+    )
+    assert await cli.error("job", "modify", "1", "--state", "DONE") == (
+        f"error: Job query update: unknown job state 'DONE'; expected one of: {STATES}"
+    )
+    assert await cli.error("job", "modify", "1", "7", "9", "--tag", "a=b") == (
+        "error: job(s) 7, 9 do not exist"
+    )
+    assert "nothing to change" in await cli.error("job", "modify", "1", code=2)
+    assert [j.state async for j in Job.objects.order_by("id")] == [S.READY, S.RUNNING]
+
+
+async def test_rm_by_ids_and_by_filters(cli: Cli, world: World) -> None:
+    await adders(4, tags={"run": "H2O"})
+    await adders(2, tags={"run": "CO2"})
+    declined = await cli("job", "rm", "--tag", "run=H2O", input="n\n")
+    assert declined.exit_code == 1 and "Delete 4 jobs?" in declined.stderr
+    assert await Job.objects.count() == 6
+    confirmed = await cli.ok("job", "rm", "--tag", "run=H2O", input="y\n")
+    assert confirmed.stdout.endswith("deleted 4 jobs\n")  # after the typed answer
+    assert (await cli.ok("job", "rm", "5", "--yes")).stdout == "deleted 1 job\n"
+    assert (await cli.ok("job", "rm", "--state", "FAILED", "-y")).stdout == "deleted 0 jobs\n"
+    assert [j.id async for j in Job.objects.all()] == [6]
+    assert "give job ids or at least one filter" in await cli.error("job", "rm", code=2)
+    assert await cli.error("job", "rm", "--site", "nowhere", "-y") == (
+        "error: site 'nowhere' does not exist"
+    )
+
+
+async def test_show_a_finished_job(cli: Cli, world: World, store: Store) -> None:
+    (job,) = await adders(1, tags={"run": "H2O"})
+    assert job.id is not None
+    await drive(store, [job.id], S.JOB_FINISHED, result={"sum": 1})
+    lines = (await cli.ok("job", "show", "1")).stdout.splitlines()
+    assert lines[:6] == [
+        "job: 1",
+        "state: JOB_FINISHED",
+        "app: Adder (id 1)",
+        "site: polaris (id 1)",
+        "workdir: add/0",
+        f"workdir path: {world.path / 'data' / 'add/0'} on login1",
+    ]
+    assert "parameters: {'x': 0}" in lines
+    assert "result: {'sum': 1}" in lines
+    history = [line.split("\t")[1:4] for line in lines[lines.index("") + 1 :]]
+    assert history[0] == ["CREATED", "READY", "client"]
+    assert history[-1] == ["STAGED_OUT", "JOB_FINISHED", "stage_out"]
+    assert len(history) == 8
+
+    shown = await cli.json("job", "show", "1")
+    assert shown["result"] == {"sum": 1}
+    assert shown["workdir_path"] == str(world.path / "data" / "add/0")
+    assert [e["to_state"] for e in shown["events"]][-2:] == ["STAGED_OUT", "JOB_FINISHED"]
+
+
+async def test_show_a_failed_job_and_errors(cli: Cli, world: World, store: Store) -> None:
+    await adders(2)
+    await drive(store, [1], S.FAILED, exception=ValueError("bad input"))
+    await drive(store, [2], S.FAILED)
+    out = (await cli.ok("job", "show", "1")).stdout
+    assert "exception: ValueError: bad input" in out
+    assert "Traceback" in out or "ValueError" in out.splitlines()[-1]
+    shown = await cli.json("job", "show", "2")
+    assert shown["exception"]["type"] == "JobFailed"
+    await Site.objects.filter(id=world.site.id).update(path="")
+    assert (await cli.json("job", "show", "2"))["workdir_path"] is None
+    assert await cli.error("job", "show", "99") == "error: job 99 does not exist"

@@ -1,0 +1,91 @@
+"""Job entries set one by one in bulk updates, plain-data views of jobs, exceptions as values,
+and the user's view of an illegal transition."""
+
+from __future__ import annotations
+
+import pytest
+
+from balsam_mq import ApplicationDefinition, Job
+from balsam_mq.domain import JobState
+from balsam_mq.errors import InvalidTransition, JobError, JobFailed, NoResult, QueryError
+from balsam_mq.sdk import Client, Site
+
+S = JobState
+
+
+class Sim(ApplicationDefinition):
+    site = "polaris"
+
+    def run(self, n: int) -> int:
+        return n
+
+
+async def two_jobs() -> list[Job]:
+    jobs = [
+        Sim.submit(f"s/{i}", n=i, tags={"run": "H2O"}, data={"k": i}, save=False) for i in (0, 1)
+    ]
+    return await Job.objects.bulk_create(jobs)
+
+
+async def test_update_sets_single_entries_of_tags_and_data(client: Client, site: Site) -> None:
+    jobs = await two_jobs()
+    query = Job.objects.filter(id=[j.id for j in jobs])
+    assert await query.update(**{"tags.retry": "1", "data.note": {"by": "hand"}}) == 2
+    assert await query.update(state="FAILED", **{"tags.why": "test"}) == 2
+    await Job.objects.refresh(jobs)
+    assert jobs[1].tags == {"run": "H2O", "retry": "1", "why": "test"}
+    assert jobs[1].data == {"k": 1, "note": {"by": "hand"}}
+    assert jobs[1].state == S.FAILED
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"tags.": "x"}, QueryError, "an entry key is one word"),
+        ({"data.a.b": 1}, QueryError, "an entry key is one word"),
+        ({"tags.$x": "1"}, QueryError, "an entry key is one word"),
+        ({"tags": {}, "tags.x": "1"}, QueryError, "cannot be set together"),
+        ({"tags.x": 1}, JobError, "tags must map str to str"),
+        ({"params.x": 1}, QueryError, "field 'params.x' cannot be updated; fields: "),
+        ({"state": "DONE"}, QueryError, "unknown job state 'DONE'; expected one of: CREATED"),
+    ],
+)
+async def test_update_refuses_bad_entries(
+    client: Client, site: Site, fields: dict[str, object], error: type[Exception], message: str
+) -> None:
+    await two_jobs()
+    with pytest.raises(error, match=message.replace("$", r"\$")):
+        await Job.objects.all().update(**fields)
+
+
+async def test_illegal_user_transition_says_what_is_allowed(
+    client: Client, site: Site, drive: object
+) -> None:
+    jobs = await two_jobs()
+    with pytest.raises(InvalidTransition) as info:
+        await Job.objects.filter(id=jobs[0].id).update(state="RUN_DONE")
+    assert str(info.value) == (
+        "Job 1: transition READY -> RUN_DONE by user is not allowed; "
+        "a user may move a READY job to FAILED"
+    )
+
+
+async def test_to_dict_and_exception_nowait(client: Client, site: Site, drive: object) -> None:
+    jobs = await two_jobs()
+    doc = jobs[0].to_dict()
+    assert doc["parameters"] == {"n": 0} and doc["state"] == "READY"
+    assert doc["tags"] == {"run": "H2O"} and doc["num_nodes"] == 1
+    assert set(doc) >= {"id", "site_id", "app_id", "workdir", "created_at", "last_update"}
+    with pytest.raises(NoResult):
+        jobs[0].exception_nowait()
+    await drive([jobs[0].id], S.JOB_FINISHED, result=5)  # type: ignore[operator]
+    await drive([jobs[1].id], S.FAILED, exception=KeyError("lost"))  # type: ignore[operator]
+    await Job.objects.refresh(jobs)
+    assert jobs[0].exception_nowait() is None
+    exc = jobs[1].exception_nowait()
+    assert isinstance(exc, KeyError) and exc.args == ("lost",)
+    (plain,) = await Job.objects.bulk_create([Sim.submit("s/2", n=2, save=False)])
+    await Job.objects.filter(id=plain.id).update(state="FAILED", state_data={"why": "x"})
+    await plain.refresh()
+    failed = plain.exception_nowait()
+    assert isinstance(failed, JobFailed) and failed.state_data == {"why": "x"}
