@@ -1,24 +1,25 @@
-"""Jobs per second end to end: SDK bulk_create → site agent → a real launcher → JOB_FINISHED.
+"""End to end on the local stack: one site agent and one launcher with 2 slots (real processes).
 
-Everything is real: the relay, the agent's consumers, the launcher claiming from the
-runnable queue and starting one process per job on this host. Three workloads:
+Three workloads, each run 3 times on a fresh database and site; min / median / max:
 
-* ``Shell``: ``command_template = "true"`` (bash per job);
-* ``Adder``: a ``run()`` app, with the warm pool (forked from a warm interpreter) and
-  without it (a fresh interpreter per job).
+* W1: 1,000 jobs running ``true``: bulk submit → all JOB_FINISHED (makespan, jobs/s);
+* W2: 1,000 Python ``add(x, y)`` jobs, every result collected through ``as_completed``;
+* W3: 30 sequential ``add(1, 1)`` submit-to-result latencies (p50, p95).
 
-    python bench/e2e.py [--jobs 1000] [--slots 8]
+    python bench/e2e.py [--jobs 1000] [--latency 30] [--runs 3] [--slots 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,30 +29,63 @@ import balsam_mq
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.broker import build_topology, delete_namespace, open_amqp
 from balsam_mq.domain import Site
-from balsam_mq.launcher.config import LauncherConfig, LauncherSettings
-from balsam_mq.launcher.main import build_allocation
-from balsam_mq.launcher.pilot import Pilot
-from balsam_mq.processors.agent import SiteAgent
-from balsam_mq.site.config import parse_config
+from balsam_mq.settings import Settings
 from balsam_mq.site.directory import SiteDirectory
-from balsam_mq.store import open_store
+from balsam_mq.store import Store, open_store
 
 
-def apps() -> dict[str, type[ApplicationDefinition]]:
-    class Shell(ApplicationDefinition):
-        site = "bench"
-        command_template = "true"
-
-    class Adder(ApplicationDefinition):
-        site = "bench"
-
-        def run(self, x: int, y: int) -> int:
-            return x + y
-
-    return {"Shell": Shell, "Adder": Adder}
+class Shell(ApplicationDefinition):
+    site = "bench"
+    command_template = "true"
 
 
-async def run(url: str, app_name: str, n: int, slots: int, warm: bool) -> tuple[float, Any]:
+class Add(ApplicationDefinition):
+    site = "bench"
+
+    def run(self, x: int, y: int) -> int:
+        return x + y
+
+
+async def start(
+    settings: Settings, site_dir: SiteDirectory, slots: int
+) -> list[asyncio.subprocess.Process]:
+    env = {
+        **os.environ,
+        "BALSAM_MONGODB_URL": settings.mongodb_url,
+        "BALSAM_AMQP_URL": settings.amqp_url,
+        "BALSAM_DB": settings.db,
+        "BALSAM_NAMESPACE": settings.namespace,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    cli = [sys.executable, "-m", "balsam_mq.cli"]
+    commands = [
+        [*cli, "site", "agent", str(site_dir.path)],
+        [*cli, "launcher", "--site", "bench", "--wall-time", "60", "--cores-per-node", str(slots)],
+    ]
+    procs = []
+    for i, command in enumerate(commands):
+        with open(site_dir.logs / f"proc{i}.out", "ab") as out:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *command, env=env, stdout=out, stderr=out, start_new_session=True
+                )
+            )
+    return procs
+
+
+async def ready(store: Store, site_dir: SiteDirectory) -> None:
+    """Until the agent logs that it runs and the launcher has a session."""
+    log = site_dir.logs / "agent.log"
+    while not (log.exists() and ") running" in log.read_text()):
+        await asyncio.sleep(0.1)
+    while not await store.db["sessions"].count_documents({}):
+        await asyncio.sleep(0.1)
+
+
+async def one_run(url: str, n: int, n_latency: int, slots: int) -> dict[str, float]:
+    out: dict[str, float] = {}
     async with bench_settings(url) as settings, open_store(url, settings.db) as store:
         async with open_amqp(settings.amqp_url) as amqp, balsam_mq.connect(settings):
             topology = build_topology(settings.namespace)
@@ -59,64 +93,72 @@ async def run(url: str, app_name: str, n: int, slots: int, warm: bool) -> tuple[
                 site = await store.sites.create(Site(name="bench", path=str(Path(tmp) / "site")))
                 assert site.id is not None
                 site_dir = SiteDirectory.create(Path(tmp) / "site", name="bench", site_id=site.id)
-                config = parse_config(
-                    f"site_id: {site.id}\nname: bench\nhooks: {{batch_size: 200}}"
-                )
-                agent = SiteAgent(store, amqp, topology, site, site_dir, config, prefetch=1000)
-                agent_task = asyncio.create_task(agent.run())
-                launcher_config = LauncherConfig(
-                    site_id=site.id,
-                    data_dir=site_dir.data,
-                    wall_time_min=60,
-                    settings=LauncherSettings(cores_per_node=slots, warm_pool=warm),
-                )
-                pool, executor = await build_allocation(launcher_config)
-                pilot = Pilot(store, amqp, topology, launcher_config, pool=pool, executor=executor)
-                pilot_task = asyncio.create_task(pilot.run())
-                app = apps()[app_name]
-                await app.sync()
-                params: dict[str, Any] = {"x": 1, "y": 2} if app_name == "Adder" else {}
-                t0 = time.perf_counter()
-                jobs = await Job.objects.bulk_create(
-                    [
-                        app.submit(f"b/{i}", save=False, node_packing_count=slots, **params)
-                        for i in range(n)
-                    ]
-                )
-                ids = [j.id for j in jobs]
-                while (
-                    await store.db["jobs"].count_documents(
-                        {"_id": {"$in": ids}, "state": "JOB_FINISHED"}
+                procs = await start(settings, site_dir, slots)
+                try:
+                    await Shell.sync()
+                    await Add.sync()
+                    await ready(store, site_dir)
+                    pack = {"node_packing_count": slots}
+
+                    t0 = time.perf_counter()
+                    jobs = await Job.objects.bulk_create(
+                        [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
                     )
-                    < n
-                ):
-                    await asyncio.sleep(0.1)
-                elapsed = time.perf_counter() - t0
-                pilot.stop_claiming("bench over")
-                report = await pilot_task
-                await agent.stop()
-                await asyncio.gather(agent_task, return_exceptions=True)
+                    await Job.objects.wait(jobs, timeout=900)
+                    out["w1"] = time.perf_counter() - t0
+
+                    t0 = time.perf_counter()
+                    jobs = await Job.objects.bulk_create(
+                        [Add.submit(f"w2/{i}", x=i, y=1, save=False, **pack) for i in range(n)]
+                    )
+                    total = 0
+                    async for job in Job.objects.as_completed(jobs, timeout=900):
+                        total += job.result_nowait()
+                    out["w2"] = time.perf_counter() - t0
+                    assert total == sum(i + 1 for i in range(n)), total
+
+                    latencies = []
+                    for i in range(n_latency):
+                        t0 = time.perf_counter()
+                        job = await Add.submit(f"w3/{i}", x=1, y=1, **pack)
+                        assert await job.result(timeout=60) == 2
+                        latencies.append(time.perf_counter() - t0)
+                    q = statistics.quantiles(latencies, n=20)
+                    out["w3_p50"] = statistics.median(latencies)
+                    out["w3_p95"] = q[18]
+                finally:
+                    for proc in procs:
+                        if proc.returncode is None:
+                            proc.send_signal(signal.SIGTERM)
+                    for proc in procs:
+                        await proc.wait()
                 channel = await amqp.channel()
                 await delete_namespace(channel, topology, [site.id])
             await store.client.drop_database(settings.db)
-    return elapsed, report
+    return out
 
 
-async def main(n: int, slots: int) -> None:
+def spread(values: list[float]) -> str:
+    return f"{min(values):7.2f} / {statistics.median(values):7.2f} / {max(values):7.2f}"
+
+
+async def main(n: int, n_latency: int, runs: int, slots: int) -> None:
     with mongo_url() as url:
-        print(f"{n:,} jobs, submit → JOB_FINISHED, one agent, one launcher with {slots} slots")
-        for app_name, warm in (("Shell", True), ("Adder", True), ("Adder", False)):
-            elapsed, report = await run(url, app_name, n, slots, warm)
-            how = "" if app_name == "Shell" else (" (warm pool)" if warm else " (fresh python)")
-            print(
-                f"  {app_name + how:22s} {elapsed:6.1f} s  {n / elapsed:7,.1f} jobs/s  "
-                f"(claimed {report.claimed}, done {report.done})"
-            )
+        results = [await one_run(url, n, n_latency, slots) for _ in range(runs)]
+    print(f"one site agent, one launcher with {slots} slots; {runs} runs: min / median / max")
+    w1 = [r["w1"] for r in results]
+    w2 = [r["w2"] for r in results]
+    print(f"W1 {n:,} x `true`       makespan s {spread(w1)}   jobs/s {spread([n / t for t in w1])}")
+    print(f"W2 {n:,} x add, results makespan s {spread(w2)}   jobs/s {spread([n / t for t in w2])}")
+    print(f"W3 {n_latency} x add(1, 1)      p50 s {spread([r['w3_p50'] for r in results])}")
+    print(f"{'':24s}p95 s {spread([r['w3_p95'] for r in results])}")
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1000)
-    p.add_argument("--slots", type=int, default=8, help="Jobs the launcher runs at once.")
-    args = p.parse_args()
-    asyncio.run(main(args.jobs, args.slots))
+    p.add_argument("--latency", type=int, default=30)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--slots", type=int, default=2)
+    a = p.parse_args()
+    asyncio.run(main(a.jobs, a.latency, a.runs, a.slots))
