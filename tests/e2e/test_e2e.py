@@ -7,7 +7,8 @@ import signal
 from typing import Any
 
 import pytest
-from e2e_helpers import E2E, S, wait_for_file, wait_for_states
+from e2e_helpers import E2E, S, wait_for_file
+from support.waiting import wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
 

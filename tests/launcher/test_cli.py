@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 
-from launcher_helpers import World, wait_for_states
+from launcher_helpers import World
+from support.waiting import wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.settings import Settings

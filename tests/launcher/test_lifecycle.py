@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections import Counter
 
-from launcher_helpers import World, wait_for_states
+from launcher_helpers import World
+from support.waiting import wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.launcher.pilot import PilotState

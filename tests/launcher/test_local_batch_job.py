@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher_helpers import World, wait_for_states
+from launcher_helpers import World
+from support.waiting import wait_for_states
 
 from balsam_mq.domain import BatchJob, BatchJobState, JobState
 from balsam_mq.settings import Settings

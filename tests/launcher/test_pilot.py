@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from launcher_helpers import World, python_app_class, wait_for_states
+from launcher_helpers import World, python_app_class
+from support.waiting import wait_for_states
 
 from balsam_mq.domain import JobState, ParameterSpec
 from balsam_mq.domain.serialization import deserialize, deserialize_exception

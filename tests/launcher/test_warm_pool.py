@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from launcher_helpers import World, python_app_class, wait_for_states
+from launcher_helpers import World, python_app_class
+from support.waiting import wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.domain.serialization import deserialize
