@@ -60,7 +60,8 @@ class JobRepository:
         Ids come from one block reservation. Unfinished parents are touched inside the
         transaction, so a parent finishing concurrently conflicts with this creation
         and one of the two retries: a child never waits on a parent that finished
-        unseen.
+        unseen. A child of a parent that is already FAILED is created FAILED, naming
+        the parent, as the dependency resolver fails the children waiting on it.
         """
         if not jobs:
             return []
@@ -72,9 +73,17 @@ class JobRepository:
 
         async def body(s: AsyncClientSession) -> list[Job]:
             parent_states: dict[int, str] = {}
+            ancestors: dict[int, int] = {}  # failed parent -> the first failed ancestor
             if parent_ids:
-                cursor = self._jobs.find({"_id": {"$in": parent_ids}}, {"state": 1}, session=s)
-                parent_states = {d["_id"]: d["state"] async for d in cursor}
+                cursor = self._jobs.find(
+                    {"_id": {"$in": parent_ids}}, {"state": 1, "state_data": 1}, session=s
+                )
+                async for d in cursor:
+                    parent_states[d["_id"]] = d["state"]
+                    if d["state"] == JobState.FAILED:
+                        ancestors[d["_id"]] = (d.get("state_data") or {}).get(
+                            "failed_ancestor", d["_id"]
+                        )
                 missing = [p for p in parent_ids if p not in parent_states]
                 if missing:
                     raise JobError(f"parent job(s) {missing} do not exist")
@@ -91,10 +100,20 @@ class JobRepository:
             for offset, job in enumerate(jobs):
                 waiting = any(parent_states[p] != JobState.JOB_FINISHED for p in job.parent_ids)
                 state = JobState.AWAITING_PARENTS if waiting else JobState.READY
+                state_data: dict[str, Any] = {}
+                failed = [p for p in job.parent_ids if p in ancestors]
+                if failed:
+                    state = JobState.FAILED
+                    state_data = {
+                        "reason": f"parent job {failed[0]} failed",
+                        "failed_parent": failed[0],
+                        "failed_ancestor": ancestors[failed[0]],
+                    }
                 new = job.model_copy(
                     update={
                         "id": first + offset,
                         "state": state,
+                        "state_data": state_data,
                         "created_at": now,
                         "last_update": now,
                         "seq": 1,
@@ -111,6 +130,7 @@ class JobRepository:
                         seq=1,
                         by=Actor.CLIENT,
                         timestamp=now,
+                        state_data=state_data,
                     ).to_doc()
                 )
             await self._jobs.insert_many([j.to_doc() for j in created], session=s)

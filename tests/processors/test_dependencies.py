@@ -90,6 +90,11 @@ async def test_parent_restarted_after_failure_releases_children_created_afterwar
     await start_agent()
     parent = await Step.submit("re/parent", n=0)
     await until(lambda: all_in(store, [parent.id], S.FAILED), 60)
-    child = await Step.submit("re/child", n=1, parent_ids=[parent.id])
+    orphan = await Step.submit("re/orphan", n=1, parent_ids=[parent.id])
+    assert orphan.state == "FAILED"  # created under a failed parent: fails at once
     await Job.objects.filter(id=parent.id).update(state="RESTART_READY")
+    child = await Step.submit("re/child", n=2, parent_ids=[parent.id])
     await until(lambda: all_in(store, [parent.id, child.id], S.JOB_FINISHED), 60)
+    doc = await store.jobs.get(orphan.id)
+    assert doc.state == S.FAILED
+    assert doc.state_data["reason"] == f"parent job {parent.id} failed"

@@ -56,3 +56,22 @@ async def test_schema_is_idempotent(store: Store) -> None:
     assert await store.db["relay_state"].find_one({"_id": "__origin__"}) == origin
     info = await store.db["jobs"].index_information()
     assert "site_id_1_state_1" in info and "parent_ids_1" in info
+
+
+async def test_child_of_a_failed_parent_is_created_failed_naming_it(store: Store) -> None:
+    (parent,) = await store.jobs.create_many([Job(app_id=1, site_id=1, workdir="p")])
+    assert parent.id is not None
+    await store.db["jobs"].update_one(
+        {"_id": parent.id}, {"$set": {"state": "FAILED", "state_data": {"failed_ancestor": 1}}}
+    )
+    (child,) = await store.jobs.create_many(
+        [Job(app_id=1, site_id=1, workdir="c", parent_ids=[parent.id])]
+    )
+    assert child.state == JobState.FAILED
+    assert child.state_data == {
+        "reason": f"parent job {parent.id} failed",
+        "failed_parent": parent.id,
+        "failed_ancestor": 1,
+    }
+    (event,) = await store.events.for_job(child.id)  # type: ignore[arg-type]
+    assert (event.from_state, event.to_state) == ("CREATED", "FAILED")
