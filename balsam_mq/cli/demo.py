@@ -30,9 +30,11 @@ def demo(
     ] = 60,
     cores: Annotated[int, typer.Option("--slots", min=1, help="Launcher slots.")] = 4,
 ) -> None:
-    """Start the local stack, create a demo site, run a site agent and a launcher, submit a
-    few hundred shell, Python and postprocessed jobs (with dependencies), follow them live,
-    and print a summary. Everything it started is stopped and removed unless --keep.
+    """Run a few hundred demo jobs on a local site, agent and launcher; print a summary.
+
+    Starts the local stack if needed, creates a demo site, runs a site agent and a
+    launcher, submits shell, Python and postprocessed jobs (with dependencies), follows
+    them live and prints results. What it started is stopped and removed unless --keep.
 
     Example:  balsam-mq demo --keep
     """

@@ -61,7 +61,11 @@ async def open_store(
         try:
             hello = await client.admin.command("hello")
         except PyMongoError as exc:
-            raise StoreError(f"cannot reach MongoDB at {url}: {exc}") from exc
+            reason = str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
+            raise StoreError(
+                f"cannot reach MongoDB at {url}: {reason}; start the local stack with "
+                "`balsam-mq up` or point BALSAM_MONGODB_URL at a running replica set"
+            ) from exc
         if not hello.get("setName"):
             raise StoreError(
                 f"MongoDB at {url} is not a replica set member: balsam_mq needs transactions "
