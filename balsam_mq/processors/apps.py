@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from balsam_mq.domain import App
 from balsam_mq.domain.serialization import deserialize_app
@@ -43,12 +42,8 @@ class AppCache:
         self._classes: dict[tuple[int, datetime], type] = {}
 
     async def get_many(self, app_ids: Iterable[int]) -> dict[int, LoadedApp]:
-        ids = sorted(set(app_ids))
-        cursor = self._store.db["apps"].find({"_id": {"$in": ids}})
-        docs: list[dict[str, Any]] = [d async for d in cursor]
         out: dict[int, LoadedApp] = {}
-        for raw in docs:
-            doc = App.from_doc(raw)
+        for doc in await self._store.apps.get_many(app_ids):
             assert doc.id is not None
             key = (doc.id, doc.last_update)
             if key not in self._classes:
