@@ -14,11 +14,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from balsam_mq import stack
 from balsam_mq.broker import Topology, build_topology, delete_namespace, open_amqp
+from balsam_mq.relay import Relay
+from balsam_mq.sdk import Client, connect
 from balsam_mq.settings import Settings, load_settings
 from balsam_mq.store import Store, open_store
 
@@ -110,3 +113,22 @@ async def topology(
         await delete_namespace(channel, topo, sorted(site_ids))
     finally:
         await channel.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, store: Store, topology: Topology) -> AsyncIterator[Client]:
+    """An SDK client made current for the test (its database and namespace are the test's)."""
+    async with connect(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def relay(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> AsyncIterator[Relay]:
+    """The outbox relay, publishing every event of the test's database while the test runs."""
+    relay = Relay(store, amqp, topology, max_await_ms=10)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        yield relay
+        tg.cancel_scope.cancel()

@@ -3,19 +3,13 @@ SDK, a running relay, and ``cli`` to invoke `balsam-mq` in a worker thread."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from cli_helpers import Cli, World, make_world
 
-from balsam_mq.broker import Topology
-from balsam_mq.relay import Relay
-from balsam_mq.sdk import Client, connect
+from balsam_mq.sdk import Client
 from balsam_mq.settings import Settings
-from balsam_mq.store import Store
 
 
 @pytest.fixture
@@ -40,24 +34,6 @@ def cli(env: dict[str, str]) -> Cli:
 
 
 @pytest.fixture
-async def client(settings: Settings, store: Store, topology: Topology) -> AsyncIterator[Client]:
-    async with connect(settings) as c:
-        yield c
-
-
-@pytest.fixture
 async def world(client: Client, tmp_path: Path) -> World:
     """Site "polaris" (its directory under tmp_path) with the apps Adder and Sim."""
     return await make_world(tmp_path)
-
-
-@pytest.fixture
-async def relay(
-    store: Store, amqp: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[Relay]:
-    """The outbox relay, publishing the test database's events while the test runs."""
-    relay = Relay(store, amqp, topology, max_await_ms=10)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(relay.run)
-        yield relay
-        tg.cancel_scope.cancel()

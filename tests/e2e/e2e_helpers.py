@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 from aio_pika.abc import AbstractRobustConnection
+from support.waiting import until
 
 from balsam_mq.broker import Topology
 from balsam_mq.domain import JobState, Site
@@ -38,13 +38,12 @@ launcher:
 
 
 async def wait_for_file(path: Path, timeout: float = 30.0) -> None:
-    """Wait until a job has created ``path`` (checked every 20 ms)."""
-    deadline = time.monotonic() + timeout
-    for _ in iter(int, 1):
-        if await anyio.Path(path).exists():
-            return
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
-        await asyncio.sleep(0.02)
+    """Wait until a job has created ``path`` (nothing announces a file: polled)."""
+
+    async def exists() -> bool:
+        return await anyio.Path(path).exists()
+
+    await until(exists, timeout, interval=0.02)
 
 
 class E2E:

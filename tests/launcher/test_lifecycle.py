@@ -7,19 +7,12 @@ import time
 from collections import Counter
 
 from launcher_helpers import World
-from support.waiting import wait_for_states
+from support.waiting import until, wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.launcher.pilot import PilotState
 
 S = JobState
-
-
-async def _until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_wall_time_stops_claims_then_kills_running_jobs_to_run_timeout(
@@ -84,7 +77,7 @@ async def test_job_too_big_stays_runnable_marked_and_runs_on_a_launcher_that_fit
     async def marked() -> bool:
         return (await world.store.jobs.get(wide)).unfit is not None
 
-    await _until(marked)
+    await until(marked)
     job = await world.store.jobs.get(wide)
     assert job.state is S.PREPROCESSED  # neither lost nor run
     assert job.unfit is not None

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,15 +12,6 @@ from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store
 
 S = JobState
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    """Wait for a condition (checked every 50 ms), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def all_in(store: Store, ids: Sequence[int], *states: JobState) -> bool:

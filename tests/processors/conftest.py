@@ -10,26 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from agent_helpers import SiteEnv, StandInLauncher
 from aio_pika.abc import AbstractRobustConnection
 
-import balsam_mq
 from balsam_mq.broker import Consumer, Topology
 from balsam_mq.domain import Site
 from balsam_mq.processors.agent import SiteAgent
-from balsam_mq.settings import Settings
 from balsam_mq.site.config import parse_config
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Any]:
-    async with balsam_mq.connect(settings) as c:
-        yield c
 
 
 @pytest.fixture

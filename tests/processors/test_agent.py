@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_helpers import S, SiteEnv, StandInLauncher, all_in, legal_path, until
+from agent_helpers import S, SiteEnv, StandInLauncher, legal_path
+from support.waiting import until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.domain import JobState
@@ -37,7 +38,7 @@ async def test_500_jobs_flow_through_default_hooks_to_finished(
     await start_agent()
     jobs = await Job.objects.bulk_create([Noop.submit(f"noop/{i}", save=False) for i in range(500)])
     ids = [j.id for j in jobs]
-    await until(lambda: all_in(store, ids, S.JOB_FINISHED), 120)
+    await wait_for_states(store, ids, [S.JOB_FINISHED], 120)
     histories = await store.events.history(ids)
     for events in histories.values():
         assert [(e.from_state, e.to_state) for e in events] == FULL_PATH
@@ -74,7 +75,7 @@ async def test_seed_handle_error_retries_then_fails(
     launcher.outcome = lambda job: (S.RUN_ERROR, {"return_code": 1})
     await start_agent()
     job = await MySimulation.submit("sim/1")
-    await until(lambda: all_in(store, [job.id], S.FAILED), 60)
+    await wait_for_states(store, [job.id], [S.FAILED], 60)
     done = await store.jobs.get(job.id)
     assert done.state_data == {"reason": "Exceeded maximum retries"}
     # retry_count 0..3 pass the `<= 3` test: four restarts, five runs, as the code says
@@ -107,7 +108,7 @@ async def test_postprocess_can_restart_and_in_place_data_persists(
 ) -> None:
     await start_agent()
     job = await Converging.submit("conv/1")
-    await until(lambda: all_in(store, [job.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [job.id], [S.JOB_FINISHED], 60)
     done = await store.jobs.get(job.id)
     assert done.data == {"iterations": [0, 1, 2]}
     assert launcher.runs.count(job.id) == 3
@@ -186,8 +187,8 @@ async def test_failing_or_illegal_hook_fails_only_its_job(
     good = await Broken.submit("b/good")
     bad = await Broken.submit("b/bad")
     illegal = await Illegal.submit("b/illegal")
-    await until(lambda: all_in(store, [good.id], S.JOB_FINISHED), 60)
-    await until(lambda: all_in(store, [bad.id, illegal.id], S.FAILED), 60)
+    await wait_for_states(store, [good.id], [S.JOB_FINISHED], 60)
+    await wait_for_states(store, [bad.id, illegal.id], [S.FAILED], 60)
     bad_doc = await store.jobs.get(bad.id)
     assert bad_doc.state_data["reason"] == "preprocess raised"
     assert "RuntimeError: cannot prepare b/bad" in bad_doc.state_data["traceback"]
@@ -211,7 +212,7 @@ async def test_resynced_app_is_used_by_the_next_hook_without_restart(
 ) -> None:
     await start_agent()
     first = await Versioned.submit("v/1")
-    await until(lambda: all_in(store, [first.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [first.id], [S.JOB_FINISHED], 60)
 
     class Versioned2(ApplicationDefinition):  # same app name, new code
         site = "polaris"
@@ -223,7 +224,7 @@ async def test_resynced_app_is_used_by_the_next_hook_without_restart(
 
     Versioned2.__name__ = Versioned2.__qualname__ = "Versioned"
     second = await Versioned2.submit("v/2")
-    await until(lambda: all_in(store, [second.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [second.id], [S.JOB_FINISHED], 60)
     assert (await store.jobs.get(first.id)).data == {"version": 1}
     assert (await store.jobs.get(second.id)).data == {"version": 2}
 
@@ -249,7 +250,7 @@ async def test_hook_killing_its_worker_fails_only_its_job(
     )
     ok = [j.id for j in jobs if j.workdir != "crash/bad"]
     bad = next(j.id for j in jobs if j.workdir == "crash/bad")
-    await until(lambda: all_in(store, ok, S.JOB_FINISHED), 60)
-    await until(lambda: all_in(store, [bad], S.FAILED), 60)
+    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
+    await wait_for_states(store, [bad], [S.FAILED], 60)
     state_data = (await store.jobs.get(bad)).state_data
     assert state_data == {"reason": f"the worker process running preprocess for job {bad} died"}

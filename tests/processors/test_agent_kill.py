@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import S, SiteEnv, StandInLauncher, all_in, legal_path, until
+from agent_helpers import S, SiteEnv, StandInLauncher, all_in, legal_path
+from support.waiting import until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.settings import Settings
@@ -37,7 +38,10 @@ async def _start_agent(settings: Settings, site: SiteEnv) -> asyncio.subprocess.
         "BALSAM_AMQP_URL": settings.amqp_url,
         "BALSAM_DB": settings.db,
         "BALSAM_NAMESPACE": settings.namespace,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        # the agent imports this module (apps by reference) and what it imports
+        "PYTHONPATH": os.pathsep.join(
+            [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]
+        ),
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -81,7 +85,7 @@ async def test_agent_killed_at_random_moments_finishes_every_job_once(
     agent = await _start_agent(settings, site)
     try:
         await _wait_running(log, kills)
-        await until(lambda: all_in(store, ids, S.JOB_FINISHED), 180)
+        await wait_for_states(store, ids, [S.JOB_FINISHED], 180)
     finally:
         agent.send_signal(signal.SIGTERM)
         await asyncio.wait_for(agent.wait(), 30)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from agent_helpers import S, SiteEnv, StandInLauncher, all_in, until
+from agent_helpers import S, SiteEnv, StandInLauncher
+from support.waiting import wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.store import Store
@@ -40,7 +41,7 @@ async def test_dag_of_50_finishes_in_dependency_order(
     await start_agent()
     jobs, parents = await _dag()
     ids = [j.id for j in jobs]
-    await until(lambda: all_in(store, ids, S.JOB_FINISHED), 120)
+    await wait_for_states(store, ids, [S.JOB_FINISHED], 120)
     history = await store.events.history(ids)
     finished = {
         i: next(e.timestamp for e in h if e.to_state == "JOB_FINISHED") for i, h in history.items()
@@ -66,8 +67,8 @@ async def test_failed_parent_fails_its_subtree_with_the_reason(
     )
     await start_agent()
     subtree = [root.id, child.id, grandchild.id, sibling.id]
-    await until(lambda: all_in(store, subtree, S.FAILED), 60)
-    await until(lambda: all_in(store, [other.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, subtree, [S.FAILED], 60)
+    await wait_for_states(store, [other.id], [S.JOB_FINISHED], 60)
     for job_id, parent in ((child.id, root.id), (grandchild.id, child.id), (sibling.id, child.id)):
         doc = await store.jobs.get(job_id)
         assert doc.state_data["reason"] == f"parent job {parent} failed"
@@ -89,12 +90,12 @@ async def test_parent_restarted_after_failure_releases_children_created_afterwar
     launcher.outcome = flaky
     await start_agent()
     parent = await Step.submit("re/parent", n=0)
-    await until(lambda: all_in(store, [parent.id], S.FAILED), 60)
+    await wait_for_states(store, [parent.id], [S.FAILED], 60)
     orphan = await Step.submit("re/orphan", n=1, parent_ids=[parent.id])
     assert orphan.state == "FAILED"  # created under a failed parent: fails at once
     await Job.objects.filter(id=parent.id).update(state="RESTART_READY")
     child = await Step.submit("re/child", n=2, parent_ids=[parent.id])
-    await until(lambda: all_in(store, [parent.id, child.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [parent.id, child.id], [S.JOB_FINISHED], 60)
     doc = await store.jobs.get(orphan.id)
     assert doc.state == S.FAILED
     assert doc.state_data["reason"] == f"parent job {parent.id} failed"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import S, SiteEnv, StandInLauncher, all_in, until
+from agent_helpers import S, SiteEnv, StandInLauncher
+from support.waiting import until, wait_for_states
 
 from balsam_mq import ApplicationDefinition
 from balsam_mq.store import Store
@@ -53,7 +54,7 @@ async def test_stage_in_file_and_directory_then_stage_out(
             "result": f"laptop:{tmp_path / 'out' / 'result.json'}",
         },
     )
-    await until(lambda: all_in(store, [job.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [job.id], [S.JOB_FINISHED], 60)
     work = site.dir.workdir("t/1")
     assert (work / "input.nw").read_text() == "hello"
     assert (work / "inputs" / "a.txt").read_text() == "A"
@@ -86,7 +87,7 @@ async def test_job_waits_in_ready_until_its_input_appears(
     await until(waiting, 30)
     assert (await store.jobs.get(job.id)).state == S.READY
     late.write_text("finally")
-    await until(lambda: all_in(store, [job.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [job.id], [S.JOB_FINISHED], 60)
     assert (tmp_path / "late-out.json").read_text() == '{"echo": "finally"}'
 
 
@@ -102,7 +103,7 @@ async def test_unknown_location_alias_fails_the_job_with_the_reason(
     job = await Sim.submit(
         "t/bad", transfers={"input_file": "nowhere:/x", "result": "laptop:/tmp/x"}
     )
-    await until(lambda: all_in(store, [job.id], S.FAILED), 30)
+    await wait_for_states(store, [job.id], [S.FAILED], 30)
     reason = (await store.jobs.get(job.id)).state_data["reason"]
     assert "unknown location alias 'nowhere'" in reason
 
@@ -130,7 +131,7 @@ async def test_file_cleaner_deletes_globs_of_finished_jobs_only_inside_workdir(
     await start_agent("file_cleaner: {enabled: true}\n")
     job = await Messy.submit("m/1", data={"sentinel": str(sentinel)})
     work = site.dir.workdir("m/1")
-    await until(lambda: all_in(store, [job.id], S.JOB_FINISHED), 60)
+    await wait_for_states(store, [job.id], [S.JOB_FINISHED], 60)
 
     async def cleaned() -> bool:
         gone = [

@@ -18,10 +18,8 @@ from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import TRANSITIONS, Actor, Change, Event, JobState, decode_event
 from balsam_mq.domain.serialization import serialize_exception, serialize_result
-from balsam_mq.relay import Relay
-from balsam_mq.sdk import ApplicationDefinition, Client, Site, connect
+from balsam_mq.sdk import ApplicationDefinition, Client, Site
 from balsam_mq.sdk.hooks import HookOutcome, prepare_jobs, run_hook
-from balsam_mq.settings import Settings
 from balsam_mq.store import Store
 
 S = JobState
@@ -84,25 +82,6 @@ def drive(store: Store) -> Drive:
         await drive_jobs(store, job_ids, to, **kw)
 
     return run
-
-
-@pytest.fixture
-async def client(settings: Settings, store: Store, topology: Topology) -> AsyncIterator[Client]:
-    """A client made current for the test (its database and namespace are the test's)."""
-    async with connect(settings) as c:
-        yield c
-
-
-@pytest.fixture
-async def relay(
-    store: Store, amqp: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[Relay]:
-    """The outbox relay, publishing every event of the test's database while the test runs."""
-    relay = Relay(store, amqp, topology, max_await_ms=10)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(relay.run)
-        yield relay
-        tg.cancel_scope.cancel()
 
 
 @pytest.fixture

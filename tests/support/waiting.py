@@ -1,9 +1,11 @@
-"""Waiting for job states without sleeping: woken by the events change stream."""
+"""Waiting in tests: job states are awaited on the events change stream; ``until`` is
+only for conditions nothing announces (files a job writes, a process's log line)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from balsam_mq.domain import JobState
 from balsam_mq.store import Store
@@ -27,3 +29,17 @@ async def wait_for_states(
                 await stream.try_next()
 
     return await asyncio.wait_for(watch(), timeout)
+
+
+async def until(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0, interval: float = 0.05
+) -> None:
+    """Check ``predicate`` every ``interval`` s until true; fail after ``timeout`` s.
+
+    For conditions with no event to wait on; job states use :func:`wait_for_states`.
+    """
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
