@@ -1,10 +1,15 @@
-"""The outbox relay: tails the ``events`` change stream and publishes each event to RabbitMQ.
+"""The outbox relay: tails the ``events`` change stream and publishes every event to RabbitMQ.
 
 Every state change is committed together with its ``events`` row; this relay is the
 only bridge from those rows to the broker. It publishes a batch with publisher
 confirms and only then saves the change-stream resume token of the batch's last
 event, so a relay killed at any moment resumes from its last confirmed batch:
 events may be published twice (consumers are idempotent), never lost.
+
+A batch is whatever the change stream has ready (up to ``batch_size``): one event when
+events trickle in, hundreds under load. Consecutive events of one routing key travel
+in one message, except runnable jobs, which travel one per message so that launchers
+share them job by job (``broker.topology.shared``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from aio_pika.abc import AbstractConnection
 from pymongo.errors import PyMongoError
 
 from balsam_mq.broker import Outgoing, Publisher, Topology, declare_core, declare_site
-from balsam_mq.domain import Event, encode_event
+from balsam_mq.broker.topology import shared
+from balsam_mq.domain import Event, encode_events
 from balsam_mq.errors import BalsamError
 from balsam_mq.store import Store
 from balsam_mq.store.schema import EVENTS
@@ -42,9 +48,10 @@ class Relay:
         topology: Topology,
         *,
         name: str = "default",
-        batch_size: int = 500,
+        batch_size: int = 1000,
         max_await_ms: int = 20,
         idle_save_s: float = 10.0,
+        busy_save_s: float = 0.25,
     ) -> None:
         self._store = store
         self._connection = connection
@@ -53,8 +60,9 @@ class Relay:
         self._batch_size = batch_size
         self._max_await_ms = max_await_ms
         self._idle_save_s = idle_save_s
+        self._busy_save_s = busy_save_s
         self._known_sites: set[int] = set()
-        self.published = 0
+        self.published = 0  # events
 
     async def run(self) -> None:
         """Relay until cancelled. Errors propagate; see :meth:`run_forever` to restart."""
@@ -92,31 +100,54 @@ class Relay:
             pipeline, resume_after=token, max_await_time_ms=self._max_await_ms
         ) as stream:
             batch: list[Event] = []
-            last_token: Any = None
+            unsaved: Any = None  # the token of the last confirmed event, not yet saved
             last_save = time.monotonic()
             while True:
                 change = await stream.try_next()
                 if change is not None:
                     batch.append(Event.from_doc(change["fullDocument"]))
-                    last_token = change["_id"]
                     if len(batch) < self._batch_size:
-                        continue
+                        continue  # more may be ready: the stream says when it has none
+                now = time.monotonic()
                 if batch:
                     await self._publish(publisher, declare_channel, batch)
-                    await self._store.relay_state.save(self.name, last_token)
-                    last_save = time.monotonic()
                     batch = []
-                elif time.monotonic() - last_save > self._idle_save_s:
-                    # keep the saved point fresh while idle, inside the oplog window
-                    await self._store.relay_state.save(self.name, stream.resume_token)
-                    last_save = time.monotonic()
+                    unsaved = stream.resume_token
+                    if now - last_save < self._busy_save_s:
+                        continue  # busy: save with a later batch (a restart republishes)
+                elif unsaved is None and now - last_save < self._idle_save_s:
+                    continue
+                # confirmed, or idle: keep the saved point fresh, inside the oplog window
+                await self._store.relay_state.save(self.name, unsaved or stream.resume_token)
+                unsaved = None
+                last_save = time.monotonic()
 
     async def _publish(self, publisher: Publisher, channel: Any, batch: list[Event]) -> None:
         for site_id in {e.site_id for e in batch} - self._known_sites:
             # a site's work queues exist before its first event is routed to them
             await declare_site(channel, self._topology, site_id)
             self._known_sites.add(site_id)
-        await publisher.publish_many(
-            [Outgoing(e.routing_key, encode_event(e), e.id or "") for e in batch]
-        )
+        await publisher.publish_many(_messages(batch))
         self.published += len(batch)
+
+
+def _messages(batch: list[Event]) -> list[Outgoing]:
+    """Runs of consecutive events with one routing key, a message each (shared events
+    alone), in stream order: a job's events reach every queue in the order they
+    happened. Transactions write their events step by step, sorted by key within a
+    step (``store.jobs``), so the runs of a busy stream are long."""
+    runs: list[list[Event]] = []
+    for event in batch:
+        if runs and not shared(event) and not shared(runs[-1][0]):
+            if runs[-1][0].routing_key == event.routing_key:
+                runs[-1].append(event)
+                continue
+        runs.append([event])
+    return [Outgoing(run[0].routing_key, encode_events(run), _message_id(run)) for run in runs]
+
+
+def _message_id(run: list[Event]) -> str:
+    """The event's id for a message of one; never an event's id for a message of several,
+    so that naming an item (a deferral) never names its whole message."""
+    first = run[0].id or ""
+    return first if len(run) == 1 else f"{first}+{len(run) - 1}"

@@ -60,7 +60,7 @@ class StandIn:
     async def handle(self, batch: Sequence[Delivery]) -> None:
         claims = [
             Change(e.job_id, S(e.to_state), S.RUNNING, by=Actor.LAUNCHER)
-            for e in (d.event() for d in batch)
+            for e in (e for d in batch for e in d.events())
             if e.job_id is not None
         ]
         moved = (await self.store.jobs.transition(claims)).moved

@@ -9,7 +9,7 @@ from collections import defaultdict
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from balsam_mq.broker import Topology, declare_core, declare_queue
-from balsam_mq.domain import Change, Event, Job, JobState, decode_event
+from balsam_mq.domain import App, Change, Event, Job, JobState, decode_events
 from balsam_mq.relay import Relay
 from balsam_mq.store import Store
 
@@ -22,6 +22,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.messages: list[tuple[str, int]] = []  # routing key, events carried
         self.arrived = asyncio.Condition()
 
     async def start(self, amqp: AbstractRobustConnection, topology: Topology, site_id: int) -> None:
@@ -33,7 +34,9 @@ class Collector:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
-            self.events.append(decode_event(message.body))
+            events = decode_events(message.body)
+            self.events.extend(events)
+            self.messages.append((message.routing_key or "", len(events)))
         async with self.arrived:
             self.arrived.notify_all()
 
@@ -127,3 +130,33 @@ async def test_relay_cancelled_mid_stream_and_restarted_loses_nothing(
     expected = {e.id async for e in store.events.iterate(site_id=5)}
     assert len(expected) == 4000
     assert {e.id for e in collector.events} == expected  # duplicates allowed, losses not
+
+
+async def test_events_travel_many_to_a_message_and_runnable_jobs_alone(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    app = await store.apps.upsert(App(site_id=4, name="Plain", command_template="true", hooks=[]))
+    assert app.id is not None
+    collector = Collector()
+    await collector.start(amqp, topology, site_id=4)
+    await store.jobs.create_many(
+        [Job(app_id=app.id, site_id=4, workdir=f"b/{i}") for i in range(300)]
+    )
+    task = asyncio.create_task(Relay(store, amqp, topology).run())
+    try:
+        await collector.wait_for(900)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for key, n in collector.messages:
+        per_key[key].append(n)
+    # the passed-through steps: one message each for all 300 jobs, under the quiet key
+    assert per_key["job.4.READY.quiet"] == [300]
+    assert per_key["job.4.STAGED_IN.quiet"] == [300]
+    # runnable jobs one to a message, so competing launchers share them job by job
+    assert per_key["job.4.PREPROCESSED"] == [1] * 300
+    order = defaultdict(list)
+    for e in collector.events:
+        order[e.job_id].append(e.seq)
+    assert all(seqs == [1, 2, 3] for seqs in order.values())

@@ -1,17 +1,25 @@
 """The consumer runner: batches deliveries for a handler and owns every ack.
 
+A message body may be a batch of *items*: a JSON array of objects, each with an
+``id`` (event messages are). Handlers name items, or whole messages, by id.
+
 What the runner does with each outcome of ``await handler.handle(batch)``:
 
 =============================================  =============================================
 outcome                                        runner action
 =============================================  =============================================
 returns None                                   acks every message of the batch
-returns {message_id: seconds}                  those messages go to the delay queue of the
-                                               nearest level >= seconds (confirmed) and come
-                                               back to this queue afterwards, with
-                                               ``x-balsam-deferrals`` + 1; the rest are acked
+returns {id: seconds}, ids of messages or of   those messages or items go to the delay queue
+items                                          of the nearest level >= seconds (confirmed)
+                                               and come back to this queue afterwards, with
+                                               ``x-balsam-deferrals`` + 1; 0 seconds: back
+                                               at once, at the end of the queue; the rest
+                                               is acked
 raises, batch of several messages              handles each message alone, so one poison
                                                message cannot fail its neighbours
+raises, one message of several items           republishes each item as a message of its
+                                               own (confirmed), then acks the original: one
+                                               poison item cannot fail its neighbours
 raises, one message, fewer than N attempts     republishes it to its queue with the attempt
                                                count + 1 (confirmed), then acks the original
 raises, one message, N-th attempt              publishes it to the dead-letter exchange with
@@ -22,17 +30,21 @@ runner stopped or process killed before ack    nothing acked: RabbitMQ redeliver
 =============================================  =============================================
 
 N is ``max_attempts``. Handlers never see aio-pika: they get :class:`Delivery` values.
+A batch is every message already in hand when the previous one is done (up to
+``batch_size``), gathered for at most ``window`` seconds while more keep arriving: a
+lone message is handled at once, a burst in few large batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
@@ -48,7 +60,8 @@ ATTEMPTS_HEADER = "x-balsam-attempts"
 
 DEFERRALS_HEADER = "x-balsam-deferrals"
 
-Deferrals = Mapping[str, float]  # message id -> seconds before it should come back
+# id of a message, or of an item of a batch message -> seconds before it should come back
+Deferrals = Mapping[str, float]
 
 
 class Handler(Protocol):
@@ -94,7 +107,7 @@ class Consumer:
         self._handler = handler
         self._prefetch = prefetch
         self._batch_limit = max(1, batch_size)
-        self._batch_size = max(1, min(batch_size, prefetch))
+        self._batch_size = max(1, min(batch_size, prefetch or 1))
         self._subscription = asyncio.Lock()  # consume/cancel of our subscription
         self._window = window
         self._max_attempts = max_attempts
@@ -116,7 +129,7 @@ class Consumer:
         if self.state is not ConsumerState.CREATED:
             raise RuntimeError(f"consumer of {self.spec.name} cannot start from {self.state}")
         channel = await self._connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=self._prefetch)
+        await channel.set_qos(prefetch_count=max(1, self._prefetch))
         # the exchanges this consumer binds to and republishes through (idempotent)
         await declare_core(channel, self._topology)
         self._queue = await declare_queue(channel, self.spec)
@@ -129,7 +142,8 @@ class Consumer:
             self._delay[seconds] = Publisher(channel, exchange)
         self._dead = Publisher(channel, dead)
         self._channel = channel
-        self._tag = await self._queue.consume(self._on_message)
+        if self._prefetch:  # 0: start paused (see set_prefetch)
+            self._tag = await self._queue.consume(self._on_message)
         self.state = ConsumerState.RUNNING
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -203,28 +217,29 @@ class Consumer:
         return self._prefetch
 
     async def set_prefetch(self, prefetch: int) -> None:
-        """Let RabbitMQ hand us up to ``prefetch`` (at least 1) unacked messages from now on.
+        """Let RabbitMQ hand us up to ``prefetch`` unacked messages from now on; 0 pauses
+        the subscription (nothing more is delivered) until a later call raises it.
 
         RabbitMQ applies a QoS change only to consumers started after it, so the
         subscription is renewed; messages already delivered stay in hand and settle as
         usual. A launcher makes its prefetch follow its free capacity with this.
         """
-        prefetch = max(1, int(prefetch))
+        prefetch = max(0, int(prefetch))
         async with self._subscription:
             if prefetch == self._prefetch:
                 return
             self._prefetch = prefetch
             self._batch_size = max(1, min(self._batch_limit, prefetch))
-            if (
-                self.state is not ConsumerState.RUNNING
-                or self._channel is None
-                or self._queue is None
-                or self._tag is None
-            ):
+            if self.state is not ConsumerState.RUNNING or self._channel is None:
                 return
-            await self._queue.cancel(self._tag)
-            await self._channel.set_qos(prefetch_count=prefetch)
-            self._tag = await self._queue.consume(self._on_message)
+            if self._queue is None:
+                return
+            if self._tag is not None:
+                await self._queue.cancel(self._tag)
+                self._tag = None
+            if prefetch:
+                await self._channel.set_qos(prefetch_count=prefetch)
+                self._tag = await self._queue.consume(self._on_message)
 
     async def _close(self) -> None:
         self.state = ConsumerState.STOPPED
@@ -233,6 +248,8 @@ class Consumer:
             await self._channel.close()
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        """The first message in hand (waited for), and every one that is already here or
+        keeps arriving without a pause, for at most ``window`` seconds."""
         first = await self._buffer.get()
         if first is None:  # woken by stop()
             return []
@@ -240,18 +257,12 @@ class Consumer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._window
         while len(batch) < self._batch_size:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                while len(batch) < self._batch_size and not self._buffer.empty():
-                    message = self._buffer.get_nowait()
-                    if message is None:
-                        break
-                    batch.append(message)
-                break
-            try:
-                message = await asyncio.wait_for(self._buffer.get(), remaining)
-            except TimeoutError:
-                break
+            if self._buffer.empty():
+                # frames already read may still be on their way to the buffer
+                await asyncio.sleep(0)
+                if self._buffer.empty() or loop.time() >= deadline:
+                    break
+            message = self._buffer.get_nowait()
             if message is None:
                 break
             batch.append(message)
@@ -264,7 +275,11 @@ class Consumer:
             deferrals = await self._handler.handle(deliveries)
         except Exception as exc:
             if len(batch) == 1:
-                await self._failed(batch[0], deliveries[0], exc)
+                items = _items(batch[0].body)
+                if items is not None and len(items) > 1:
+                    await self._split(batch[0], deliveries[0], items, exc)
+                else:
+                    await self._failed(batch[0], deliveries[0], exc)
                 return
             log.warning(
                 "%s: batch of %d failed (%s); handling each message alone",
@@ -290,19 +305,64 @@ class Consumer:
         deferrals: Deferrals,
     ) -> None:
         for message, delivery in zip(batch, deliveries, strict=True):
-            if delivery.message_id not in deferrals:
+            if delivery.message_id in deferrals:
+                delay = deferrals[delivery.message_id]
+                await self._send_later(message, delivery, message.body, delivery.message_id, delay)
                 continue
-            level = self._topology.delay_level(deferrals[delivery.message_id])
-            headers = {
-                **(message.headers or {}),
-                DEFERRALS_HEADER: delivery.deferrals + 1,
-                "x-routing-key": delivery.routing_key,
-            }
-            # routed by the queue's own name once the delay queue dead-letters it
-            await self._delay[level].publish(
-                Outgoing(self.spec.name, message.body, delivery.message_id, headers)
-            )
-            self._deferred.add(delivery.message_id)
+            items = _items(message.body) if any(deferrals) else None
+            by_delay: dict[float, list[dict[str, Any]]] = {}
+            for item in items or ():
+                if item.get("id") in deferrals:
+                    by_delay.setdefault(deferrals[item["id"]], []).append(item)
+            for delay, chosen in by_delay.items():
+                body = message.body if len(chosen) == len(items or ()) else _encode(chosen)
+                await self._send_later(message, delivery, body, str(chosen[0]["id"]), delay)
+
+    async def _send_later(
+        self,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        body: bytes,
+        message_id: str,
+        delay: float,
+    ) -> None:
+        """``body`` back to this queue after ``delay`` seconds (0: at once, at its end)."""
+        assert self._retry is not None
+        headers = {
+            **(message.headers or {}),
+            DEFERRALS_HEADER: delivery.deferrals + 1,
+            "x-routing-key": delivery.routing_key,
+        }
+        # routed by the queue's own name: through the retry exchange at once, or by the
+        # delay queue dead-lettering it there
+        out = Outgoing(self.spec.name, body, message_id, headers)
+        if delay <= 0:
+            await self._retry.publish(out)
+        else:
+            await self._delay[self._topology.delay_level(delay)].publish(out)
+        self._deferred.add(message_id)
+
+    async def _split(
+        self,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        items: list[dict[str, Any]],
+        exc: Exception,
+    ) -> None:
+        log.warning(
+            "%s: message %s of %d items failed (%s); handling each item alone",
+            self.spec.name,
+            delivery.message_id,
+            len(items),
+            exc,
+        )
+        assert self._retry is not None
+        headers = {**(message.headers or {}), "x-routing-key": delivery.routing_key}
+        await self._retry.publish_many(
+            [Outgoing(self.spec.name, _encode([i]), str(i["id"]), headers) for i in items]
+        )
+        await message.ack()
+        self._held -= 1
 
     async def _failed(
         self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception
@@ -339,6 +399,23 @@ class Consumer:
             )
         await message.ack()
         self._held -= 1
+
+
+def _items(body: bytes) -> list[dict[str, Any]] | None:
+    """The items of a batch body (a JSON array of objects with an ``id``), else None."""
+    if body[:1] != b"[":
+        return None
+    try:
+        items = json.loads(body)
+    except ValueError:
+        return None
+    if not all(isinstance(i, dict) and "id" in i for i in items):
+        return None
+    return list(items)
+
+
+def _encode(items: list[dict[str, Any]]) -> bytes:
+    return json.dumps(items, separators=(",", ":")).encode()
 
 
 def _delivery(message: AbstractIncomingMessage) -> Delivery:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from balsam_mq.domain import JobState
+from balsam_mq.domain import RUNNABLE_STATES, Event, JobState
 
 S = JobState
 
@@ -44,6 +44,17 @@ SITE_QUEUE_STATES: dict[str, tuple[JobState, ...]] = {
     "stage_out": (S.POSTPROCESSED, S.STAGED_OUT),
     "cleanup": (S.JOB_FINISHED,),
 }
+
+
+# job states whose events launchers share job by job: published one event per message,
+# so that the prefetch of competing launchers hands out single jobs; every other
+# routing key carries its events many to a message
+SHARED_STATES: frozenset[JobState] = RUNNABLE_STATES
+
+
+def shared(event: Event) -> bool:
+    """Whether ``event`` travels alone in its message (see :data:`SHARED_STATES`)."""
+    return event.kind == "job" and not event.quiet and event.to_state in SHARED_STATES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Pure domain: models, states and the transition table, message types. No I/O."""
 
 from balsam_mq.domain.changes import Change, TransitionResult
-from balsam_mq.domain.messages import Delivery, decode_event, encode_event
+from balsam_mq.domain.messages import Delivery, decode_events, encode_events
 from balsam_mq.domain.models import (
     App,
     BatchJob,
@@ -48,8 +48,8 @@ __all__ = [
     "TransferSlot",
     "TransitionResult",
     "check_transition",
-    "decode_event",
-    "encode_event",
+    "decode_events",
+    "encode_events",
     "is_legal",
     "parse_state",
     "utcnow",

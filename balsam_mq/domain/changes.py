@@ -30,6 +30,9 @@ class TransitionResult:
 
     moved: list[int]
     unmoved: dict[int, JobState | None]  # None: no such job
+    # the state each moved job ended in: its change's target, or further on when steps
+    # with no work were passed through
+    final: dict[int, JobState] = field(default_factory=dict)
 
     @property
     def all_moved(self) -> bool:

@@ -1,24 +1,38 @@
-"""What travels over RabbitMQ: event bodies (JSON) and the consumer's view of a delivery."""
+"""What travels over RabbitMQ: event batches (a JSON array per message) and the consumer's view.
+
+A message carries one or more events of one routing key, as a JSON array of event
+objects, each with its ``id``. Consumers read every event of a message; a consumer that
+defers some of them, or whose message must be retried item by item, hands the broker
+those items again (the broker treats them as opaque JSON objects with an ``id``).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from balsam_mq.domain.models import Event
 from balsam_mq.errors import SerializationError
 
-
-def encode_event(event: Event) -> bytes:
-    """The JSON body of an event message."""
-    return event.model_dump_json().encode()
+_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
 
-def decode_event(body: bytes) -> Event:
+def encode_events(events: Sequence[Event]) -> bytes:
+    """The JSON body of a message carrying ``events``."""
+    return _EVENTS.dump_json(list(events))
+
+
+def decode_events(body: bytes) -> list[Event]:
+    """The events of a message body (a JSON array; a single JSON object is one event)."""
     try:
-        return Event.model_validate_json(body)
-    except ValueError as exc:
+        if body[:1] == b"{":
+            return [Event.model_validate_json(body)]
+        return _EVENTS.validate_json(body)
+    except ValidationError as exc:
         raise SerializationError(f"malformed event message: {exc}") from exc
 
 
@@ -33,8 +47,8 @@ class Delivery:
     redelivered: bool
     deferrals: int = 0  # times a handler asked to see it again later
 
-    def event(self) -> Event:
-        return decode_event(self.body)
+    def events(self) -> list[Event]:
+        return decode_events(self.body)
 
     def json(self) -> Any:
         try:

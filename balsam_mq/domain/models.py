@@ -97,6 +97,9 @@ class App(Document):
     environment_variables: dict[str, str] = Field(default_factory=dict)
     python_exe: str = ""
     command_template: str | None = None
+    # the lifecycle hooks the class defines itself (None: not known, so every hook step
+    # goes to its consumer); steps whose hook is the default are passed through
+    hooks: list[str] | None = None
     serialized_class: str = ""
     source: str = ""
     last_update: datetime = Field(default_factory=utcnow)
@@ -163,6 +166,9 @@ class Event(BaseModel):
     by: Actor | None = None
     timestamp: datetime = Field(default_factory=utcnow)
     state_data: dict[str, Any] = Field(default_factory=dict)
+    # nobody has work for it (a step passed through, a finish without cleanup or
+    # children...): published for the log and for waiters, never to a work queue
+    quiet: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         doc = _plain(self.model_dump(mode="python", exclude={"id"}))
@@ -178,10 +184,16 @@ class Event(BaseModel):
 
     @property
     def routing_key(self) -> str:
-        """``job.<site>.<STATE>``, ``app.<site>.synced`` or ``batchjob.<site>.<state>``."""
-        if self.kind == "app":
-            return f"app.{self.site_id}.{self.to_state}"
-        return f"{self.kind}.{self.site_id}.{self.to_state}"
+        """``<kind>.<site>.<state>``, with ``.quiet`` appended to a quiet event: work queues
+        bind the plain keys, waiters and feeds ``<kind>.<site>.<state>.#`` (both forms).
+
+        ``job.3.RUN_DONE``, ``job.3.STAGED_IN.quiet``, ``app.3.synced``, ``batchjob.3.queued``.
+        """
+        key = f"{self.kind}.{self.site_id}.{self.to_state}"
+        return f"{key}.{QUIET}" if self.quiet else key
+
+
+QUIET = "quiet"  # the last word of a quiet event's routing key
 
 
 class BatchJobState(StrEnum):

@@ -266,14 +266,14 @@ class Pilot:
     async def _handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
         if not self.claiming:
             return {d.message_id: 1 for d in batch}  # back to the queue for another launcher
-        wanted: dict[int, Delivery] = {}
+        wanted: dict[int, str] = {}  # job id -> the id of the event announcing it
         expected: dict[int, str] = {}
         for d in batch:
-            event = d.event()
-            if event.job_id is not None and event.to_state in RUNNABLE_STATES:
-                if event.job_id not in wanted:
-                    wanted[event.job_id] = d
-                    expected[event.job_id] = event.to_state
+            for event in d.events():
+                if event.job_id is not None and event.to_state in RUNNABLE_STATES:
+                    if event.job_id not in wanted:
+                        wanted[event.job_id] = event.id or d.message_id
+                        expected[event.job_id] = event.to_state
         jobs = await self.store.jobs.get_many(list(wanted))
         deferrals: dict[str, float] = {}
         candidates: list[Job] = []
@@ -286,7 +286,7 @@ class Pilot:
                 self.report.dropped += 1  # moved on since this event: a later one covers it
                 continue
             if not tags_match(job.tags, self.config.filter_tags):
-                deferrals[wanted[job.id].message_id] = self.config.settings.other_tags_delay_s
+                deferrals[wanted[job.id]] = self.config.settings.other_tags_delay_s
                 continue
             reason = unfit_reason(
                 job.resources,
@@ -295,7 +295,7 @@ class Pilot:
                 remaining_s=self.remaining_s(),
             )
             if reason is not None:
-                deferrals[wanted[job.id].message_id] = self.config.settings.unfit_delay_s
+                deferrals[wanted[job.id]] = self.config.settings.unfit_delay_s
                 unfit.append((job, reason))
                 continue
             candidates.append(job)
@@ -308,7 +308,7 @@ class Pilot:
             if not self.claiming:
                 for job in pending:
                     assert job.id is not None
-                    deferrals[wanted[job.id].message_id] = 1
+                    deferrals[wanted[job.id]] = 1
                 break
             room = self._room
             placed: list[tuple[Job, Placement]] = []

@@ -13,9 +13,8 @@ from datetime import datetime
 
 from balsam_mq.domain import App
 from balsam_mq.domain.serialization import deserialize_app
+from balsam_mq.sdk.definition import own_hooks
 from balsam_mq.store import Store
-
-HOOKS = ("preprocess", "postprocess", "handle_error", "handle_timeout")
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,7 @@ class LoadedApp:
 
     def overrides(self, hook: str) -> bool:
         """Whether the app defines its own ``hook`` (else the default transition applies)."""
-        from balsam_mq.sdk.app import ApplicationDefinition
-
-        mine = getattr(self.cls, hook, None)
-        default = getattr(ApplicationDefinition, hook)
-        return getattr(mine, "__code__", None) is not getattr(default, "__code__", None)
+        return hook in own_hooks(self.cls)
 
 
 class AppCache:

@@ -20,6 +20,7 @@ from balsam_mq.domain.appspec import (
     check_transfers,
     is_plain_data,
 )
+from balsam_mq.domain.pipeline import HOOKS
 from balsam_mq.errors import AppError
 from balsam_mq.sdk.templates import template_variables
 
@@ -38,6 +39,31 @@ def label_of(cls: type) -> str:
 
 def has_run(cls: type) -> bool:
     return callable(getattr(cls, "run", None))
+
+
+def own_hooks(cls: type) -> list[str]:
+    """The lifecycle hooks ``cls`` defines itself (not inherited from ApplicationDefinition).
+
+    A step whose hook is the default one is passed through without a consumer, so
+    this is stored with the app at sync.
+    """
+    base = next(
+        (
+            k
+            for k in cls.__mro__
+            if k.__name__ == "ApplicationDefinition" and k.__module__ == "balsam_mq.sdk.app"
+        ),
+        None,
+    )
+    own = []
+    for name in HOOKS:
+        mine = getattr(cls, name, None)
+        if mine is None:
+            continue
+        default = getattr(base, name, None)
+        if default is None or getattr(mine, "__code__", None) is not default.__code__:
+            own.append(name)
+    return own
 
 
 def check_kind(cls: type) -> None:
@@ -89,6 +115,7 @@ def _build_spec(cls: type) -> App:
         environment_variables=check_environment(label, getattr(cls, "environment_variables", {})),
         python_exe=python_exe,
         command_template=template,
+        hooks=own_hooks(cls),
     )
 
 

@@ -36,8 +36,9 @@ _REMEMBERED = 10_000  # event ids kept to drop duplicates
 
 
 def routing_keys(spec: QuerySpec) -> list[str]:
-    """The narrowest bindings (``<kind>.<site_id>.<state>``) that still carry every event
-    the spec's conditions may match; the conditions themselves are checked on arrival."""
+    """The narrowest bindings (``<kind>.<site_id>.<state>.#``: quiet events too) that still
+    carry every event the spec's conditions may match; the conditions themselves are
+    checked on arrival."""
     words: dict[str, list[str] | None] = {"kind": None, "site_id": None, "to_state": None}
     for cond in spec.conditions:
         if cond.field not in words or cond.op not in ("eq", "in"):
@@ -52,7 +53,7 @@ def routing_keys(spec: QuerySpec) -> list[str]:
             dims[i] = None
         elif dim is not None:
             size *= len(dim)
-    return [".".join(p) for p in product(*(d if d is not None else ["*"] for d in dims))]
+    return [".".join((*p, "#")) for p in product(*(d if d is not None else ["*"] for d in dims))]
 
 
 class EventFeed(Generic[T]):

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from balsam_mq.domain import Actor, Change, JobState
+from balsam_mq.domain import Actor, Change, JobState, pipeline
 from balsam_mq.domain import Job as JobDocument
 from balsam_mq.errors import AppError
 from balsam_mq.sdk.capture import capture
@@ -34,7 +34,7 @@ from balsam_mq.sdk.fields import field_updates
 from balsam_mq.sdk.job import Job
 from balsam_mq.sdk.persist import prepare_jobs
 
-HOOKS = frozenset({"preprocess", "postprocess", "handle_timeout", "handle_error", "shell_preamble"})
+HOOKS = frozenset({*pipeline.HOOKS, "shell_preamble"})
 
 __all__ = [
     "HOOKS",

@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
-from balsam_mq.domain import Event, decode_event
+from balsam_mq.domain import Event, decode_events
 from balsam_mq.errors import SerializationError
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,9 @@ class EventStream:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._last = message
         try:
-            self._buffer.append(decode_event(message.body))
+            self._buffer.extend(decode_events(message.body))
         except SerializationError:
-            log.warning("ignoring a malformed event on %s", message.routing_key)
+            log.warning("ignoring a malformed event message on %s", message.routing_key)
         self._arrived.set()
 
     def _on_reconnect(self, *_: Any) -> None:

@@ -1,7 +1,7 @@
 """Hearing that jobs finished: one private auto-delete queue per client, fanned out to waiters.
 
-The queue is bound to ``job.<site>.JOB_FINISHED`` and ``job.<site>.FAILED`` of every
-site a waiter asked for, and a subscription is registered *before* ``subscribe``
+The queue is bound to ``job.<site>.JOB_FINISHED.#`` and ``job.<site>.FAILED.#`` (quiet
+or not) of every site a waiter asked for, and a subscription is registered *before* ``subscribe``
 returns, so a caller that re-reads MongoDB afterwards cannot miss a job that finishes
 in between. After a broker reconnection every subscriber is told to re-check, since
 events published while disconnected never reached the queue.
@@ -24,7 +24,7 @@ from aio_pika.abc import (
 
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
-from balsam_mq.domain import JobState, decode_event
+from balsam_mq.domain import JobState, decode_events
 from balsam_mq.errors import SerializationError
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class FinishedEvents:
             queue = await self._open()
             for site_id in sorted(site_ids - self._bound):
                 for state in TERMINAL_KEYS:
-                    key = f"job.{site_id}.{state}"
+                    key = f"job.{site_id}.{state}.#"
                     await queue.bind(self._topology.events.name, routing_key=key)
                 self._bound.add(site_id)
 
@@ -119,12 +119,14 @@ class FinishedEvents:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            job_id = decode_event(message.body).job_id
+            events = decode_events(message.body)
         except SerializationError:
-            log.warning("ignoring a malformed event on %s", message.routing_key)
+            log.warning("ignoring a malformed event message on %s", message.routing_key)
             return
-        for sub in self._by_job.get(job_id, ()) if job_id is not None else ():
-            sub._push(job_id)
+        for event in events:
+            job_id = event.job_id
+            for sub in self._by_job.get(job_id, ()) if job_id is not None else ():
+                sub._push(job_id)
 
     def _on_reconnect(self, *_: Any) -> None:
         for sub in {s for subs in self._by_job.values() for s in subs}:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import UpdateOne
@@ -11,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import (
     Actor,
+    App,
     Change,
     Event,
     Job,
@@ -19,17 +21,101 @@ from balsam_mq.domain import (
     check_transition,
     utcnow,
 )
+from balsam_mq.domain.pipeline import DEFAULT_MOVES, Work, has_work, passage
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store.counters import Counters
-from balsam_mq.store.schema import EVENTS, JOBS
+from balsam_mq.store.schema import APPS, EVENTS, JOBS
 from balsam_mq.store.transactions import Transactor
 
 Extra = Callable[[AsyncClientSession], Awaitable[None]]
+
+# what a transition reads of each job inside its transaction
+_TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
+_TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to the resolver
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One move of a job inside a transition: the change itself, or a default move after it."""
+
+    from_state: JobState
+    to: JobState
+    by: Actor | None
+    state_data: dict[str, Any]
+    quiet: bool
+
+
+# what the passage of a job's steps depends on in its app
+_WORK_FIELDS = {"site_id": 1, "name": 1, "hooks": 1, "transfers": 1, "cleanup_files": 1}
+
+
+def _work(apps: Mapping[int, App], app_id: int | None, transfers: Mapping[str, str]) -> Work | None:
+    app = apps.get(app_id) if app_id is not None else None
+    return None if app is None else Work.of(app, transfers)
+
+
+def _may_pass(state: JobState) -> bool:
+    """Whether a move to ``state`` can depend on the app: a step to pass through, or a
+    finish whose routing depends on cleanup."""
+    return state in DEFAULT_MOVES or state is JobState.JOB_FINISHED
+
+
+def _steps(change: Change, work: Work | None, *, has_children: bool) -> list[_Step]:
+    """``change``, then the default move of every following step with no work."""
+
+    def quiet(state: JobState) -> bool:
+        return not has_work(state, work, has_children=has_children)
+
+    steps = [_Step(change.expect, change.to, change.by, change.state_data, quiet(change.to))]
+    for move in passage(change.to, work):
+        previous = steps[-1]
+        state_data = dict(previous.state_data) if move.keep_data else {}
+        if move.reason is not None:
+            state_data = {"reason": move.reason, **state_data}
+        steps.append(_Step(previous.to, move.to, move.by, state_data, quiet(move.to)))
+    return steps
+
+
+def _events(
+    site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[_Step], now: Any
+) -> list[Event]:
+    """The events of ``steps``, numbered on from the job's ``seq``."""
+    return [
+        Event(
+            site_id=site_id,
+            job_id=job_id,
+            app_id=app_id,
+            from_state=step.from_state,
+            to_state=step.to,
+            seq=seq + i,
+            by=step.by,
+            timestamp=now,
+            state_data=step.state_data,
+            quiet=step.quiet,
+        )
+        for i, step in enumerate(steps, start=1)
+    ]
+
+
+def _event_docs(per_job: list[list[Event]]) -> list[dict[str, Any]]:
+    """The rows of a transaction in writing order: every job's first step, then every
+    second step..., sorted by routing key within a step. Each job's events stay in order
+    and the relay finds long runs of one key to send as one message."""
+    ordered = sorted(
+        (
+            (i, e.routing_key, n, e)
+            for n, events in enumerate(per_job)
+            for i, e in enumerate(events)
+        ),
+        key=lambda t: t[:3],
+    )
+    return [e.to_doc() for *_, e in ordered]
 
 
 class JobRepository:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], tx: Transactor) -> None:
         self._jobs = db[JOBS]
+        self._apps = db[APPS]
         self._events = db[EVENTS]
         self._counters = Counters(db)
         self._tx = tx
@@ -53,9 +139,13 @@ class JobRepository:
         return {d["_id"]: JobState(d["state"]) async for d in cursor}
 
     async def create_many(
-        self, jobs: Sequence[Job], *, session: AsyncClientSession | None = None
+        self,
+        jobs: Sequence[Job],
+        *,
+        session: AsyncClientSession | None = None,
     ) -> list[Job]:
-        """Insert new jobs, each READY or AWAITING_PARENTS, with their CREATED events.
+        """Insert new jobs with their creation events: READY (and on, through every step
+        with no work: see ``domain.pipeline``), AWAITING_PARENTS, or FAILED.
 
         Ids come from one block reservation. Unfinished parents are touched inside the
         transaction, so a parent finishing concurrently conflicts with this creation
@@ -94,9 +184,11 @@ class JobRepository:
                         {"$set": {"last_child_at": utcnow()}},
                         session=s,
                     )
+            apps = await self._apps_of({j.app_id for j in jobs}, s)
             now = utcnow()
+            docs: list[dict[str, Any]] = []
             created: list[Job] = []
-            events: list[dict[str, Any]] = []
+            events: list[list[Event]] = []
             for offset, job in enumerate(jobs):
                 waiting = any(parent_states[p] != JobState.JOB_FINISHED for p in job.parent_ids)
                 state = JobState.AWAITING_PARENTS if waiting else JobState.READY
@@ -109,32 +201,27 @@ class JobRepository:
                         "failed_parent": failed[0],
                         "failed_ancestor": ancestors[failed[0]],
                     }
+                job_id = first + offset
+                steps = _steps(
+                    Change(job_id, JobState.CREATED, state, state_data, by=Actor.CLIENT),
+                    _work(apps, job.app_id, job.transfers),
+                    has_children=False,
+                )
                 new = job.model_copy(
                     update={
-                        "id": first + offset,
-                        "state": state,
-                        "state_data": state_data,
+                        "id": job_id,
+                        "state": steps[-1].to,
+                        "state_data": steps[-1].state_data,
                         "created_at": now,
                         "last_update": now,
-                        "seq": 1,
+                        "seq": len(steps),
                     }
                 )
                 created.append(new)
-                events.append(
-                    Event(
-                        site_id=new.site_id,
-                        job_id=new.id,
-                        app_id=new.app_id,
-                        from_state=JobState.CREATED,
-                        to_state=state,
-                        seq=1,
-                        by=Actor.CLIENT,
-                        timestamp=now,
-                        state_data=state_data,
-                    ).to_doc()
-                )
-            await self._jobs.insert_many([j.to_doc() for j in created], session=s)
-            await self._events.insert_many(events, session=s)
+                docs.append(new.to_doc())
+                events.append(_events(new.site_id, job_id, new.app_id, 0, steps, now))
+            await self._jobs.insert_many(docs, session=s)
+            await self._events.insert_many(_event_docs(events), session=s)
             return created
 
         return await self._tx.run(body, session=session)
@@ -149,7 +236,10 @@ class JobRepository:
         """Apply ``changes`` in one transaction, each only if its job is still in ``expect``.
 
         Every legal change whose job is in the expected state moves and gets one
-        ``events`` row; the others are reported in ``unmoved`` with the state found.
+        ``events`` row; every following step with no work (``domain.pipeline``, read
+        from the job and its app in the same snapshot) is passed through in the same
+        transaction, with its default move and its own event. The others are reported
+        in ``unmoved`` with the state found.
         ``extra`` runs inside the same transaction (hook-created jobs, app writes...).
         An illegal change raises :class:`InvalidTransition` before anything is written.
         """
@@ -164,43 +254,38 @@ class JobRepository:
         ids = [c.job_id for c in changes]
 
         async def body(s: AsyncClientSession) -> TransitionResult:
-            cursor = self._jobs.find(
-                {"_id": {"$in": ids}}, {"state": 1, "site_id": 1, "app_id": 1, "seq": 1}, session=s
-            )
+            cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
             current = {d["_id"]: d async for d in cursor}
+            app_ids = {current[c.job_id].get("app_id") for c in changes if c.job_id in current}
+            apps = await self._apps_of(app_ids, s) if any(_may_pass(c.to) for c in changes) else {}
             now = utcnow()
             ops: list[UpdateOne] = []
-            events: list[dict[str, Any]] = []
+            events: list[list[Event]] = []
             moved: list[int] = []
+            final: dict[int, JobState] = {}
             unmoved: dict[int, JobState | None] = {}
             for c in changes:
                 doc = current.get(c.job_id)
                 if doc is None or doc["state"] != c.expect:
                     unmoved[c.job_id] = None if doc is None else JobState(doc["state"])
                     continue
-                seq = int(doc.get("seq", 0)) + 1
+                steps = _steps(
+                    c,
+                    _work(apps, doc.get("app_id"), doc.get("transfers") or {}),
+                    has_children=bool(doc.get("last_child_at")),
+                )
+                seq = int(doc.get("seq", 0))
                 fields = {
                     **c.fields,
-                    "state": c.to.value,
-                    "state_data": c.state_data,
+                    "state": steps[-1].to.value,
+                    "state_data": steps[-1].state_data,
                     "last_update": now,
-                    "seq": seq,
+                    "seq": seq + len(steps),
                 }
                 ops.append(UpdateOne({"_id": c.job_id, "state": c.expect.value}, {"$set": fields}))
-                events.append(
-                    Event(
-                        site_id=doc["site_id"],
-                        job_id=c.job_id,
-                        app_id=doc.get("app_id"),
-                        from_state=c.expect,
-                        to_state=c.to,
-                        seq=seq,
-                        by=c.by,
-                        timestamp=now,
-                        state_data=c.state_data,
-                    ).to_doc()
-                )
+                events.append(_events(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now))
                 moved.append(c.job_id)
+                final[c.job_id] = steps[-1].to
             if ops:
                 result = await self._jobs.bulk_write(ops, ordered=False, session=s)
                 if result.matched_count != len(ops):
@@ -208,12 +293,19 @@ class JobRepository:
                         f"transition matched {result.matched_count} of {len(ops)} jobs "
                         "inside one snapshot"
                     )
-                await self._events.insert_many(events, session=s)
+                await self._events.insert_many(_event_docs(events), session=s)
             if extra is not None:
                 await extra(s)
-            return TransitionResult(moved=moved, unmoved=unmoved)
+            return TransitionResult(moved=moved, unmoved=unmoved, final=final)
 
         return await self._tx.run(body, session=session)
+
+    async def _apps_of(self, app_ids: set[Any], s: AsyncClientSession) -> dict[int, App]:
+        ids = sorted(i for i in app_ids if i is not None)
+        if not ids:
+            return {}
+        cursor = self._apps.find({"_id": {"$in": ids}}, _WORK_FIELDS, session=s)
+        return {d["_id"]: App.from_doc(d) async for d in cursor}
 
     async def children_awaiting(self, parent_ids: Sequence[int]) -> list[Job]:
         """Jobs in AWAITING_PARENTS that list any of ``parent_ids`` as a parent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -164,4 +165,84 @@ async def test_deferred_message_comes_back_later_and_is_not_lost(
         (b"later", 1, "job.1.READY"),  # back, once, with its original routing key
         (b"now", 0, "job.1.READY"),
     ]
+    await publisher.close()
+
+
+def _batch(*ids: str) -> bytes:
+    return json.dumps([{"id": i, "n": i} for i in ids]).encode()
+
+
+async def test_deferring_some_items_of_a_message_sends_only_those_back(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish(Outgoing("job.1.READY", _batch("a", "b", "c", "d"), "a+3"))
+    seen: list[tuple[list[str], int]] = []
+
+    class DeferSome:
+        async def handle(self, batch: Sequence[Delivery]) -> dict[str, float]:
+            out: dict[str, float] = {}
+            for d in batch:
+                items = [i["id"] for i in d.json()]
+                seen.append((items, d.deferrals))
+                if not d.deferrals:
+                    out.update({"b": 0.5, "d": 0})  # 0: back at once, at the queue's end
+            return out
+
+    await Consumer(amqp, topology, spec, DeferSome()).run_until_idle()
+    assert seen[0] == (["a", "b", "c", "d"], 0)
+    assert sorted(seen[1:]) == [(["b"], 1), (["d"], 1)]  # each back once, alone
+    await publisher.close()
+
+
+async def test_a_failing_message_of_many_items_is_retried_item_by_item(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish(Outgoing("job.1.READY", _batch("ok1", "bad", "ok2"), "ok1+2"))
+    handled: list[str] = []
+
+    class Poisoned:
+        async def handle(self, batch: Sequence[Delivery]) -> None:
+            items = [i["id"] for d in batch for i in d.json()]
+            if "bad" in items:
+                raise ValueError("cannot handle bad")
+            handled.extend(items)
+
+    consumer = Consumer(amqp, topology, spec, Poisoned(), max_attempts=2)
+    await consumer.run_until_idle()
+    assert sorted(handled) == ["ok1", "ok2"]  # the neighbours of the poison item succeed
+    assert consumer.parked == 1
+    (dead,) = await _dead_letters(amqp, topology)
+    assert json.loads(dead["body"]) == [{"id": "bad", "n": "bad"}]  # type: ignore[arg-type]
+    await publisher.close()
+
+
+async def test_a_lone_message_is_handled_at_once_and_a_burst_in_large_batches(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    sizes: list[int] = []
+    first, everything = asyncio.Event(), asyncio.Event()
+
+    class Sizes:
+        async def handle(self, batch: Sequence[Delivery]) -> None:
+            await asyncio.sleep(0.02)  # a handler's transaction: messages pile up meanwhile
+            sizes.append(len(batch))
+            first.set()
+            if sum(sizes) == 401:
+                everything.set()
+
+    # a long window: only a batching that waits on the clock would notice it
+    consumer = Consumer(amqp, topology, spec, Sizes(), prefetch=500, batch_size=500, window=30)
+    task = asyncio.create_task(consumer.run())
+    await publisher.publish(Outgoing("job.1.READY", b"alone", "alone"))
+    await asyncio.wait_for(first.wait(), 5)  # not 30 s: nothing else was arriving
+    await publisher.publish_many([Outgoing("job.1.READY", b"x", f"m{i}") for i in range(400)])
+    await asyncio.wait_for(everything.wait(), 30)
+    await consumer.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert sizes[0] == 1
+    assert len(sizes) < 40 and max(sizes) > 50  # the burst was taken in large batches
     await publisher.close()

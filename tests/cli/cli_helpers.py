@@ -3,7 +3,6 @@ jobs through their states as the site agent and launcher would."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -18,11 +17,11 @@ import anyio
 import anyio.to_thread
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
+from support.driving import drive_jobs
 from typer.testing import CliRunner, Result
 
 from balsam_mq.cli import app
-from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState
-from balsam_mq.domain.serialization import serialize_exception, serialize_result
+from balsam_mq.domain import JobState
 from balsam_mq.sdk import ApplicationDefinition, Job, Site
 from balsam_mq.store import Store
 
@@ -102,40 +101,9 @@ class Cli:
         return lines[0]
 
 
-ROUTE = [S.READY, S.STAGED_IN, S.PREPROCESSED, S.RUNNING]
-
-
-async def drive(
-    store: Store,
-    job_ids: Sequence[int],
-    to: JobState,
-    *,
-    result: Any = None,
-    exception: BaseException | None = None,
-) -> None:
-    """Move READY jobs to RUNNING and on to JOB_FINISHED (``result``), FAILED (``exception``)
-    or any state on the way, with the transitions the agent and launcher make."""
-    if to == S.JOB_FINISHED:
-        route = [*ROUTE, S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED]
-    elif to == S.FAILED:
-        route = [*ROUTE, S.RUN_ERROR, S.FAILED]
-    else:
-        route = ROUTE[: ROUTE.index(to) + 1]
-    for src, dst in itertools.pairwise(route):
-        fields: dict[str, Any] = {}
-        if dst == S.RUN_DONE:
-            fields = {"return_code": 0, "result": serialize_result(result)}
-        if dst == S.RUN_ERROR:
-            fields = {"return_code": 1}
-            if exception is not None:
-                text, tb = serialize_exception(exception)
-                fields.update(exception=text, traceback=tb)
-        by = sorted(TRANSITIONS[src][dst])[0]
-        assert isinstance(by, Actor)
-        moved = await store.jobs.transition(
-            [Change(i, src, dst, fields=fields, by=by) for i in job_ids]
-        )
-        assert moved.all_moved, moved.unmoved
+async def drive(store: Store, job_ids: Sequence[int], to: JobState, **kw: Any) -> None:
+    """Move jobs to ``to`` with the transitions the agent and launcher make."""
+    await drive_jobs(store, job_ids, to, **kw)
 
 
 class Running:

@@ -66,7 +66,7 @@ async def test_tables_are_rich_on_a_terminal_and_plain_lines_elsewhere(
         "polaris",
         "Adder",
         "add/0",
-        "READY",
+        "PREPROCESSED",
         "run=H2O",
         plain[0].split("\t")[-1],
     ]
@@ -81,7 +81,7 @@ async def test_tables_are_rich_on_a_terminal_and_plain_lines_elsewhere(
         "polaris",
         "Adder",
         "add/0",
-        "READY",
+        "PREPROCESSED",
         "run=H2O",
     ]
 

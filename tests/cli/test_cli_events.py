@@ -15,25 +15,31 @@ S = JobState
 
 
 async def test_latest_events_oldest_first(cli: Cli, world: World, store: Store) -> None:
-    await adders(2)
-    await drive(store, [1], S.STAGED_IN)
+    await adders(2)  # created together: every step of both, in one transaction
+    await drive(store, [1], S.RUNNING)
     everything = await cli.json("events")
-    assert [(e["kind"], e["to_state"]) for e in everything] == [
-        ("app", "synced"),
-        ("app", "synced"),
-        ("job", "READY"),
-        ("job", "READY"),
-        ("job", "STAGED_IN"),
+    assert [(e["kind"], e.get("job_id"), e["to_state"]) for e in everything] == [
+        ("app", None, "synced"),
+        ("app", None, "synced"),
+        ("job", 1, "READY"),
+        ("job", 2, "READY"),
+        ("job", 1, "STAGED_IN"),
+        ("job", 2, "STAGED_IN"),
+        ("job", 1, "PREPROCESSED"),
+        ("job", 2, "PREPROCESSED"),
+        ("job", 1, "RUNNING"),
     ]
-    assert everything[-1]["site"] == "polaris" and everything[-1]["by"] == "stage_in"
+    assert everything[-1]["site"] == "polaris" and everything[-1]["by"] == "launcher"
 
     lines = (await cli.ok("events", "--job", "1")).stdout.splitlines()
     assert [line.split("\t")[1:6] for line in lines] == [
         ["polaris", "job 1", "CREATED", "READY", "client"],
         ["polaris", "job 1", "READY", "STAGED_IN", "stage_in"],
+        ["polaris", "job 1", "STAGED_IN", "PREPROCESSED", "preprocess"],
+        ["polaris", "job 1", "PREPROCESSED", "RUNNING", "launcher"],
     ]
     latest = await cli.json("events", "--limit", "2")
-    assert [(e["job_id"], e["to_state"]) for e in latest] == [(2, "READY"), (1, "STAGED_IN")]
+    assert [(e["job_id"], e["to_state"]) for e in latest] == [(2, "PREPROCESSED"), (1, "RUNNING")]
     assert await cli.json("events", "--limit", "0") == []
 
     await Site.objects.create(name="theta")
@@ -44,7 +50,7 @@ async def test_latest_events_oldest_first(cli: Cli, world: World, store: Store) 
 
     await Far.sync()
     assert [e["kind"] for e in await cli.json("events", "--site", "theta")] == ["app"]
-    assert len(await cli.json("events", "-s", "polaris")) == 5
+    assert len(await cli.json("events", "-s", "polaris")) == 9
     assert await cli.error("events", "--site", "nowhere") == "error: site 'nowhere' does not exist"
 
 
@@ -53,15 +59,15 @@ async def test_follow_streams_new_events(cli: Cli, world: World, relay: Relay) -
     async with Running.start("events", "-f", "--site", "polaris", "--limit", "2") as follow:
         history = [await follow.line(), await follow.line()]  # printed once subscribed
         assert [line.split("\t")[2:5] for line in history] == [
-            ["job 1", "CREATED", "READY"],
-            ["job 2", "CREATED", "READY"],
+            ["job 1", "STAGED_IN", "PREPROCESSED"],
+            ["job 2", "STAGED_IN", "PREPROCESSED"],
         ]
         await Job.objects.filter(id=2).update(state="FAILED", state_data={"why": "test"})
         line = await follow.line()
         assert line.split("\t")[1:7] == [
             "polaris",
             "job 2",
-            "READY",
+            "PREPROCESSED",
             "FAILED",
             "user",
             "{'why': 'test'}",
@@ -75,10 +81,14 @@ async def test_follow_one_job_as_json_lines(cli: Cli, world: World, relay: Relay
     args = ["events", "--follow", "--job", "1", "--limit", "1", "--json"]
     async with Running.start(*args, "--follow-seconds", "60") as follow:
         created = json.loads(await follow.line())  # history: printed once subscribed
-        assert (created["job_id"], created["to_state"]) == (1, "READY")
+        assert (created["job_id"], created["to_state"]) == (1, "PREPROCESSED")
         await Job.objects.filter(id=2).update(state="FAILED")  # another job: not shown
         await Job.objects.filter(id=1).update(state="FAILED")
         event = json.loads(await follow.line())
-        assert (event["job_id"], event["from_state"], event["to_state"]) == (1, "READY", "FAILED")
+        assert (event["job_id"], event["from_state"], event["to_state"]) == (
+            1,
+            "PREPROCESSED",
+            "FAILED",
+        )
         code, _ = await follow.interrupt()
     assert code == 0

@@ -22,7 +22,7 @@ async def test_create_parses_params_tags_and_resources(cli: Cli, world: World) -
         "--gpus-per-rank", "0.5", "--node-packing-count", "3", "--wall-time-min", "30",
         "--launch-param", "cpu-bind=depth",
     )  # fmt: skip
-    assert created["id"] == 1 and created["state"] == "READY"
+    assert created["id"] == 1 and created["state"] == "PREPROCESSED"
     assert created["site"] == "polaris" and created["app"] == "Adder"
     assert created["parameters"] == {"x": 5, "y": {"a": [1, 2]}}
     assert created["tags"] == {"run": "H2O", "size": "1"}  # tags stay text
@@ -75,7 +75,7 @@ async def test_modify_state_tags_and_data(cli: Cli, world: World) -> None:
     )  # fmt: skip
     assert result.stdout == "updated 2 jobs\n"
     await Job.objects.refresh(jobs)
-    assert [j.state for j in jobs] == [S.FAILED, S.FAILED, S.READY]
+    assert [j.state for j in jobs] == [S.FAILED, S.FAILED, S.PREPROCESSED]
     assert jobs[0].tags == {"run": "H2O", "retry": "1", "why": "test"}
     assert jobs[0].data == {"keep": 1, "note": "by hand"}
     assert jobs[2].tags == {"run": "H2O"}
@@ -88,8 +88,8 @@ async def test_modify_errors(cli: Cli, world: World, store: Store) -> None:
     await adders(2)
     await drive(store, [2], S.RUNNING)
     assert await cli.error("job", "modify", "1", "--state", "RUN_DONE") == (
-        "error: Job 1: transition READY -> RUN_DONE by user is not allowed; "
-        "a user may move a READY job to FAILED"
+        "error: Job 1: transition PREPROCESSED -> RUN_DONE by user is not allowed; "
+        "a user may move a PREPROCESSED job to FAILED"
     )
     assert await cli.error("job", "modify", "1", "2", "--state", "FAILED") == (
         "error: Job 2: transition RUNNING -> FAILED by user is not allowed; "
@@ -102,7 +102,7 @@ async def test_modify_errors(cli: Cli, world: World, store: Store) -> None:
         "error: job(s) 7, 9 do not exist"
     )
     assert "nothing to change" in await cli.error("job", "modify", "1", code=2)
-    assert [j.state async for j in Job.objects.order_by("id")] == [S.READY, S.RUNNING]
+    assert [j.state async for j in Job.objects.order_by("id")] == [S.PREPROCESSED, S.RUNNING]
 
 
 async def test_rm_by_ids_and_by_filters(cli: Cli, world: World) -> None:

@@ -37,7 +37,7 @@ async def test_filters_order_and_limit(cli: Cli, world: World, store: Store) -> 
     assert await ids(cli, "--state", "FAILED") == [1, 2]
     assert await ids(cli, "--state", "FAILED", "--state", "RUNNING") == [1, 2, 3]
     assert await ids(cli, "--tag", "run=CO2", "--tag", "size=big") == [5, 6]
-    assert await ids(cli, "--tag", "run=H2O", "--state", "READY") == [4]
+    assert await ids(cli, "--tag", "run=H2O", "--state", "PREPROCESSED") == [4]
     assert await ids(cli, "--app", "Sim") == [7]
     assert await ids(cli, "--app", "Adder", "--site", "polaris", "--id", "2", "--id", "6") == [2, 6]
     assert await ids(cli, "--site", "theta") == [8]
@@ -55,7 +55,7 @@ async def test_filters_order_and_limit(cli: Cli, world: World, store: Store) -> 
         "polaris",
         "Adder",
         {"x": 0},
-        "READY",
+        "PREPROCESSED",
     )
 
 
@@ -81,16 +81,16 @@ async def test_watch_relists_on_job_events(
     cli: Cli, world: World, store: Store, relay: Relay
 ) -> None:
     await adders(2)
-    args = ["job", "ls", "--watch", "--json", "--site", "polaris", "--state", "READY"]
+    args = ["job", "ls", "--watch", "--json", "--site", "polaris", "--state", "PREPROCESSED"]
     async with Running.start(*args, "--state", "FAILED", "--watch-seconds", "60") as watch:
         first = json.loads(await watch.line())  # printed once its subscription is bound
-        assert [(j["id"], j["state"]) for j in first] == [(1, "READY"), (2, "READY")]
+        assert [(j["id"], j["state"]) for j in first] == [(1, "PREPROCESSED"), (2, "PREPROCESSED")]
 
         await Job.objects.filter(id=1).update(state="FAILED")
         lines = await watch.until(lambda line: '"FAILED"' in line)
         assert [(j["id"], j["state"]) for j in json.loads(lines[-1])] == [
             (1, "FAILED"),
-            (2, "READY"),
+            (2, "PREPROCESSED"),
         ]
 
         await drive(store, [2], S.RUNNING)  # leaves the selection
@@ -107,7 +107,7 @@ async def test_watch_prints_plain_listings_off_a_terminal(
     async with Running.start("job", "ls", "-w", "--id", "1", "--watch-seconds", "60") as watch:
         first = await watch.until(lambda line: line == "")
         assert [line.split("\t")[:5] for line in first[:-1]] == [
-            ["1", "polaris", "Adder", "add/0", "READY"]
+            ["1", "polaris", "Adder", "add/0", "PREPROCESSED"]
         ]
         await Job.objects.filter(id=1).update(**{"tags.seen": "yes"})
         await Job.objects.filter(id=1).update(state="FAILED")

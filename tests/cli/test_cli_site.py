@@ -135,7 +135,7 @@ async def test_rm_refuses_a_site_with_jobs_unless_forced(
     assert await Job.objects.count() == 0
     assert await App.objects.count() == 0
     assert await BatchJob.objects.count() == 0
-    assert await EventLog.objects.filter(kind="job").count() == 3  # the log is kept
+    assert await EventLog.objects.filter(kind="job").count() == 9  # the log is kept
     await channel.close()
     fresh = await amqp.channel()  # a channel remembers what it declared: ask on a new one
     with pytest.raises(ChannelNotFoundEntity):  # the site's work queues are gone

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
+from support.driving import drive_jobs
 
 from balsam_mq.broker import Topology
-from balsam_mq.domain import Actor, App, Change, Job, JobState, ParameterSpec, Resources, Site
+from balsam_mq.domain import App, Job, JobState, ParameterSpec, Resources, Site
 from balsam_mq.domain.serialization import serialize_app, serialize_parameters
 from balsam_mq.launcher.config import LauncherConfig, LauncherSettings
 from balsam_mq.launcher.nodes import Node, NodePool
@@ -102,16 +103,7 @@ class World:
             ]
         )
         ids = [j.id for j in created if j.id is not None]
-        for src, dst, by in [
-            (S.READY, S.STAGED_IN, Actor.STAGE_IN),
-            (S.STAGED_IN, S.PREPROCESSED, Actor.PREPROCESS),
-        ]:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                result = await self.store.jobs.transition(
-                    [Change(i, src, dst, by=by) for i in chunk]
-                )
-                assert result.all_moved
+        await drive_jobs(self.store, ids, S.PREPROCESSED)
         return ids
 
     def config(self, *, wall_time_min: float = 5.0, **kwargs: Any) -> LauncherConfig:

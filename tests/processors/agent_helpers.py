@@ -42,7 +42,7 @@ class StandInLauncher:
     runs: list[int] = field(default_factory=list)
 
     async def handle(self, batch: Sequence[Delivery]) -> None:
-        events = {d.event().job_id: d.event().to_state for d in batch}
+        events = {e.job_id: e.to_state for d in batch for e in d.events()}
         claims = [
             Change(i, S(state), S.RUNNING, fields={"session_id": 1}, by=Actor.LAUNCHER)
             for i, state in events.items()

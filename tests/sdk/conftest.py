@@ -4,7 +4,6 @@ and ``drive`` to move jobs through their states the way the site agent and launc
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -13,67 +12,18 @@ from typing import Any
 import anyio
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from support.driving import drive_jobs
 
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
-from balsam_mq.domain import TRANSITIONS, Actor, Change, Event, JobState, decode_event
-from balsam_mq.domain.serialization import serialize_exception, serialize_result
+from balsam_mq.domain import Actor, Event, JobState, decode_events
 from balsam_mq.sdk import ApplicationDefinition, Client, Site
 from balsam_mq.sdk.hooks import HookOutcome, prepare_jobs, run_hook
 from balsam_mq.store import Store
 
 S = JobState
-HAPPY = [
-    S.READY,
-    S.STAGED_IN,
-    S.PREPROCESSED,
-    S.RUNNING,
-    S.RUN_DONE,
-    S.POSTPROCESSED,
-    S.STAGED_OUT,
-    S.JOB_FINISHED,
-]
-# where each target state is reached from, on the way from READY
-ROUTES: dict[JobState, list[JobState]] = {
-    **{s: HAPPY[: i + 1] for i, s in enumerate(HAPPY)},
-    S.RUN_ERROR: [*HAPPY[:4], S.RUN_ERROR],
-    S.RUN_TIMEOUT: [*HAPPY[:4], S.RUN_TIMEOUT],
-    S.FAILED: [*HAPPY[:4], S.RUN_ERROR, S.FAILED],
-}
 
 Drive = Callable[..., Awaitable[None]]
-
-
-def _actor(src: JobState, dst: JobState) -> Actor:
-    return sorted(TRANSITIONS[src][dst])[0]
-
-
-async def drive_jobs(
-    store: Store,
-    job_ids: Sequence[int],
-    to: JobState,
-    *,
-    result: Any = None,
-    exception: BaseException | None = None,
-    return_code: int | None = None,
-) -> None:
-    """Move READY jobs along the normal route to ``to`` with the store's transition function.
-
-    ``result`` is stored as run()'s return value on RUN_DONE, ``exception`` on RUN_ERROR.
-    """
-    route = ROUTES[to]
-    for src, dst in itertools.pairwise(route):
-        fields: dict[str, Any] = {}
-        if dst == S.RUN_DONE:
-            fields = {"return_code": 0, "result": serialize_result(result)}
-        if dst == S.RUN_ERROR:
-            fields = {"return_code": 1 if return_code is None else return_code}
-            if exception is not None:
-                text, tb = serialize_exception(exception)
-                fields.update(exception=text, traceback=tb)
-        changes = [Change(i, src, dst, fields=fields, by=_actor(src, dst)) for i in job_ids]
-        moved = await store.jobs.transition(changes)
-        assert moved.all_moved, moved.unmoved
 
 
 @pytest.fixture
@@ -106,7 +56,8 @@ def listen(amqp: AbstractRobustConnection, topology: Topology) -> Listen:
         received: asyncio.Queue[Event] = asyncio.Queue()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            await received.put(decode_event(message.body))
+            for event in decode_events(message.body):
+                await received.put(event)
 
         await queue.consume(on_message, no_ack=True)
         try:

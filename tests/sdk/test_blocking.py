@@ -39,7 +39,7 @@ def script_submit(settings: Settings) -> list[int]:
             [Adder.submit(f"t/{i}", x=i, y=1, save=False) for i in range(3)]
         )
         assert client.settings.db == settings.db
-        assert isinstance(job, blocking.Job) and job.state == S.READY
+        assert isinstance(job, blocking.Job) and job.state == S.PREPROCESSED
         return [j.id for j in [job, *more] if j.id is not None]
 
 
@@ -80,7 +80,7 @@ async def test_a_script_without_an_event_loop(
         "not_done": 0,
         "data": {"checked": True},
         "count": 4,
-        "again": S.READY,
+        "again": S.PREPROCESSED,
         "done?": True,
         "sites": ["polaris"],
     }

@@ -40,13 +40,18 @@ async def test_history_then_live_events_once_each(client: Client, site: Site, re
     jobs = await Job.objects.bulk_create([Sim.submit(f"s/{i}", n=i, save=False) for i in range(3)])
     async with EventLog.objects.follow(history=2, kind="job") as feed:
         history = await take(feed, 2)
-        assert [(e.job_id, e.to_state) for e in history] == [(2, "READY"), (3, "READY")]
+        # the two latest: one transaction wrote every job's steps in order, the last
+        # step (creation passed through to PREPROCESSED) last
+        assert [(e.job_id, e.to_state) for e in history] == [
+            (2, "PREPROCESSED"),
+            (3, "PREPROCESSED"),
+        ]
         await Job.objects.filter(id=[1, 2]).update(state="FAILED")
         live = await take(feed, 2)
     # the relay published the creation events too (maybe after the feed opened): not again
     assert sorted((e.job_id, e.from_state, e.to_state) for e in live) == [
-        (1, "READY", "FAILED"),
-        (2, "READY", "FAILED"),
+        (1, "PREPROCESSED", "FAILED"),
+        (2, "PREPROCESSED", "FAILED"),
     ]
     assert all(isinstance(e, EventLog) for e in history + live)
     assert jobs[0].id == 1
@@ -80,17 +85,17 @@ def test_routing_keys_are_as_narrow_as_the_filters() -> None:
     def keys(*conditions: Condition) -> list[str]:
         return routing_keys(QuerySpec("events", conditions))
 
-    assert keys() == ["*.*.*"]
+    assert keys() == ["*.*.*.#"]  # '.#': quiet events too
     assert keys(Condition("kind", "eq", "job"), Condition("site_id", "in", [2, 1])) == [
-        "job.1.*",
-        "job.2.*",
+        "job.1.*.#",
+        "job.2.*.#",
     ]
     assert keys(Condition("to_state", "eq", S.FAILED), Condition("job_id", "eq", 3)) == [
-        "*.*.FAILED"
+        "*.*.FAILED.#"
     ]
-    assert keys(Condition("site_id", "in", [1, 2]), Condition("site_id", "eq", 2)) == ["*.2.*"]
-    assert keys(Condition("site_id", "in", list(range(100)))) == ["*.*.*"]  # too many: wildcard
-    assert keys(Condition("site_id", "ne", 1)) == ["*.*.*"]
+    assert keys(Condition("site_id", "in", [1, 2]), Condition("site_id", "eq", 2)) == ["*.2.*.#"]
+    assert keys(Condition("site_id", "in", list(range(100)))) == ["*.*.*.#"]  # too many
+    assert keys(Condition("site_id", "ne", 1)) == ["*.*.*.#"]
 
 
 def test_matches_gives_conditions_the_store_meaning() -> None:
@@ -123,4 +128,5 @@ async def test_after_a_reconnection_the_store_is_read_again(
         await Job.objects.filter(id=1).update(state="RESTART_READY")
         await Job.objects.filter(id=1).update(state="FAILED")
         (third,) = await take(feed, 1)  # live again after the re-read
-    assert [(e.job_id, e.seq) for e in (first, second, third)] == [(1, 2), (2, 2), (1, 4)]
+    # creation took 3 steps (READY, STAGED_IN, PREPROCESSED)
+    assert [(e.job_id, e.seq) for e in (first, second, third)] == [(1, 4), (2, 4), (1, 6)]

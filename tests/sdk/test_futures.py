@@ -39,7 +39,7 @@ async def test_result_waits_for_the_run_value(
     client: Client, site: Site, relay: object, drive: Drive
 ) -> None:
     (job,) = await submit(1)
-    with pytest.raises(Job.NoResult, match="is READY: no result yet"):
+    with pytest.raises(Job.NoResult, match="is PREPROCESSED: no result yet"):
         job.result_nowait()
     assert not await job.done()
     async with anyio.create_task_group() as tg:

@@ -76,9 +76,9 @@ async def test_a_stale_state_is_refused(
     client: Client, site: Site, store: Store, drive: Drive
 ) -> None:
     job = await sim().submit("w/1", n=1)
-    await drive([job.id], S.STAGED_IN)  # moved on since the job object was loaded
+    await drive([job.id], S.RUNNING)  # moved on since the job object was loaded
     job.state = "FAILED"
-    with pytest.raises(JobError, match=r"its state changed to STAGED_IN since it was loaded"):
+    with pytest.raises(JobError, match=r"its state changed to RUNNING since it was loaded"):
         await job.save()
 
 
@@ -89,7 +89,7 @@ async def test_refresh_delete_and_repr(client: Client, site: Site) -> None:
     await copy.save()
     await job.refresh()
     assert job.data == {"x": 1}
-    assert repr(job) == f"Job(id={job.id}, app={job.app_id}, workdir='w/1', state=READY)"
+    assert repr(job) == f"Job(id={job.id}, app={job.app_id}, workdir='w/1', state=PREPROCESSED)"
     await job.delete()
     assert job.id is None
     with pytest.raises(NotFound):
@@ -113,7 +113,7 @@ async def test_parents_and_workdir(client: Client, site: Site, drive: Drive) -> 
     done = await Job.objects.create(
         workdir="child2", app_id=Sim, parameters={"n": 1}, parent_ids=[parents[0].id]
     )
-    assert done.state == S.READY
+    assert done.state == S.PREPROCESSED  # its parent finished: runnable at once
 
 
 async def test_bulk_create_of_1000_jobs_in_one_call(
@@ -126,7 +126,7 @@ async def test_bulk_create_of_1000_jobs_in_one_call(
     job_ids = [j.id for j in jobs]
     first = job_ids[0]
     assert job_ids == list(range(first, first + 1000))  # one block of ids
-    assert {j.state for j in jobs} == {S.READY}
+    assert {j.state for j in jobs} == {S.PREPROCESSED}
     assert await store.db["jobs"].count_documents({}) == 1000
     assert await store.events.count(from_state="CREATED") == 1000
     with pytest.raises(JobError, match="already saved"):

@@ -103,7 +103,7 @@ async def test_update_sets_fields_and_moves_states_in_one_call(
     h2o = Job.objects.filter(state="FAILED", tags={"run": "H2O"})
     assert await h2o.update(state="RESTART_READY", data={"retry": True}) == 2
     untouched = await Job.objects.get(id=sims[4].id)  # H2O but not FAILED
-    assert (untouched.state, untouched.data) == (S.READY, {})
+    assert (untouched.state, untouched.data) == (S.PREPROCESSED, {})
     moved = await store.jobs.get_many([sims[0].id, sims[2].id])  # type: ignore[list-item]
     assert [(m.state, m.data) for m in moved] == [(S.RESTART_READY, {"retry": True})] * 2
     history = await store.events.for_job(sims[0].id)  # type: ignore[arg-type]

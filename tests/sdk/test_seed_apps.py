@@ -66,7 +66,14 @@ async def test_submit_shortcut_syncs_and_creates_a_job(
 ) -> None:
     Sleeper = sleeper()
     job = await Sleeper.submit(workdir="test/sleep_3", sleeptime=3)
-    assert job.id is not None and job.state == JobState.READY
+    # nothing to stage in and a default preprocess: created runnable, every step recorded
+    assert job.id is not None and job.state == JobState.PREPROCESSED
+    history = [(e.from_state, e.to_state, e.by) for e in await store.events.for_job(job.id)]
+    assert history == [
+        ("CREATED", "READY", "client"),
+        ("READY", "STAGED_IN", "stage_in"),
+        ("STAGED_IN", "PREPROCESSED", "preprocess"),
+    ]
     assert job.parameters == {"sleeptime": 3} and job.site_id == site.id
     stored = await store.jobs.get(job.id)
     assert stored.app_id == job.app_id and stored.workdir == "test/sleep_3"
@@ -79,7 +86,7 @@ async def test_submit_is_the_same_as_sync_then_job_save(
     await Sleeper.sync()
     job = Job(workdir="test/sleep_3", app_id=Sleeper, parameters={"sleeptime": 3})
     await job.save()
-    assert job.state == JobState.READY
+    assert job.state == JobState.PREPROCESSED
     (app,) = await store.apps.by_name("Sleeper")
     assert (await store.jobs.get(job.id)).app_id == app.id  # type: ignore[arg-type]
     assert await store.events.count(kind="app") == 1  # save() did not sync again
@@ -91,7 +98,7 @@ async def test_bulk_create_of_unsaved_submissions(client: Client, site: Site) ->
     assert all(j.id is None for j in jobs)
     jobs = await Job.objects.bulk_create(jobs)
     assert [j.workdir for j in jobs] == [f"test/{i}" for i in range(100)]
-    assert await Job.objects.filter(app=Sleeper, state="READY").count() == 100
+    assert await Job.objects.filter(app=Sleeper, state="PREPROCESSED").count() == 100
 
 
 async def run_like_the_launcher(job: Job, name: str, drive: Drive) -> None:

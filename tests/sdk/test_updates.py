@@ -65,15 +65,15 @@ async def test_illegal_user_transition_says_what_is_allowed(
     with pytest.raises(InvalidTransition) as info:
         await Job.objects.filter(id=jobs[0].id).update(state="RUN_DONE")
     assert str(info.value) == (
-        "Job 1: transition READY -> RUN_DONE by user is not allowed; "
-        "a user may move a READY job to FAILED"
+        "Job 1: transition PREPROCESSED -> RUN_DONE by user is not allowed; "
+        "a user may move a PREPROCESSED job to FAILED"
     )
 
 
 async def test_to_dict_and_exception_nowait(client: Client, site: Site, drive: object) -> None:
     jobs = await two_jobs()
     doc = jobs[0].to_dict()
-    assert doc["parameters"] == {"n": 0} and doc["state"] == "READY"
+    assert doc["parameters"] == {"n": 0} and doc["state"] == "PREPROCESSED"
     assert doc["tags"] == {"run": "H2O"} and doc["num_nodes"] == 1
     assert set(doc) >= {"id", "site_id", "app_id", "workdir", "created_at", "last_update"}
     with pytest.raises(NoResult):

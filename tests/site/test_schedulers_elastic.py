@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from scheduler_helpers import Fake
+from support.driving import drive_jobs
 
 from balsam_mq.domain import Actor, BatchJobState, Change, Job, JobState, Resources, Site
 from balsam_mq.errors import ConfigError
@@ -27,11 +28,7 @@ async def runnable(store: Store, site_id: int, n: int, **resources: int) -> list
         ]
     )
     ids = [j.id for j in jobs if j.id is not None]
-    for src, dst, by in [
-        (S.READY, S.STAGED_IN, Actor.STAGE_IN),
-        (S.STAGED_IN, S.PREPROCESSED, Actor.PREPROCESS),
-    ]:
-        await store.jobs.transition([Change(i, src, dst, by=by) for i in ids])
+    await drive_jobs(store, ids, S.PREPROCESSED)
     return ids
 
 

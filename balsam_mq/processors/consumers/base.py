@@ -12,10 +12,12 @@ from balsam_mq.processors.context import AgentContext
 
 @dataclass(frozen=True)
 class Pending:
-    """A job to act on and the message that announced it."""
+    """A job to act on, the message that announced it and the event's id in it (what a
+    deferral of this job names)."""
 
     job: Job
     delivery: Delivery
+    event_id: str
 
     @property
     def id(self) -> int:
@@ -36,16 +38,16 @@ class JobConsumer:
         self.ctx = ctx
 
     async def handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
-        wanted: dict[int, Delivery] = {}
+        wanted: dict[int, tuple[Delivery, str]] = {}
         for delivery in batch:
-            event = delivery.event()
-            if event.job_id is not None and event.to_state in self.accepts:
-                wanted[event.job_id] = delivery
+            for event in delivery.events():
+                if event.job_id is not None and event.to_state in self.accepts:
+                    wanted[event.job_id] = (delivery, event.id or delivery.message_id)
         if not wanted:
             return None
         jobs = await self.ctx.store.jobs.get_many(list(wanted))
         pending = [
-            Pending(j, wanted[j.id]) for j in jobs if j.id is not None and j.state in self.accepts
+            Pending(j, *wanted[j.id]) for j in jobs if j.id is not None and j.state in self.accepts
         ]
         if not pending:
             return None

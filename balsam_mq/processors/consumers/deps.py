@@ -1,6 +1,7 @@
 """Consumer of ``<ns>.deps`` (JOB_FINISHED and FAILED of every site): the dependency resolver.
 
-A child in AWAITING_PARENTS becomes READY when all its parents are JOB_FINISHED. When
+A child in AWAITING_PARENTS becomes READY when all its parents are JOB_FINISHED (and
+passes through the steps after READY that have no work, like a new job). When
 a parent ends FAILED its waiting children fail with ``state_data`` naming it (and the
 first failed ancestor); their own FAILED events fail their children in turn, so a
 broken DAG ends instead of waiting forever.
@@ -22,8 +23,7 @@ class DependencyResolver:
         self.store = store
 
     async def handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
-        events = [d.event() for d in batch]
-        ended = {e.job_id for e in events if e.job_id is not None}
+        ended = {e.job_id for d in batch for e in d.events() if e.job_id is not None}
         if not ended:
             return None
         children = await self.store.jobs.children_awaiting(sorted(ended))

@@ -1,6 +1,9 @@
 """The shared engine of hook consumers: default transitions, or the app's hook in the pool.
 
-Apps that do not override the hook take the default transition in one batch write.
+Jobs reach a hook consumer when their app defines the hook (a default hook's step is
+passed through where the job enters it: ``domain.pipeline``), or when the app's hooks
+are not known. Apps that do not override the hook take the default move in one batch
+write.
 For the others each job's hook runs in a worker process; the outcomes of the whole
 batch (states, ``state_data``, ``data``, jobs the hooks created) are committed in one
 transaction. A hook that raises, or sets a state the table does not allow from here,
@@ -16,6 +19,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from balsam_mq.broker import Deferrals
 from balsam_mq.domain import Actor, Change, Job, JobState, is_legal
+from balsam_mq.domain.pipeline import DEFAULT_MOVES, HOOK_OF_STATE
 from balsam_mq.domain.serialization import deserialize
 from balsam_mq.processors.apps import LoadedApp
 from balsam_mq.processors.consumers.base import JobConsumer, Pending
@@ -24,13 +28,24 @@ from balsam_mq.sdk.persist import prepare_jobs
 
 
 class HookConsumer(JobConsumer):
-    hook: str = ""
-    actor: Actor = Actor.PREPROCESS
-    default_to: JobState = JobState.FAILED
+    """A consumer of the one state in ``accepts``: its hook and actor follow from it."""
+
+    @property
+    def hook(self) -> str:
+        return HOOK_OF_STATE[self.accepts[0]]
+
+    @property
+    def actor(self) -> Actor:
+        return DEFAULT_MOVES[self.accepts[0]].by
 
     def default_change(self, job: Job) -> Change:
+        """The step's default move (``domain.pipeline.DEFAULT_MOVES``)."""
         assert job.id is not None
-        return Change(job.id, job.state, self.default_to, by=self.actor)
+        move = DEFAULT_MOVES[job.state]
+        state_data = dict(job.state_data) if move.keep_data else {}
+        if move.reason is not None:
+            state_data = {"reason": move.reason, **state_data}
+        return Change(job.id, job.state, move.to, state_data=state_data, by=move.by)
 
     async def process(self, pending: list[Pending]) -> Deferrals | None:
         apps = await self.ctx.apps.get_many(p.job.app_id for p in pending)
@@ -52,7 +67,7 @@ class HookConsumer(JobConsumer):
             if change is None:  # the hook kept the state: persist its fields, ask again later
                 if outcome.fields:
                     await self.ctx.store.jobs.update_fields_if(p.id, p.job.state, outcome.fields)
-                deferrals[p.delivery.message_id] = self.backoff(p)
+                deferrals[p.event_id] = self.backoff(p)
                 continue
             changes.append(change)
             if outcome.created and outcome.error is None:

@@ -1,4 +1,4 @@
-"""Consumer for READY: stages in transfer slots (none: straight on) → STAGED_IN.
+"""Consumer for READY: stages in transfer slots → STAGED_IN (and on through steps with no work).
 
 A job whose input does not exist yet stays READY and its message is deferred with
 exponential backoff (``transfers.retry_initial_s`` doubling to ``retry_max_s``): the
@@ -35,7 +35,7 @@ class StageInConsumer(JobConsumer):
                 transfers = plan(app.doc, p.job, "in", locations, workdir)
                 if not all(proto.available(t) for proto, t in transfers):
                     missing = [str(t.source) for proto, t in transfers if not proto.available(t)]
-                    deferrals[p.delivery.message_id] = self.backoff(p)
+                    deferrals[p.event_id] = self.backoff(p)
                     await self.ctx.store.jobs.update_fields_if(
                         p.id, JobState.READY, {"state_data": {"waiting_for": missing}}
                     )

@@ -1,7 +1,7 @@
-"""Consumer for POSTPROCESSED and STAGED_OUT: stages out transfer slots → STAGED_OUT → JOB_FINISHED.
+"""Consumer for POSTPROCESSED (and STAGED_OUT): stages out → STAGED_OUT → JOB_FINISHED.
 
-Both moves happen in one pass; the STAGED_OUT event is also consumed, so a job left in
-STAGED_OUT by a crash between the two still finishes.
+STAGED_OUT has no work of its own, so the move to JOB_FINISHED is taken in the same
+transaction. A job found in STAGED_OUT (left there by an earlier version) is finished.
 """
 
 from __future__ import annotations
@@ -48,13 +48,10 @@ class StageOutConsumer(JobConsumer):
                 )
                 continue
             staged.append(Change(p.id, S.POSTPROCESSED, S.STAGED_OUT, by=Actor.STAGE_OUT))
-        result = await self.ctx.store.jobs.transition(staged)
-        finish += [i for i in result.moved if _to(staged, i) == S.STAGED_OUT]
         await self.ctx.store.jobs.transition(
-            [Change(i, S.STAGED_OUT, S.JOB_FINISHED, by=Actor.STAGE_OUT) for i in finish]
+            [
+                *staged,
+                *(Change(i, S.STAGED_OUT, S.JOB_FINISHED, by=Actor.STAGE_OUT) for i in finish),
+            ]
         )
         return None
-
-
-def _to(changes: list[Change], job_id: int) -> JobState:
-    return next(c.to for c in changes if c.job_id == job_id)

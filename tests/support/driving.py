@@ -1,0 +1,86 @@
+"""Moving jobs through their lifecycle in tests, with the transitions the agent and launcher make.
+
+Jobs are moved from wherever each one is: the store passes through every step that has
+no work (``domain.pipeline``), so a job of an app with default hooks is created
+PREPROCESSED and goes from RUN_DONE straight to JOB_FINISHED.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState
+from balsam_mq.domain.serialization import serialize_exception, serialize_result
+from balsam_mq.store import Store
+
+S = JobState
+HAPPY = [
+    S.READY,
+    S.STAGED_IN,
+    S.PREPROCESSED,
+    S.RUNNING,
+    S.RUN_DONE,
+    S.POSTPROCESSED,
+    S.STAGED_OUT,
+    S.JOB_FINISHED,
+]
+# the route to each target state from READY
+ROUTES: dict[JobState, list[JobState]] = {
+    **{s: HAPPY[: i + 1] for i, s in enumerate(HAPPY)},
+    S.RUN_ERROR: [*HAPPY[:4], S.RUN_ERROR],
+    S.RUN_TIMEOUT: [*HAPPY[:4], S.RUN_TIMEOUT],
+    S.FAILED: [*HAPPY[:4], S.RUN_ERROR, S.FAILED],
+}
+
+
+def actor(src: JobState, dst: JobState) -> Actor:
+    return sorted(TRANSITIONS[src][dst])[0]
+
+
+async def drive_jobs(
+    store: Store,
+    job_ids: Sequence[int],
+    to: JobState,
+    *,
+    result: Any = None,
+    exception: BaseException | None = None,
+    return_code: int | None = None,
+) -> None:
+    """Move jobs along the normal route to ``to``, each from the state it is in.
+
+    ``result`` is stored as run()'s return value on RUN_DONE, ``exception`` on RUN_ERROR.
+    A job that the store passed through ``to`` (its app has no work there) is an error
+    naming it: such a job never rests in ``to``.
+    """
+    route = ROUTES[to]
+    for _ in route:
+        by_state: dict[JobState, list[int]] = defaultdict(list)
+        for job_id, state in (await store.jobs.states(job_ids)).items():
+            if state is not to:
+                if state not in route:
+                    raise AssertionError(f"Job {job_id} is {state.value}, not on the way to {to}")
+                by_state[state].append(job_id)
+        if not by_state:
+            return
+        for src, ids in by_state.items():
+            dst = route[route.index(src) + 1]
+            fields: dict[str, Any] = {}
+            if dst == S.RUN_DONE:
+                fields = {"return_code": 0, "result": serialize_result(result)}
+            if dst == S.RUN_ERROR:
+                fields = {"return_code": 1 if return_code is None else return_code}
+                if exception is not None:
+                    text, tb = serialize_exception(exception)
+                    fields.update(exception=text, traceback=tb)
+            changes = [Change(i, src, dst, fields=fields, by=actor(src, dst)) for i in ids]
+            moved = await store.jobs.transition(changes)
+            assert moved.all_moved, moved.unmoved
+    raise AssertionError(f"jobs {list(job_ids)} did not reach {to}")
+
+
+async def forget_hooks(store: Store, app_id: int) -> None:
+    """Make the app's hooks unknown, as in an app stored without its ``hooks`` list: every
+    hook step of its jobs then goes to its consumer, default hook or not."""
+    await store.db["apps"].update_one({"_id": app_id}, {"$unset": {"hooks": 1}})
