@@ -6,10 +6,11 @@ confirms and only then saves the change-stream resume token of the batch's last
 event, so a relay killed at any moment resumes from its last confirmed batch:
 events may be published twice (consumers are idempotent), never lost.
 
-A batch is whatever the change stream has ready (up to ``batch_size``): one event when
-events trickle in, hundreds under load. Consecutive events of one routing key travel
-in one message, except runnable jobs, which travel one per message so that launchers
-share them job by job (``broker.topology.shared``).
+One task tails the stream into a bounded queue; another publishes whatever has
+arrived (up to ``batch_size``): one event at once when events trickle in, hundreds per
+batch under load, with no clock in between. Consecutive events of one routing key
+travel in one message, except runnable jobs, which travel one per message so that
+launchers share them job by job (``broker.topology.shared``).
 """
 
 from __future__ import annotations
@@ -99,28 +100,66 @@ class Relay:
         async with await events.watch(
             pipeline, resume_after=token, max_await_time_ms=self._max_await_ms
         ) as stream:
-            batch: list[Event] = []
-            unsaved: Any = None  # the token of the last confirmed event, not yet saved
-            last_save = time.monotonic()
+            arrived: asyncio.Queue[tuple[Event, Any]] = asyncio.Queue(4 * self._batch_size)
+            reader = asyncio.create_task(self._read(stream, arrived))
+            try:
+                await self._send(stream, arrived, reader, publisher, declare_channel)
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, stream: Any, arrived: asyncio.Queue[tuple[Event, Any]]) -> None:
+        """Every inserted event, with its resume token, as soon as the stream has it."""
+        while True:
+            change = await stream.try_next()
+            if change is not None:
+                await arrived.put((Event.from_doc(change["fullDocument"]), change["_id"]))
+
+    async def _send(
+        self,
+        stream: Any,
+        arrived: asyncio.Queue[tuple[Event, Any]],
+        reader: asyncio.Task[None],
+        publisher: Publisher,
+        declare_channel: Any,
+    ) -> None:
+        """Publish what has arrived, batch after batch; save the resume token of the last
+        confirmed event at most every ``busy_save_s``, and the stream's own while idle."""
+        unsaved: Any = None  # the token of the last confirmed event, not yet saved
+        last_save = time.monotonic()
+        # one pending get at a time, never cancelled on a timeout: an event it took is
+        # never dropped on the floor
+        getter: asyncio.Future[tuple[Event, Any]] | None = None
+        try:
             while True:
-                change = await stream.try_next()
-                if change is not None:
-                    batch.append(Event.from_doc(change["fullDocument"]))
-                    if len(batch) < self._batch_size:
-                        continue  # more may be ready: the stream says when it has none
-                now = time.monotonic()
-                if batch:
-                    await self._publish(publisher, declare_channel, batch)
-                    batch = []
-                    unsaved = stream.resume_token
-                    if now - last_save < self._busy_save_s:
-                        continue  # busy: save with a later batch (a restart republishes)
-                elif unsaved is None and now - last_save < self._idle_save_s:
+                wait = self._busy_save_s if unsaved is not None else self._idle_save_s
+                if getter is None:
+                    getter = asyncio.ensure_future(arrived.get())
+                waiting: set[asyncio.Future[Any]] = {getter, reader}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if reader in done:
+                    reader.result()  # raises the reader's error
+                    raise BalsamError("the relay's stream reader stopped")
+                if getter not in done:
+                    # quiet for a while: everything read is published, so the stream's
+                    # position is safe to keep (fresh inside the oplog window)
+                    await self._store.relay_state.save(self.name, unsaved or stream.resume_token)
+                    unsaved, last_save = None, time.monotonic()
                     continue
-                # confirmed, or idle: keep the saved point fresh, inside the oplog window
-                await self._store.relay_state.save(self.name, unsaved or stream.resume_token)
-                unsaved = None
-                last_save = time.monotonic()
+                batch = [getter.result()]
+                getter = None
+                while len(batch) < self._batch_size and not arrived.empty():
+                    batch.append(arrived.get_nowait())
+                await self._publish(publisher, declare_channel, [e for e, _ in batch])
+                unsaved = batch[-1][1]
+                if time.monotonic() - last_save >= self._busy_save_s:
+                    await self._store.relay_state.save(self.name, unsaved)
+                    unsaved, last_save = None, time.monotonic()
+        finally:
+            if getter is not None:
+                getter.cancel()
 
     async def _publish(self, publisher: Publisher, channel: Any, batch: list[Event]) -> None:
         for site_id in {e.site_id for e in batch} - self._known_sites:

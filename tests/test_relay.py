@@ -151,9 +151,9 @@ async def test_events_travel_many_to_a_message_and_runnable_jobs_alone(
     per_key: dict[str, list[int]] = defaultdict(list)
     for key, n in collector.messages:
         per_key[key].append(n)
-    # the passed-through steps: one message each for all 300 jobs, under the quiet key
-    assert per_key["job.4.READY.quiet"] == [300]
-    assert per_key["job.4.STAGED_IN.quiet"] == [300]
+    # the passed-through steps of all 300 jobs in a few messages, under the quiet keys
+    for key in ("job.4.READY.quiet", "job.4.STAGED_IN.quiet"):
+        assert sum(per_key[key]) == 300 and len(per_key[key]) <= 10
     # runnable jobs one to a message, so competing launchers share them job by job
     assert per_key["job.4.PREPROCESSED"] == [1] * 300
     order = defaultdict(list)

@@ -70,6 +70,8 @@ TRANSITIONS: dict[JobState, dict[JobState, frozenset[Actor]]] = {
         S.RUN_DONE: frozenset({A.LAUNCHER}),
         S.RUN_ERROR: frozenset({A.LAUNCHER}),
         S.RUN_TIMEOUT: frozenset({A.LAUNCHER, A.REAPER}),
+        # claimed ahead of a free slot and given back unstarted (the launcher is stopping)
+        S.RESTART_READY: frozenset({A.LAUNCHER}),
     },
     S.RUN_DONE: {
         S.POSTPROCESSED: frozenset({A.POSTPROCESS}),

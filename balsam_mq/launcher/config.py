@@ -49,6 +49,15 @@ class LauncherSettings(BaseModel):
         default=5.0, ge=0, description="SIGTERM to SIGKILL, when jobs are stopped."
     )
     max_prefetch: int = Field(default=200, ge=1, le=65535)
+    claim_ahead_s: float = Field(
+        default=0.1,
+        ge=0,
+        description="Claim beyond the free slots as many jobs as the recent pace finishes "
+        "in this many seconds, so freed slots start their next job at once (0: never).",
+    )
+    claim_ahead_max: int = Field(
+        default=64, ge=0, le=10_000, description="At most this many jobs claimed ahead."
+    )
     unfit_delay_s: float = Field(
         default=30.0, gt=0, description="A job this launcher can never run comes back after."
     )

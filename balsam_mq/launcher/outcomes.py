@@ -39,7 +39,7 @@ def outcome(run: ActiveRun, code: int | None, error: str | None, *, tail_chars: 
     """
     fields: dict[str, Any] = {"return_code": code}
     if run.python:
-        fields.update(read_result(run.workdir))
+        fields.update(run.launch.payload or read_result(run.workdir))
     if run.timeout_reason is not None:
         elapsed = round(time.monotonic() - run.started, 3)
         state_data = {"reason": run.timeout_reason, "elapsed_s": elapsed}

@@ -2,14 +2,20 @@
 
 Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
 
-* RUNNING: consumes the runnable queue with a prefetch that follows the free capacity.
-  Each delivered job is claimed by a conditional transition to RUNNING tagged with the
-  session; a job claimed elsewhere (or no longer runnable) is dropped. A job that fits
-  the allocation but not its free room now is held until room frees. A job that can
-  never run here (too big, wrong tags, too long for the time left) is deferred back to
-  the queue for other launchers and, unless only its tags differ, marked ``unfit``.
-* DRAINING (near the wall time, when idle, on SIGTERM/SIGINT): no more claims; at the
-  end of the wall time (at once on a signal) running jobs are terminated → RUN_TIMEOUT.
+* RUNNING: consumes the runnable queue with a prefetch that follows the free capacity
+  (none at all while there is no room, so a busy launcher holds no job back from the
+  others). Delivered jobs are claimed in one conditional transition to RUNNING tagged
+  with the session; a job claimed elsewhere (or no longer runnable) is dropped.
+  Besides the jobs that fit the free room, a launcher claims a few *ahead*: as many as
+  its recent pace finishes in ``claim_ahead_s`` (none for long jobs), so that a slot
+  that frees starts its next job at once instead of after a broker and database round
+  trip. A job that fits the allocation but not its free room now is held until room
+  frees. A job that can never run here (too big, wrong tags, too long for the time
+  left) is deferred back to the queue for other launchers and, unless only its tags
+  differ, marked ``unfit``.
+* DRAINING (near the wall time, when idle, on SIGTERM/SIGINT): no more claims; jobs
+  claimed ahead and not started are given back (RUNNING → RESTART_READY); at the end
+  of the wall time (at once on a signal) running jobs are terminated → RUN_TIMEOUT.
 * STOPPED: every outcome committed, the session ended.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -99,12 +106,15 @@ class Pilot:
         self.report = PilotReport()
         self.sessions = store.sessions
         self.session_id: int | None = None
+        self._queued: deque[tuple[Job, float]] = deque()  # claimed ahead, and when
+        self._apps: dict[int | None, App] = {}  # of the jobs claimed and not yet started
+        self._finishes: deque[float] = deque(maxlen=64)  # when recent runs ended
         self._consumer = Consumer(
             amqp,
             topology,
             topology.site(config.site_id).runnable,
             self,
-            prefetch=self._wanted_prefetch(),
+            prefetch=max(1, self._wanted_prefetch()),
             batch_size=config.settings.max_prefetch,
         )
         self._preparer = Preparer(config)
@@ -115,6 +125,7 @@ class Pilot:
         self._retune = anyio.Event()
         self._drained = anyio.Event()
         self.claiming_stopped = anyio.Event()  # set when RUNNING → DRAINING
+        self.ready = anyio.Event()  # set once the runnable queue is being consumed
         self._killing: str | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._started = time.monotonic()
@@ -158,6 +169,7 @@ class Pilot:
                 tg.start_soon(self._consume)
                 tg.start_soon(self._follow_capacity)
                 tg.start_soon(self._clock)
+                tg.start_soon(self._expire_ahead)
                 if self.config.settings.idle_timeout_s is not None:
                     tg.start_soon(self._idle_watch, self.config.settings.idle_timeout_s)
                 await self._drained.wait()
@@ -187,6 +199,9 @@ class Pilot:
         self._capacity_changed()
         if self._tg is not None:
             self._tg.start_soon(self._consumer.stop)
+            if self._queued:
+                self._busy += 1
+                self._tg.start_soon(self._give_back, reason)
         self._check_drained()
 
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -206,11 +221,54 @@ class Pilot:
             self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
 
     def _check_drained(self) -> None:
-        if self.state is PilotState.DRAINING and not self._runs and not self._busy:
+        if self.state is PilotState.DRAINING and not (self._runs or self._busy or self._queued):
             self._drained.set()
+
+    async def _give_back(self, reason: str, *, older_than: float | None = None) -> None:
+        """Jobs claimed ahead and never started (those queued before ``older_than``, or
+        all) go back to the queue for other launchers: RUNNING → RESTART_READY."""
+        try:
+            keep: deque[tuple[Job, float]] = deque()
+            back: list[Job] = []
+            for job, at in self._queued:
+                if older_than is None or at < older_than:
+                    back.append(job)
+                else:
+                    keep.append((job, at))
+            self._queued = keep
+            for job in back:
+                assert job.id is not None
+                self._reporter.submit(
+                    Change(
+                        job.id,
+                        S.RUNNING,
+                        S.RESTART_READY,
+                        state_data={"reason": f"given back unstarted: {reason}"},
+                        by=Actor.LAUNCHER,
+                    )
+                )
+            if back:
+                log.info("gave back %d job(s) claimed ahead: %s", len(back), reason)
+                self._capacity_changed()
+        finally:
+            self._busy -= 1
+            self._check_drained()
+
+    async def _expire_ahead(self) -> None:
+        """Give back jobs claimed ahead that waited ten times ``claim_ahead_s`` for room
+        (the pace they were claimed for did not hold: a long job came in between)."""
+        limit = max(10 * self.config.settings.claim_ahead_s, 0.05)
+        while self.claiming:
+            await anyio.sleep(limit / 2)
+            cutoff = time.monotonic() - limit
+            if self._queued and self._queued[0][1] < cutoff and self.claiming:
+                self._busy += 1
+                await self._give_back(f"no room for {limit:g} s", older_than=cutoff)
 
     async def _consume(self) -> None:
         try:
+            await self._consumer.start()
+            self.ready.set()
             await self._consumer.run()
         except Exception as exc:
             log.exception("runnable queue consumer failed")
@@ -234,8 +292,24 @@ class Pilot:
 
     # --- capacity and prefetch ---------------------------------------------------------
 
+    def _ahead(self) -> int:
+        """How many jobs to claim beyond the free room: what the recent pace finishes in
+        ``claim_ahead_s`` (none before any run ended, none for long jobs)."""
+        settings = self.config.settings
+        if len(self._finishes) < 2:
+            return 0
+        # up to now, not to the last finish: the pace decays when runs stop finishing
+        span = time.monotonic() - self._finishes[0]
+        if span <= 0:
+            return settings.claim_ahead_max
+        pace = (len(self._finishes) - 1) / span
+        return min(settings.claim_ahead_max, int(pace * settings.claim_ahead_s))
+
     def _wanted_prefetch(self) -> int:
-        return max(1, min(self.pool.free_slots(), self.config.settings.max_prefetch))
+        """Deliveries to hold: the free slots plus the claim-ahead allowance, less what is
+        already claimed ahead; 0 (consuming paused) when there is no room at all."""
+        wanted = self.pool.free_slots() + self._ahead() - len(self._queued)
+        return max(0, min(wanted, self.config.settings.max_prefetch))
 
     def _capacity_changed(self) -> None:
         room, self._room = self._room, anyio.Event()
@@ -311,21 +385,30 @@ class Pilot:
                     deferrals[wanted[job.id]] = 1
                 break
             room = self._room
-            placed: list[tuple[Job, Placement]] = []
-            waiting: list[Job] = []
-            for job in pending:
-                assert job.id is not None
-                placement = self.pool.assign(job.id, Demand.of(job.resources))
-                if placement is None:
-                    waiting.append(job)
-                else:
-                    placed.append((job, placement))
-            if placed:
-                await self._claim(placed, apps)
-            pending = waiting
-            if pending and not placed:
+            take = self._claimable(pending)
+            if take:
+                await self._claim(take, apps)
+                pending = pending[len(take) :]
+            else:
                 await room.wait()  # fits this allocation, not its free room: hold it
         return deferrals or None
+
+    def _claimable(self, pending: list[Job]) -> list[tuple[Job, Placement | None]]:
+        """The first of ``pending`` to claim now: those that fit the free room (reserved
+        here), then up to the claim-ahead allowance more (started when room frees)."""
+        take: list[tuple[Job, Placement | None]] = []
+        ahead = self._ahead() - len(self._queued)
+        for job in pending:
+            assert job.id is not None
+            placement = None
+            if not self._queued and all(p is not None for _, p in take):
+                placement = self.pool.assign(job.id, Demand.of(job.resources))
+            if placement is None:
+                if ahead <= 0:
+                    break
+                ahead -= 1
+            take.append((job, placement))
+        return take
 
     async def _mark_unfit(self, unfit: list[tuple[Job, str]]) -> None:
         """Make visible on the job why this launcher leaves it (once per session and reason)."""
@@ -344,20 +427,20 @@ class Pilot:
             await self.store.jobs.update_fields_if(job.id, job.state, {"unfit": note})
 
     async def _claim(
-        self, placed: list[tuple[Job, Placement]], apps: dict[int | None, App]
+        self, take: list[tuple[Job, Placement | None]], apps: dict[int | None, App]
     ) -> None:
         fields: dict[str, Any] = {"session_id": self.session_id, "unfit": None}
         if self.config.batch_job_id is not None:
             fields["batch_job_id"] = self.config.batch_job_id
         changes = [
             Change(job.id, job.state, S.RUNNING, fields=fields, by=Actor.LAUNCHER)
-            for job, _ in placed
+            for job, _ in take
             if job.id is not None
         ]
         try:
             result = await self.store.jobs.transition(changes)
         except BaseException:
-            for job, _ in placed:
+            for job, _ in take:
                 assert job.id is not None
                 self.pool.free(job.id)
             self._capacity_changed()
@@ -366,7 +449,7 @@ class Pilot:
         self.report.claimed += len(moved)
         self.report.dropped += len(result.unmoved)
         self._last_activity = time.monotonic()
-        for job, placement in placed:
+        for job, placement in take:
             assert job.id is not None
             if job.id not in moved:
                 self.pool.free(job.id)  # claimed by another launcher meanwhile
@@ -378,11 +461,31 @@ class Pilot:
                     "batch_job_id": self.config.batch_job_id or job.batch_job_id,
                 }
             )
-            await self._start(claimed, placement, apps)
+            if placement is None:
+                self._queued.append((claimed, time.monotonic()))
+                self._apps[claimed.app_id] = apps[claimed.app_id]
+            else:
+                await self._start(claimed, placement, apps)
+        if self._queued and not self.claiming:
+            # stopped claiming meanwhile: what was claimed ahead goes back
+            self._busy += 1
+            await self._give_back(self.report.stop_reason)
+        await self._start_queued()  # room may have freed while the claim was in flight
         if result.unmoved:
             self._capacity_changed()
         else:
             self._retune.set()
+
+    async def _start_queued(self) -> None:
+        """Start jobs claimed ahead, in order, while they fit the free room."""
+        while self._queued and self.claiming:
+            job = self._queued[0][0]
+            assert job.id is not None
+            placement = self.pool.assign(job.id, Demand.of(job.resources))
+            if placement is None:
+                return
+            self._queued.popleft()
+            await self._start(job, placement, self._apps)
 
     async def _start(self, job: Job, placement: Placement, apps: dict[int | None, App]) -> None:
         assert job.id is not None and self._tg is not None
@@ -409,8 +512,12 @@ class Pilot:
         except Exception as exc:  # a worker lost, a process table surprise: recorded on the job
             code, error = None, f"launcher lost the run: {exc!r}"
         self.pool.free(run.job_id)
+        del self._runs[run.job_id]
+        now = time.monotonic()
+        self._finishes.append(now)
+        self._last_activity = now
+        await self._start_queued()  # the next job claimed ahead takes the room at once
         self._capacity_changed()
-        self._last_activity = time.monotonic()
         change = outcome(run, code, error, tail_chars=self.config.settings.output_tail_chars)
         if change.to is S.RUN_TIMEOUT:
             self.report.timed_out += 1
@@ -419,5 +526,4 @@ class Pilot:
         else:
             self.report.errors += 1
         self._reporter.submit(change)
-        del self._runs[run.job_id]
         self._check_drained()

@@ -26,6 +26,7 @@ from balsam_mq.launcher.nodes import Placement
 from balsam_mq.launcher.platform import AppRun, wrap_command
 from balsam_mq.launcher.python_runner import is_sdk_app, make_app
 from balsam_mq.launcher.runs import OUTPUT_FILE, LaunchSpec
+from balsam_mq.sdk.definition import defines
 from balsam_mq.sdk.templates import render_command
 
 # read once at interpreter start: a job setting them needs a fresh interpreter
@@ -77,7 +78,7 @@ class Preparer:
         parameters = deserialize_parameters(job.parameters, what=f"Job {job.id}: parameters")
         cls = self.app_class(app)
         preamble = ""
-        if cls is not None and is_sdk_app(cls):
+        if cls is not None and is_sdk_app(cls) and defines(cls, "shell_preamble"):
             try:
                 preamble = preamble_text(make_app(cls, job).shell_preamble())
             except Exception as exc:
@@ -85,10 +86,12 @@ class Preparer:
                     f"Job {job.id} of App {app.name!r}: shell_preamble() raised {exc!r}"
                 ) from exc
         python = not app.command_template
+        python_run = None
         if python:
             if cls is None:
                 raise JobError(f"App {app.name!r} has neither a command_template nor a run()")
-            self._write_run_spec(job, app, workdir)
+            python_run = self._run_spec(job, app)
+            (workdir / RESULT_FILE).unlink(missing_ok=True)
             command = python_command(app.python_exe or self.python_exe)
         else:
             command = render_command(app, parameters, job=f"Job {job.id}")
@@ -126,24 +129,24 @@ class Preparer:
             cwd=str(workdir),
             env=env,
             output=str(workdir / OUTPUT_FILE),
-            python_spec=RUN_SPEC_FILE if warm else "",
+            python_run=python_run,
+            warm=warm,
         )
         return Prepared(spec=spec, workdir=workdir, python=python)
 
-    def _write_run_spec(self, job: Job, app: App, workdir: Path) -> None:
-        defaults = with_defaults(app, {})
-        spec = {
+    def _run_spec(self, job: Job, app: App) -> dict[str, Any]:
+        """What the Python runner needs to run ``job`` (see ``python_runner.run_spec``)."""
+        return {
             "job_id": job.id,
+            "app_id": app.id,
+            "app_version": app.last_update.isoformat(),
             "app_name": app.name,
             "serialized_class": app.serialized_class,
             "parameters": job.parameters,
-            "defaults": defaults,
+            "defaults": with_defaults(app, {}),
             "job": job.model_dump(mode="json"),
             "result_file": RESULT_FILE,
         }
-        path = workdir / RUN_SPEC_FILE
-        path.write_text(json.dumps(spec))
-        (workdir / RESULT_FILE).unlink(missing_ok=True)
 
 
 def read_result(workdir: Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The child side of a ``run()`` app: ``python -m balsam_mq.launcher.python_runner <spec file>``.
 
-Started in the job's workdir (under mpiexec/srun for several ranks). It loads the app
-class and the job's parameters from the spec file the launcher wrote, calls
-``run()``, and rank 0 writes the serialized return value, or the exception and its
-traceback, to the result file named in the spec. The exit code is 0 after a return
-and 1 after an exception, on every rank, so the launcher sees RUN_DONE or RUN_ERROR.
+Started in the job's workdir (under mpiexec/srun for several ranks), or called in a warm
+worker (:func:`run_spec`). It loads the app class and the job's parameters from the
+spec the launcher wrote, calls ``run()``, and rank 0 reports the serialized return
+value, or the exception and its traceback: in the result file named in the spec, or
+to the warm worker. The exit code is 0 after a return and 1 after an exception, on
+every rank, so the launcher sees RUN_DONE or RUN_ERROR.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,17 @@ def call_run(app: Any, parameters: Mapping[str, Any]) -> Any:
     return app.run(*args, **kwargs)
 
 
-def _write(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(path)
+def run_spec(
+    spec: Mapping[str, Any],
+    *,
+    classes: MutableMapping[Any, type] | None = None,
+    print_traceback: bool = True,
+) -> tuple[int, dict[str, Any]]:
+    """Run the job ``spec`` describes: ``(exit code, {"result"} or {"exception", "traceback"})``.
 
-
-def main(spec_path: str) -> int:
+    ``classes`` keeps loaded app classes by app id and version across calls (a warm
+    worker's cache). An exception's traceback is also printed, to the job's output.
+    """
     from balsam_mq.domain.serialization import (
         deserialize_app,
         deserialize_parameters,
@@ -77,29 +82,43 @@ def main(spec_path: str) -> int:
         serialize_result,
     )
 
-    spec = json.loads(Path(spec_path).read_text())
-    result_file = Path(spec["result_file"])
-    rank = mpi_rank()
     what = f"Job {spec['job_id']} of App {spec['app_name']!r}"
     try:
         from balsam_mq.domain import Job
 
-        cls = deserialize_app(spec["serialized_class"], what=f"App {spec['app_name']!r}")
+        key = (spec.get("app_id"), spec.get("app_version"))
+        cls = classes.get(key) if classes is not None and key[1] else None
+        if cls is None:
+            cls = deserialize_app(spec["serialized_class"], what=f"App {spec['app_name']!r}")
+            if classes is not None and key[1]:
+                classes[key] = cls
         job = Job.model_validate(spec["job"])
         parameters = deserialize_parameters(spec["parameters"], what=f"{what}: parameters")
         for name, default in spec.get("defaults", {}).items():
             parameters.setdefault(name, default)
-        app = make_app(cls, job)
-        value = call_run(app, parameters)
-        if rank == 0:
-            _write(result_file, {"result": serialize_result(value, what=f"{what}: return value")})
-        return 0
+        value = call_run(make_app(cls, job), parameters)
+        return 0, {"result": serialize_result(value, what=f"{what}: return value")}
     except Exception as exc:
-        if rank == 0:
+        if print_traceback:
             traceback.print_exc()
-            serialized, text = serialize_exception(exc, what=f"{what}: exception")
-            _write(result_file, {"exception": serialized, "traceback": text})
-        return 1
+        serialized, text = serialize_exception(exc, what=f"{what}: exception")
+        return 1, {"exception": serialized, "traceback": text}
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)
+
+
+def main(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    rank = mpi_rank()
+    try:
+        code, payload = run_spec(spec, print_traceback=rank == 0)
+        if rank == 0:
+            _write(Path(spec["result_file"]), payload)
+        return code
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

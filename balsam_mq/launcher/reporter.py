@@ -1,8 +1,9 @@
-"""The launcher's writer of run outcomes: gathers RUN_DONE/RUN_ERROR/RUN_TIMEOUT into batches.
+"""The launcher's writer of run outcomes: RUN_DONE/RUN_ERROR/RUN_TIMEOUT, committed by group.
 
-Many short jobs finish close together; their transitions are committed a batch at a
-time (one transaction each) instead of one transaction per job. A failed commit is
-retried with backoff: an outcome is never dropped while the launcher lives.
+An outcome is committed at once when nothing else is being written; outcomes that
+arrive while a commit is in flight are gathered and committed together by the next
+one. A trickle of jobs is reported without delay, a flood in few transactions. A failed
+commit is retried with backoff: an outcome is never dropped while the launcher lives.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ log = logging.getLogger(__name__)
 
 
 class Reporter:
-    def __init__(self, store: Store, *, window: float = 0.02, max_batch: int = 50) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 500) -> None:
         self._store = store
-        self._window = window
         self._max_batch = max_batch
         self._pending: list[Change] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.committed = 0
+        self.commits = 0
         self.unmoved: dict[int, str | None] = {}  # job id -> state found, for outcomes not applied
 
     def submit(self, change: Change) -> None:
@@ -44,7 +45,6 @@ class Reporter:
         backoff = 0.1
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._window)  # let neighbours finishing now join the batch
             self._wake.clear()
             while self._pending:
                 batch, self._pending = (
@@ -62,6 +62,7 @@ class Reporter:
                     backoff = min(backoff * 2, 10.0)
                     continue
                 backoff = 0.1
+                self.commits += 1
                 self.committed += len(result.moved)
                 for job_id, state in result.unmoved.items():
                     # the reaper may have timed the job out if our heartbeats stalled

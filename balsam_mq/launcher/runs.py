@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from balsam_mq.launcher.command import RUN_SPEC_FILE
 
 if TYPE_CHECKING:
     from balsam_mq.launcher.warm_pool import WarmPool
@@ -30,7 +33,8 @@ class LaunchSpec:
     cwd: str
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the node's environment
     output: str = ""  # job.out; default <cwd>/job.out
-    python_spec: str = ""  # a single-rank run() job the warm pool may run (its spec file)
+    python_run: Mapping[str, Any] | None = None  # a run() job's spec (the runner's input)
+    warm: bool = False  # a run() job the warm pool may run (one rank, no preamble...)
 
     @property
     def output_path(self) -> Path:
@@ -43,7 +47,8 @@ class LaunchSpec:
             "cwd": self.cwd,
             "env": dict(self.env),
             "output": str(self.output_path),
-            "python_spec": self.python_spec,
+            "python_run": dict(self.python_run) if self.python_run is not None else None,
+            "warm": self.warm,
         }
 
     @classmethod
@@ -54,12 +59,23 @@ class LaunchSpec:
             cwd=str(data["cwd"]),
             env=dict(data.get("env", {})),
             output=str(data.get("output", "")),
-            python_spec=str(data.get("python_spec", "")),
+            python_run=data.get("python_run"),
+            warm=bool(data.get("warm", False)),
         )
+
+    def write_run_spec(self) -> None:
+        """The spec file the script's ``python -m ...python_runner`` reads (run() jobs run
+        through their script: fresh interpreters, several ranks, MPI workers)."""
+        if self.python_run is not None:
+            Path(self.cwd).mkdir(parents=True, exist_ok=True)
+            (Path(self.cwd) / RUN_SPEC_FILE).write_text(json.dumps(self.python_run))
 
 
 class Launch(Protocol):
-    """A started job, wherever it runs."""
+    """A started job, wherever it runs. ``payload``: a run() job's result or exception, when
+    it came back with the exit (a warm worker's); else it is read from the result file."""
+
+    payload: dict[str, Any] | None
 
     async def wait(self) -> int: ...
 
@@ -98,6 +114,7 @@ class LocalRun:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.pid = process.pid
+        self.payload: dict[str, Any] | None = None
 
     async def wait(self) -> int:
         return await self.process.wait()
@@ -163,8 +180,9 @@ class LocalExecutor:
         self.warm = warm
 
     async def launch(self, spec: LaunchSpec, node_index: int) -> Launch:
-        if spec.python_spec and self.warm is not None and self.warm.alive:
+        if spec.warm and self.warm is not None and self.warm.alive:
             return await self.warm.launch(spec)
+        spec.write_run_spec()
         return await start_local(spec)
 
     async def close(self) -> None:

@@ -1,17 +1,28 @@
-"""Warm interpreters for single-rank Python jobs on the launcher's host: a fork server.
+"""Warm interpreters for single-rank Python jobs on the launcher's host: a pool of workers.
 
-A fresh ``python -m balsam_mq.launcher.python_runner`` pays for the interpreter and
-for importing dill, pydantic and the SDK before ``run()`` starts (about half a second).
-The fork server pays that once: it imports them, then forks one child per job. Each
-child is a new process (its own session, environment, cwd and job.out, nothing left
-over from other jobs) that runs the python runner and exits with its code.
+A fresh ``python -m balsam_mq.launcher.python_runner`` pays for the interpreter, for
+importing dill, pydantic and the SDK, and for importing the app's own module before
+``run()`` starts (half a second or more). The warm pool pays that once per worker: a
+server process imports the runtime and forks *workers*; a worker runs jobs one after
+another, each with the job's working directory, environment, ``job.out`` (stdout and
+stderr) and ``sys.path`` as a fresh process would have them, restored afterwards, and
+keeps app classes loaded per app version. Spec and result travel over the pipes, not
+through files.
+
+What a job shares with the jobs that ran before it in the same worker: the modules it
+imported and their global state. A ``run()`` that needs a process of its own (it
+changes interpreter-wide state, starts threads that outlive it, relies on
+``atexit``) belongs to an app run with ``launcher.warm_pool: false``. A job that
+exits the worker (``os._exit``, a crash, a kill) ends with that exit status and its
+worker is replaced; ``sys.exit(n)`` in ``run()`` is exit code ``n``.
 
 Used only for ``run()`` apps with one rank, no ``shell_preamble`` and the launcher's
 own interpreter; every other job takes the ordinary path.
 
-Protocol on the server's stdin: ``{"op": "run", "job_id", "cwd", "env", "output", "spec"}``
-lines; on its stdout: ``@@warm {"op": "started", "job_id", "pid"}`` and
-``@@warm {"op": "done", "job_id", "rc"}``.
+Protocol on the server's stdin: ``{"op": "run", "job_id", "cwd", "env", "output",
+"spec"}`` and ``{"op": "kill", "job_id", "signum"}`` lines; on its stdout:
+``@@warm {"op": "started", "job_id", "pid"}`` and ``@@warm {"op": "done", "job_id",
+"rc", "payload"}``. Between server and worker: one JSON line per job each way.
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ import json
 import os
 import select
 import signal
+import socket
 import sys
+from collections import deque
 from typing import Any
 
 from balsam_mq.launcher.runs import Launch, LaunchSpec
@@ -36,32 +49,65 @@ _PRELOAD = (
     "balsam_mq.sdk.hooks",
     "balsam_mq.sdk.definition",
 )
+_PR_SET_PDEATHSIG = 1
 
 
-# --- the server (its own process) ------------------------------------------------------
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _child(request: dict[str, Any]) -> None:
-    """In the forked child: become the job, run it, exit with its code."""
-    code = 1
+# --- a worker (a forked child of the server) ---------------------------------------------
+
+
+def _worker(sock: socket.socket) -> None:
+    """Run jobs sent on ``sock`` until it closes; exit with the status of the last word."""
+    code = 0
     try:
-        os.setsid()
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # die with the launcher
+        os.setsid()  # a group of its own: killing a job kills what it started
+        _die_with_parent()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.chdir(request["cwd"])
-        out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        devnull = os.open(os.devnull, os.O_RDONLY)
+        devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.environ.update(request["env"])
-        from balsam_mq.launcher.python_runner import main
+        os.dup2(devnull, 1)
+        stderr = os.dup(2)
+        classes: dict[Any, type] = {}
+        reader = sock.makefile("rb")
+        for line in reader:
+            request = json.loads(line)
+            rc, payload = _run_job(request, classes, devnull, stderr)
+            reply = {"job_id": request["job_id"], "rc": rc, "payload": payload}
+            sock.sendall(json.dumps(reply).encode() + b"\n")
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
 
-        code = main(request["spec"])
+
+def _run_job(
+    request: dict[str, Any], classes: dict[Any, type], devnull: int, stderr: int
+) -> tuple[int, dict[str, Any]]:
+    from balsam_mq.launcher.python_runner import run_spec
+
+    environ = dict(os.environ)
+    path = list(sys.path)
+    cwd = os.getcwd()
+    out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    rc: int = 1
+    payload: dict[str, Any] = {}
+    try:
+        os.chdir(request["cwd"])
+        os.environ.update(request["env"])
+        sys.path.insert(0, request["cwd"])  # as `python -m` in the workdir has it
+        rc, payload = run_spec(request["spec"], classes=classes)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
         import traceback
 
@@ -70,7 +116,16 @@ def _child(request: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(code)
+        os.dup2(devnull, 1)
+        os.dup2(stderr, 2)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
+    return rc, payload
+
+
+# --- the server (its own process) ------------------------------------------------------
 
 
 def _emit(report: dict[str, Any]) -> None:
@@ -78,45 +133,112 @@ def _emit(report: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class _Server:
+    def __init__(self) -> None:
+        self.sockets: dict[int, socket.socket] = {}  # worker pid -> the server's end
+        self.buffers: dict[int, bytes] = {}
+        self.running: dict[int, int] = {}  # worker pid -> job id
+        self.idle: deque[int] = deque()
+        self.waiting: deque[dict[str, Any]] = deque()  # requests for a worker
+
+    def fork_worker(self) -> int:
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            for other in self.sockets.values():
+                other.close()
+            _worker(theirs)
+        theirs.close()
+        self.sockets[pid] = ours
+        self.buffers[pid] = b""
+        return pid
+
+    def dispatch(self) -> None:
+        while self.waiting:
+            pid = self.idle.popleft() if self.idle else self.fork_worker()
+            request = self.waiting[0]
+            try:
+                self.sockets[pid].sendall(json.dumps(request).encode() + b"\n")
+            except OSError:  # it died while idle: its end-of-file is read later
+                continue
+            self.waiting.popleft()
+            self.running[pid] = int(request["job_id"])
+            _emit({"op": "started", "job_id": request["job_id"], "pid": pid})
+
+    def kill(self, job_id: int, signum: int) -> None:
+        for pid, running in self.running.items():
+            if running == job_id:
+                # the worker and what its job started; a worker just forked may not have
+                # made its group yet
+                for send in (os.kill, os.killpg):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        send(pid, signum)
+
+    def from_worker(self, pid: int) -> None:
+        try:
+            chunk = self.sockets[pid].recv(1 << 16)
+        except OSError:  # killed before it read what it was sent
+            chunk = b""
+        if not chunk:  # the worker exited: its job (if any) ends with its status
+            self.sockets.pop(pid).close()
+            self.buffers.pop(pid, None)
+            with contextlib.suppress(ValueError):
+                self.idle.remove(pid)
+            _, status = os.waitpid(pid, 0)
+            job_id = self.running.pop(pid, None)
+            if job_id is not None:
+                rc = os.waitstatus_to_exitcode(status)
+                _emit({"op": "done", "job_id": job_id, "rc": rc, "payload": {}})
+            return
+        self.buffers[pid] += chunk
+        while b"\n" in self.buffers[pid]:
+            line, self.buffers[pid] = self.buffers[pid].split(b"\n", 1)
+            reply = json.loads(line)
+            self.running.pop(pid, None)
+            self.idle.append(pid)
+            _emit({"op": "done", **reply})
+
+    def stop_all(self) -> None:
+        for pid in self.sockets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+
+
 def serve() -> int:
     import importlib
 
+    _die_with_parent()
     for name in _PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    children: dict[int, int] = {}  # pid -> job id
+    server = _Server()
     stdin = sys.stdin.fileno()
     buffer = b""
     _emit({"op": "ready", "pid": os.getpid()})
     open_input = True
-    while open_input or children:
-        readable, _, _ = select.select([stdin] if open_input else [], [], [], 0.01)
-        if readable:
-            chunk = os.read(stdin, 1 << 16)
-            if not chunk:
-                open_input = False  # the launcher is gone or done: finish what runs
-                for pid in children:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pid, signal.SIGTERM)
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                request = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    _child(request)
-                children[pid] = int(request["job_id"])
-                _emit({"op": "started", "job_id": request["job_id"], "pid": pid})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            job_id = children.pop(pid, None)
-            if job_id is not None:
-                _emit({"op": "done", "job_id": job_id, "rc": os.waitstatus_to_exitcode(status)})
+    while open_input or server.sockets:
+        fds = [*server.sockets.values(), *([stdin] if open_input else [])]
+        readable, _, _ = select.select(fds, [], [])
+        for item in readable:
+            if item == stdin:
+                chunk = os.read(stdin, 1 << 16)
+                if not chunk:
+                    open_input = False  # the launcher is gone or done: stop what runs
+                    server.stop_all()
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    request = json.loads(line)
+                    if request["op"] == "kill":
+                        server.kill(int(request["job_id"]), int(request["signum"]))
+                    else:
+                        server.waiting.append(request)
+                server.dispatch()
+            else:
+                pid = next(p for p, s in server.sockets.items() if s is item)
+                server.from_worker(pid)
+                server.dispatch()
     return 0
 
 
@@ -124,31 +246,30 @@ def serve() -> int:
 
 
 class WarmRun:
-    def __init__(self, exit: asyncio.Future[int]) -> None:
+    def __init__(self, pool: WarmPool, job_id: int, exit: asyncio.Future[int]) -> None:
+        self._pool = pool
+        self.job_id = job_id
         self.exit = exit
-        self.pid: int | None = None
+        self.pid: int | None = None  # of the worker running it
         self.started = asyncio.Event()
+        self.payload: dict[str, Any] | None = None  # run()'s result or exception
 
     async def wait(self) -> int:
         return await asyncio.shield(self.exit)
 
     async def kill(self, grace: float) -> None:
+        """SIGTERM to the job's worker (and what it started), SIGKILL after ``grace``."""
         await self.started.wait()
-        if self.exit.done() or self.pid is None:
+        if self.exit.done():
             return
-        self._signal(signal.SIGTERM)
+        await self._pool.signal(self.job_id, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(self.exit), grace)
         except TimeoutError:
-            self._signal(signal.SIGKILL)
-            await asyncio.shield(self.exit)
-
-    def _signal(self, signum: int) -> None:
-        """The job and its process group (the child may not have made its group yet)."""
-        assert self.pid is not None
-        for send in (os.kill, os.killpg):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                send(self.pid, signum)
+            await self._pool.signal(self.job_id, signal.SIGKILL)
+            await asyncio.wait([self.exit])
+        except RuntimeError:  # the pool itself went away: so did the job
+            pass
 
 
 class WarmPool:
@@ -156,8 +277,8 @@ class WarmPool:
 
     pool = WarmPool()
     await pool.start()
-    run = await pool.launch(spec)     # spec.warm is True
-    code = await run.wait()
+    run = await pool.launch(spec)     # spec.python_run is set
+    code = await run.wait()           # run.payload: the result or exception
     await pool.close()
     """
 
@@ -202,7 +323,9 @@ class WarmPool:
                     run.pid = int(report["pid"])
                     run.started.set()
                 elif report["op"] == "done":
-                    del self._runs[int(report["job_id"])]
+                    del self._runs[run.job_id]
+                    run.payload = report.get("payload") or None
+                    run.started.set()
                     run.exit.set_result(int(report["rc"]))
         finally:
             for run in self._runs.values():
@@ -211,22 +334,31 @@ class WarmPool:
                     run.exit.set_exception(RuntimeError("the warm pool exited"))
             self._runs.clear()
 
-    async def launch(self, spec: LaunchSpec) -> Launch:
+    async def _send(self, request: dict[str, Any]) -> None:
         if not self.alive or self._process is None or self._process.stdin is None:
             raise RuntimeError("the warm pool is not running")
-        run = WarmRun(asyncio.get_running_loop().create_future())
-        self._runs[spec.job_id] = run
-        request = {
-            "op": "run",
-            "job_id": spec.job_id,
-            "cwd": spec.cwd,
-            "env": dict(spec.env),
-            "output": str(spec.output_path),
-            "spec": spec.python_spec,
-        }
         self._process.stdin.write((json.dumps(request) + "\n").encode())
         await self._process.stdin.drain()
+
+    async def launch(self, spec: LaunchSpec) -> Launch:
+        run = WarmRun(self, spec.job_id, asyncio.get_running_loop().create_future())
+        self._runs[spec.job_id] = run
+        await self._send(
+            {
+                "op": "run",
+                "job_id": spec.job_id,
+                "cwd": spec.cwd,
+                "env": dict(spec.env),
+                "output": str(spec.output_path),
+                "spec": spec.python_run,
+            }
+        )
         return run
+
+    async def signal(self, job_id: int, signum: int) -> None:
+        """Signal the worker running ``job_id`` (and what it started), if it still does."""
+        with contextlib.suppress(RuntimeError, OSError):
+            await self._send({"op": "kill", "job_id": job_id, "signum": int(signum)})
 
     async def close(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None

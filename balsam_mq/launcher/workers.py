@@ -33,6 +33,7 @@ class RemoteRun:
         self.job_id = job_id
         self.node = node
         self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.payload: dict[str, Any] | None = None  # read from the result file
 
     async def wait(self) -> int:
         return await asyncio.shield(self.exit)
@@ -172,6 +173,7 @@ class MpiWorkers:
         run = RemoteRun(self, spec.job_id, node_index)
         self._runs[spec.job_id] = run
         try:
+            spec.write_run_spec()
             await self.send({"op": "run", "node": node_index, "spec": spec.to_json()})
         except Exception:
             self._runs.pop(spec.job_id, None)

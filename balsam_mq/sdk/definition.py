@@ -41,12 +41,8 @@ def has_run(cls: type) -> bool:
     return callable(getattr(cls, "run", None))
 
 
-def own_hooks(cls: type) -> list[str]:
-    """The lifecycle hooks ``cls`` defines itself (not inherited from ApplicationDefinition).
-
-    A step whose hook is the default one is passed through without a consumer, so
-    this is stored with the app at sync.
-    """
+def defines(cls: type, method: str) -> bool:
+    """Whether ``cls`` has its own ``method`` rather than ApplicationDefinition's."""
     base = next(
         (
             k
@@ -55,15 +51,20 @@ def own_hooks(cls: type) -> list[str]:
         ),
         None,
     )
-    own = []
-    for name in HOOKS:
-        mine = getattr(cls, name, None)
-        if mine is None:
-            continue
-        default = getattr(base, name, None)
-        if default is None or getattr(mine, "__code__", None) is not default.__code__:
-            own.append(name)
-    return own
+    mine = getattr(cls, method, None)
+    if mine is None:
+        return False
+    default = getattr(base, method, None)
+    return default is None or getattr(mine, "__code__", None) is not default.__code__
+
+
+def own_hooks(cls: type) -> list[str]:
+    """The lifecycle hooks ``cls`` defines itself (not inherited from ApplicationDefinition).
+
+    A step whose hook is the default one is passed through without a consumer, so
+    this is stored with the app at sync.
+    """
+    return [name for name in HOOKS if defines(cls, name)]
 
 
 def check_kind(cls: type) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import Environment, StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
 
 from balsam_mq.domain import App
 from balsam_mq.errors import AppError, JobError
@@ -28,6 +29,12 @@ def render_command(app: App, parameters: Mapping[str, Any], *, job: str = "job")
     values = {n: s.default for n, s in app.parameters.items() if not s.required}
     values.update(parameters)
     try:
-        return _ENV.from_string(app.command_template).render(values)
+        return _compiled(app.command_template).render(values)
     except UndefinedError as exc:
         raise JobError(f"{job} of App {app.name!r}: command_template: {exc.message}") from None
+
+
+@lru_cache(maxsize=256)
+def _compiled(template: str) -> Template:
+    """Templates are compiled once: a launcher renders the same few for every job."""
+    return _ENV.from_string(template)

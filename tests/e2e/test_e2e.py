@@ -125,6 +125,10 @@ async def test_job_killed_at_wall_time_restarts_and_finishes_under_a_second_laun
 
 async def test_two_launchers_share_200_jobs_none_twice(e2e: E2E) -> None:
     apps = seed_apps()
+    first = await e2e.start_pilot(settings={"cores_per_node": 4})
+    second = await e2e.start_pilot(settings={"cores_per_node": 4})
+    for pilot in (first, second):  # both take work as it arrives
+        await asyncio.wait_for(pilot.ready.wait(), 30)
     jobs: list[Any] = await Job.objects.bulk_create(
         [
             apps["Adder"].submit(f"add/{i}", x=i, y=1, save=False, node_packing_count=4)
@@ -132,8 +136,6 @@ async def test_two_launchers_share_200_jobs_none_twice(e2e: E2E) -> None:
         ]
     )
     ids = [j.id for j in jobs]
-    first = await e2e.start_pilot(settings={"cores_per_node": 4})
-    second = await e2e.start_pilot(settings={"cores_per_node": 4})
     await wait_for_states(e2e.store, ids, [S.JOB_FINISHED], timeout=180)
     a, b = await e2e.finish(first), await e2e.finish(second)
     assert a.claimed + b.claimed == 200 and a.claimed > 0 and b.claimed > 0

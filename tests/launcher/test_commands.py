@@ -108,10 +108,14 @@ def test_a_run_app_with_its_own_python_takes_the_fresh_interpreter_path(tmp_path
     mine = App(id=1, site_id=1, name="Add", serialized_class=serialize_app(cls, what="Add"))
     other = mine.model_copy(update={"python_exe": "/opt/py 3/bin/python"})
     default = preparer.prepare(job, mine, placement)
-    assert default.python and default.spec.python_spec == ".balsam_run.json"
+    assert default.python and default.spec.warm  # runs in a warm worker: no spec file
+    assert default.spec.python_run is not None and default.spec.python_run["job_id"] == 7
+    assert not (tmp_path / "a/7/.balsam_run.json").exists()
     custom = preparer.prepare(job, other, placement)
     assert "'/opt/py 3/bin/python' -m balsam_mq.launcher.python_runner" in custom.spec.script
-    assert custom.spec.python_spec == ""  # not the launcher's interpreter: no warm fork
+    assert not custom.spec.warm  # not the launcher's interpreter: a fresh one
     wide = job.model_copy(update={"resources": Resources(ranks_per_node=2)})
-    assert preparer.prepare(wide, mine, placement).spec.python_spec == ""
+    spec = preparer.prepare(wide, mine, placement).spec
+    assert not spec.warm
+    spec.write_run_spec()  # what an executor running the script does first
     assert (tmp_path / "a/7/.balsam_run.json").is_file()

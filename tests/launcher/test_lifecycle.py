@@ -106,9 +106,11 @@ async def test_a_job_waiting_for_room_is_held_not_spun(world: World) -> None:
 
 async def test_two_launchers_share_200_jobs_and_none_runs_twice(world: World) -> None:
     app = await world.app("True", command_template="true")
-    ids = await world.jobs(app, [{} for _ in range(200)], node_packing_count=8)
     first = world.start_pilot(world.config(), cores=4)
     second = world.start_pilot(world.config(), cores=4)
+    for pilot in (first, second):  # both take work as it arrives
+        await asyncio.wait_for(pilot.ready.wait(), 30)
+    ids = await world.jobs(app, [{} for _ in range(200)], node_packing_count=8)
     await wait_for_states(world.store, ids, [S.RUN_DONE], timeout=120)
     a = await world.finish(first)
     b = await world.finish(second)

@@ -1,4 +1,4 @@
-"""Single-rank Python jobs forked from a warm interpreter: results, errors, kills, fallbacks."""
+"""Single-rank Python jobs in warm worker processes: results, errors, isolation, kills."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def warm() -> AsyncIterator[WarmPool]:
     await pool.close()
 
 
-async def test_python_jobs_fork_from_the_warm_interpreter(world: World, warm: WarmPool) -> None:
+async def test_python_jobs_run_in_warm_workers(world: World, warm: WarmPool) -> None:
     app = await world.app("Who", cls=python_app_class(WHO, "Who"))
     ok, bad = await world.jobs(app, [{}, {"fail": True}], node_packing_count=2)
     (wide,) = await world.jobs(app, [{}], ranks_per_node=2)  # two ranks: the ordinary path
@@ -47,7 +47,7 @@ async def test_python_jobs_fork_from_the_warm_interpreter(world: World, warm: Wa
     await world.finish(pilot)
     done, failed, ranks2 = await world.store.jobs.get_many([ok, bad, wide])
     assert done.state is S.RUN_DONE and done.result is not None
-    assert deserialize(done.result) == warm.server_pid  # forked by the warm server
+    assert deserialize(done.result) == warm.server_pid  # a worker forked by the warm server
     workdir = world.data / done.workdir
     assert (workdir / "job.out").read_text() == f"in {workdir} {ok}\n"
     assert failed.state is S.RUN_ERROR and failed.return_code == 1
@@ -66,3 +66,64 @@ async def test_a_warm_job_is_killed_at_stop(world: World, warm: WarmPool) -> Non
     assert report.timed_out == 1
     job = await world.store.jobs.get(job_id)
     assert job.state is S.RUN_TIMEOUT and job.return_code == -15
+
+
+LEAKY = """
+import os, sys
+
+class Leaky:
+    def run(self, mark, exit_code=None, hard=False):
+        seen = {"env": os.environ.get("LEAK"), "cwd": os.getcwd(), "path0": sys.path[0]}
+        os.environ["LEAK"] = mark      # left behind on purpose
+        os.chdir("/")
+        sys.path.insert(0, "/leak")
+        print("job", mark)
+        if hard:
+            os._exit(7)
+        if exit_code is not None:
+            sys.exit(exit_code)
+        return seen
+"""
+
+
+async def test_each_job_in_a_worker_starts_clean(world: World, warm: WarmPool) -> None:
+    app = await world.app("Leaky", cls=python_app_class(LEAKY, "Leaky"))
+    ids = await world.jobs(app, [{"mark": str(i)} for i in range(6)])  # one slot: one worker
+    pilot = world.start_pilot(world.config(), cores=1, executor=LocalExecutor(warm))
+    await wait_for_states(world.store, ids, [S.RUN_DONE])
+    await world.finish(pilot)
+    for job in await world.store.jobs.get_many(ids):
+        workdir = world.data / job.workdir
+        seen = deserialize(job.result or "")
+        assert seen == {"env": None, "cwd": str(workdir), "path0": str(workdir)}
+        assert (workdir / "job.out").read_text() == f"job {(job.id or 0) - ids[0]}\n"
+
+
+async def test_exits_in_a_worker_are_exit_codes_and_the_pool_goes_on(
+    world: World, warm: WarmPool
+) -> None:
+    app = await world.app("Leaky", cls=python_app_class(LEAKY, "Leaky"))
+    soft, hard, after = await world.jobs(
+        app, [{"mark": "a", "exit_code": 3}, {"mark": "b", "hard": True}, {"mark": "c"}]
+    )
+    pilot = world.start_pilot(world.config(), cores=1, executor=LocalExecutor(warm))
+    await wait_for_states(world.store, [soft, hard, after], [S.RUN_DONE, S.RUN_ERROR])
+    await world.finish(pilot)
+    a, b, c = await world.store.jobs.get_many([soft, hard, after])
+    assert (a.state, a.return_code) == (S.RUN_ERROR, 3)  # sys.exit(3)
+    assert (b.state, b.return_code) == (S.RUN_ERROR, 7)  # os._exit(7) ended its worker
+    assert c.state is S.RUN_DONE  # a new worker took the next job
+
+
+async def test_a_resynced_app_runs_its_new_version(world: World, warm: WarmPool) -> None:
+    version = "class V:\n    def run(self):\n        return {n}\n"
+    app = await world.app("V", cls=python_app_class(version.format(n=1), "V"))
+    pilot = world.start_pilot(world.config(), cores=1, executor=LocalExecutor(warm))
+    (first,) = await world.jobs(app, [{}])
+    await wait_for_states(world.store, [first], [S.RUN_DONE])
+    app = await world.app("V", cls=python_app_class(version.format(n=2), "V"))
+    (second,) = await world.jobs(app, [{}])
+    await wait_for_states(world.store, [second], [S.RUN_DONE])
+    await world.finish(pilot)
+    jobs = await world.store.jobs.get_many([first, second])
+    assert [deserialize(j.result or "") for j in jobs] == [1, 2]
