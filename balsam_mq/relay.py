@@ -9,8 +9,8 @@ events may be published twice (consumers are idempotent), never lost.
 One task tails the stream into a bounded queue; another publishes whatever has
 arrived (up to ``batch_size``): one event at once when events trickle in, hundreds per
 batch under load, with no clock in between. Consecutive events of one routing key
-travel in one message, except runnable jobs, which travel one per message so that
-launchers share them job by job (``broker.topology.shared``).
+travel in one message, except runnable jobs, which travel alone
+(``broker.topology.SHARED_MAX``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractConnection
 from pymongo.errors import PyMongoError
 
 from balsam_mq.broker import Outgoing, Publisher, Topology, declare_core, declare_site
-from balsam_mq.broker.topology import shared
+from balsam_mq.broker.topology import SHARED_MAX, shared
 from balsam_mq.domain import Event, encode_events
 from balsam_mq.errors import BalsamError
 from balsam_mq.store import Store
@@ -171,14 +171,14 @@ class Relay:
 
 
 def _messages(batch: list[Event]) -> list[Outgoing]:
-    """Runs of consecutive events with one routing key, a message each (shared events
-    alone), in stream order: a job's events reach every queue in the order they
-    happened. Transactions write their events step by step, sorted by key within a
-    step (``store.jobs``), so the runs of a busy stream are long."""
+    """Runs of consecutive events with one routing key, a message each, in stream order: a
+    job's events reach every queue in the order they happened. Transactions write their
+    events step by step, sorted by key within a step (``store.jobs``), so the runs of a
+    busy stream are long. Runnable jobs travel ``SHARED_MAX`` (one) to a message."""
     runs: list[list[Event]] = []
     for event in batch:
-        if runs and not shared(event) and not shared(runs[-1][0]):
-            if runs[-1][0].routing_key == event.routing_key:
+        if runs and runs[-1][0].routing_key == event.routing_key:
+            if not shared(event) or len(runs[-1]) < SHARED_MAX:
                 runs[-1].append(event)
                 continue
         runs.append([event])

@@ -9,6 +9,7 @@ from collections import defaultdict
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from balsam_mq.broker import Topology, declare_core, declare_queue
+from balsam_mq.broker.topology import SHARED_MAX
 from balsam_mq.domain import App, Change, Event, Job, JobState, decode_events
 from balsam_mq.relay import Relay
 from balsam_mq.store import Store
@@ -154,8 +155,8 @@ async def test_events_travel_many_to_a_message_and_runnable_jobs_alone(
     # the passed-through steps of all 300 jobs in a few messages, under the quiet keys
     for key in ("job.4.READY.quiet", "job.4.STAGED_IN.quiet"):
         assert sum(per_key[key]) == 300 and len(per_key[key]) <= 10
-    # runnable jobs one to a message, so competing launchers share them job by job
-    assert per_key["job.4.PREPROCESSED"] == [1] * 300
+    # runnable jobs one to a message: launchers take them in order, job by job
+    assert per_key["job.4.PREPROCESSED"] == [SHARED_MAX] * 300
     order = defaultdict(list)
     for e in collector.events:
         order[e.job_id].append(e.seq)

@@ -12,9 +12,10 @@ returns None                                   acks every message of the batch
 returns {id: seconds}, ids of messages or of   those messages or items go to the delay queue
 items                                          of the nearest level >= seconds (confirmed)
                                                and come back to this queue afterwards, with
-                                               ``x-balsam-deferrals`` + 1; 0 seconds: back
-                                               at once, at the end of the queue; the rest
-                                               is acked
+                                               ``x-balsam-deferrals`` + 1; the rest is acked.
+                                               0 seconds: a whole message is requeued in its
+                                               place (nack), items go back at once at the
+                                               end of the queue
 raises, batch of several messages              handles each message alone, so one poison
                                                message cannot fail its neighbours
 raises, one message of several items           republishes each item as a message of its
@@ -290,23 +291,33 @@ class Consumer:
             for message in batch:
                 await self._process([message])
             return
+        requeued: set[int] = set()
         if deferrals:
-            await self._defer(batch, deliveries, deferrals)
+            requeued = await self._defer(batch, deliveries, deferrals)
         # batches are settled in delivery order, so every earlier delivery on this
-        # channel is already settled: one cumulative ack covers the whole batch
-        await batch[-1].ack(multiple=True)
+        # channel is already settled: one cumulative ack covers the rest of the batch
+        outstanding = [m for i, m in enumerate(batch) if i not in requeued]
+        if outstanding:
+            await outstanding[-1].ack(multiple=True)
         self._held -= len(batch)
-        self.handled += len(batch)
+        self.handled += len(outstanding)
 
     async def _defer(
         self,
         batch: list[AbstractIncomingMessage],
         deliveries: list[Delivery],
         deferrals: Deferrals,
-    ) -> None:
-        for message, delivery in zip(batch, deliveries, strict=True):
+    ) -> set[int]:
+        """Send deferred messages and items on their way; the positions in ``batch`` of
+        the messages requeued in place (not to be acked)."""
+        requeued: set[int] = set()
+        for position, (message, delivery) in enumerate(zip(batch, deliveries, strict=True)):
             if delivery.message_id in deferrals:
                 delay = deferrals[delivery.message_id]
+                if delay <= 0:
+                    await message.nack(requeue=True)  # back in its place, for any consumer
+                    requeued.add(position)
+                    continue
                 await self._send_later(message, delivery, message.body, delivery.message_id, delay)
                 continue
             items = _items(message.body) if any(deferrals) else None
@@ -317,6 +328,7 @@ class Consumer:
             for delay, chosen in by_delay.items():
                 body = message.body if len(chosen) == len(items or ()) else _encode(chosen)
                 await self._send_later(message, delivery, body, str(chosen[0]["id"]), delay)
+        return requeued
 
     async def _send_later(
         self,

@@ -46,14 +46,15 @@ SITE_QUEUE_STATES: dict[str, tuple[JobState, ...]] = {
 }
 
 
-# job states whose events launchers share job by job: published one event per message,
-# so that the prefetch of competing launchers hands out single jobs; every other
-# routing key carries its events many to a message
+# job states whose events launchers share: they travel one to a message, so the queue's
+# order is the order jobs became runnable and competing launchers take them job by job;
+# every other routing key carries its events many to a message
 SHARED_STATES: frozenset[JobState] = RUNNABLE_STATES
+SHARED_MAX = 1
 
 
 def shared(event: Event) -> bool:
-    """Whether ``event`` travels alone in its message (see :data:`SHARED_STATES`)."""
+    """Whether ``event`` is one launchers share (see :data:`SHARED_STATES`)."""
     return event.kind == "job" and not event.quiet and event.to_state in SHARED_STATES
 
 

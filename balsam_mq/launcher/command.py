@@ -51,6 +51,19 @@ def job_script(preamble: str, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# characters that make a command line need a shell (quoting, expansion, redirection,
+# pipes, lists, assignments, comments...)
+_SHELL_SYNTAX = frozenset("|&;<>()$`\\\"'*?[]#~=%{}!\n\t")
+
+
+def direct_argv(preamble: str, command: str) -> tuple[str, ...]:
+    """The command as an argument vector to execute without a shell, or ``()`` if it needs
+    one (a preamble to run first, or any shell syntax in the line)."""
+    if preamble or not command.strip() or any(c in _SHELL_SYNTAX for c in command):
+        return ()
+    return tuple(command.split())
+
+
 def job_environment(
     *,
     site_env: Mapping[str, str],

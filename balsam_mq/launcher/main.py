@@ -53,7 +53,7 @@ async def build_allocation(config: LauncherConfig) -> tuple[NodePool, Executor]:
             log.warning("warm pool unavailable (%s): a fresh interpreter per Python job", exc)
             await warm.close()
             warm = None
-    return NodePool(nodes), LocalExecutor(warm)
+    return NodePool(nodes), LocalExecutor(warm, kill_grace=s.kill_grace_s)
 
 
 async def resolve_site(store: Store, site: str) -> Site:

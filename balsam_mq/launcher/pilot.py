@@ -4,7 +4,8 @@ Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
 
 * RUNNING: consumes the runnable queue with a prefetch that follows the free capacity
   (none at all while there is no room, so a busy launcher holds no job back from the
-  others). Delivered jobs are claimed in one conditional transition to RUNNING tagged
+  others); the part of a delivery beyond what it can take goes back to the queue at
+  once. Delivered jobs are claimed in one conditional transition to RUNNING tagged
   with the session; a job claimed elsewhere (or no longer runnable) is dropped.
   Besides the jobs that fit the free room, a launcher claims a few *ahead*: as many as
   its recent pace finishes in ``claim_ahead_s`` (none for long jobs), so that a slot
@@ -76,6 +77,7 @@ class PilotReport:
     timed_out: int = 0
     dropped: int = 0  # claimed by another launcher, or no longer runnable
     deferred: int = 0  # sent back for other launchers (unfit, other tags)
+    given_back: int = 0  # delivered beyond what could be taken: back to the queue at once
     stop_reason: str = ""
 
 
@@ -317,14 +319,15 @@ class Pilot:
         self._retune.set()
 
     async def _follow_capacity(self) -> None:
-        """Renew the subscription when the free room moved far from the current prefetch."""
+        """Renew the subscription when the free room moved far from the current prefetch
+        (a renewal costs three broker round trips)."""
         while True:
             await self._retune.wait()
             self._retune = anyio.Event()
             if not self.claiming:
                 continue
             wanted, current = self._wanted_prefetch(), self._consumer.prefetch
-            if wanted > current or wanted <= current // 2:
+            if _renew(current, wanted):
                 await self._consumer.set_prefetch(wanted)
 
     # --- claiming (the consumer's handler) ---------------------------------------------
@@ -389,9 +392,19 @@ class Pilot:
             if take:
                 await self._claim(take, apps)
                 pending = pending[len(take) :]
+            elif self._full():
+                for job in pending:  # more than we can take: back at once, for others
+                    assert job.id is not None
+                    deferrals[wanted[job.id]] = 0
+                self.report.given_back += len(pending)
+                break
             else:
                 await room.wait()  # fits this allocation, not its free room: hold it
         return deferrals or None
+
+    def _full(self) -> bool:
+        """No free slot, and no claim-ahead allowance left."""
+        return self.pool.free_slots() == 0 and self._ahead() <= len(self._queued)
 
     def _claimable(self, pending: list[Job]) -> list[tuple[Job, Placement | None]]:
         """The first of ``pending`` to claim now: those that fit the free room (reserved
@@ -527,3 +540,12 @@ class Pilot:
             self.report.errors += 1
         self._reporter.submit(change)
         self._check_drained()
+
+
+def _renew(current: int, wanted: int) -> bool:
+    """Whether a prefetch of ``current`` should become ``wanted``: pause at once when there
+    is no room (a full launcher holds no job back), resume at once when there is, else
+    only when the room doubled or halved."""
+    if (current == 0) != (wanted == 0):
+        return True
+    return wanted >= 2 * current or 2 * wanted <= current

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from balsam_mq.errors import JobError
 from balsam_mq.launcher.command import (
     RESULT_FILE,
     RUN_SPEC_FILE,
+    direct_argv,
     job_environment,
     job_script,
     preamble_text,
@@ -47,15 +49,38 @@ class Preparer:
         self.config = config
         self.python_exe = python_exe or sys.executable
         self._classes: dict[int, tuple[datetime, type]] = {}
+        self._data_root: Path | None = None
+        self._parents: dict[str, Path] = {}  # workdir parent -> resolved path
 
     def workdir(self, job: Job) -> Path:
-        root = self.config.data_dir.resolve()
-        target = (root / job.workdir).resolve()
-        if not target.is_relative_to(root):
+        """The job's workdir, resolved inside the site's data directory (symlinks followed).
+
+        Jobs of a batch share their parent directories: a parent is resolved once, and
+        only the workdir's own name is looked at for each job.
+        """
+        relative = os.path.normpath(job.workdir)
+        parent, name = os.path.split(relative)
+        if name in ("", ".", "..") or relative.startswith(("/", "..")):
+            target = (self._root() / relative).resolve()
+        else:
+            base = self._parents.get(parent)
+            if base is None:
+                base = self._parents[parent] = (self._root() / parent).resolve()
+                if len(self._parents) > 10_000:
+                    self._parents.clear()
+            target = base / name
+            if target.is_symlink():
+                target = target.resolve()
+        if not target.is_relative_to(self._root()):
             raise JobError(
                 f"Job {job.id}: workdir {job.workdir!r} escapes the site's data directory"
             )
         return target
+
+    def _root(self) -> Path:
+        if self._data_root is None:
+            self._data_root = self.config.data_dir.resolve()
+        return self._data_root
 
     def app_class(self, app: App) -> type | None:
         if not app.serialized_class:
@@ -126,6 +151,7 @@ class Preparer:
         spec = LaunchSpec(
             job_id=job.id,
             script=job_script(preamble, wrapped),
+            argv=direct_argv(preamble, wrapped),
             cwd=str(workdir),
             env=env,
             output=str(workdir / OUTPUT_FILE),

@@ -1,4 +1,4 @@
-"""One running job: what to start (LaunchSpec), the local subprocess, job.out, and killing it."""
+"""One running job: what to start (LaunchSpec), the local process, job.out, and killing it."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import signal
-import sys
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from balsam_mq.launcher.command import RUN_SPEC_FILE
+from balsam_mq.launcher.sentinel import Sentinel
 
 if TYPE_CHECKING:
     from balsam_mq.launcher.warm_pool import WarmPool
@@ -31,6 +31,7 @@ class LaunchSpec:
     job_id: int
     script: str  # bash script text: preamble + wrapped command
     cwd: str
+    argv: tuple[str, ...] = ()  # the same, executed directly (a simple command, no preamble)
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the node's environment
     output: str = ""  # job.out; default <cwd>/job.out
     python_run: Mapping[str, Any] | None = None  # a run() job's spec (the runner's input)
@@ -44,6 +45,7 @@ class LaunchSpec:
         return {
             "job_id": self.job_id,
             "script": self.script,
+            "argv": list(self.argv),
             "cwd": self.cwd,
             "env": dict(self.env),
             "output": str(self.output_path),
@@ -56,6 +58,7 @@ class LaunchSpec:
         return cls(
             job_id=int(data["job_id"]),
             script=str(data["script"]),
+            argv=tuple(str(a) for a in data.get("argv", ())),
             cwd=str(data["cwd"]),
             env=dict(data.get("env", {})),
             output=str(data.get("output", "")),
@@ -98,7 +101,6 @@ def _libc() -> Any:
 
 
 _LIBC = _libc()
-_SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
 
 
 def _die_with_parent() -> None:
@@ -109,28 +111,59 @@ def _die_with_parent() -> None:
 
 
 class LocalRun:
-    """A job's bash process on this host, in its own process group."""
+    """A job's process on this host, in its own process group (its id is the group's).
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    Its end is watched through a pidfd on the event loop (Linux 5.3+): no thread, no
+    polling. Elsewhere a thread waits for it.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], sentinel: Sentinel | None) -> None:
         self.process = process
         self.pid = process.pid
         self.payload: dict[str, Any] | None = None
+        self._sentinel = sentinel
+        self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if sentinel is not None:
+            sentinel.watch(self.pid)
+        self._watch()
+
+    def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfds here: a thread waits
+            waiter = loop.run_in_executor(None, self.process.wait)
+            waiter.add_done_callback(lambda f: self._ended(f.result()))
+            return
+
+        def readable() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._ended(self.process.wait())  # exited: returns at once
+
+        loop.add_reader(pidfd, readable)
+
+    def _ended(self, code: int) -> None:
+        if self._sentinel is not None:
+            self._sentinel.release(self.pid)
+        if not self._exit.done():
+            self._exit.set_result(code)
 
     async def wait(self) -> int:
-        return await self.process.wait()
+        return await asyncio.shield(self._exit)
 
     async def kill(self, grace: float) -> None:
         """SIGTERM to the whole process group, SIGKILL after ``grace`` seconds."""
-        if self.process.returncode is not None:
+        if self._exit.done():
             return
         _signal_group(self.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(self.process.wait()), grace)
+            await asyncio.wait_for(asyncio.shield(self._exit), grace)
         except TimeoutError:
             pass
-        # members of the group may outlive bash: the group goes in any case
+        # members of the group may outlive its leader: the group goes in any case
         _signal_group(self.pid, signal.SIGKILL)
-        await self.process.wait()
+        await asyncio.shield(self._exit)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -138,30 +171,41 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-async def start_local(spec: LaunchSpec, *, base_env: Mapping[str, str] | None = None) -> LocalRun:
-    """Start ``spec`` with bash on this host; stdout and stderr append to its job.out."""
+def start_local(
+    spec: LaunchSpec,
+    *,
+    sentinel: Sentinel | None = None,
+    base_env: Mapping[str, str] | None = None,
+) -> LocalRun:
+    """Start ``spec`` on this host, stdout and stderr appended to its job.out: its ``argv``
+    directly when it has one (a simple command, nothing in between), else its script
+    with bash. A command that cannot be executed directly (not found: a shell builtin,
+    say) runs through bash, which reports it as a shell would."""
     env = {**(os.environ if base_env is None else base_env), **spec.env}
     out = _open_output(spec)
-    # util-linux's setpriv sets the parent-death signal without a Python preexec_fn,
-    # which would force a slow fork of this (large) process for every job
-    argv = ["bash", "-c", spec.script]
-    preexec = None if _SETPRIV else _die_with_parent
-    if _SETPRIV:
-        argv = [_SETPRIV, "--pdeathsig", "TERM", *argv]
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=spec.cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
+        if spec.argv:
+            try:
+                return LocalRun(_popen(list(spec.argv), spec.cwd, env, out), sentinel)
+            except (FileNotFoundError, PermissionError, NotADirectoryError):
+                pass
+        return LocalRun(_popen(["bash", "-c", spec.script], spec.cwd, env, out), sentinel)
     finally:
         os.close(out)
-    return LocalRun(process)
+
+
+def _popen(argv: list[str], cwd: str, env: Mapping[str, str], out: int) -> subprocess.Popen[bytes]:
+    # no preexec_fn: CPython then starts the child with vfork, cheap for a big process;
+    # the sentinel, not a parent-death signal, ends the job if the launcher dies
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _open_output(spec: LaunchSpec) -> int:
@@ -173,21 +217,30 @@ def _open_output(spec: LaunchSpec) -> int:
 class LocalExecutor:
     """Runs every job on this host (a workstation, or the MPI-mode launch node).
 
-    With a warm pool, single-rank Python jobs are forked from warm interpreters.
+    With a warm pool, single-rank Python jobs run in warm interpreters. The others are
+    started directly, watched by a sentinel process (started with the first job) that
+    ends them if the launcher dies.
     """
 
-    def __init__(self, warm: WarmPool | None = None) -> None:
+    def __init__(self, warm: WarmPool | None = None, *, kill_grace: float = 5.0) -> None:
         self.warm = warm
+        self._kill_grace = kill_grace
+        self._sentinel: Sentinel | None = None
 
     async def launch(self, spec: LaunchSpec, node_index: int) -> Launch:
         if spec.warm and self.warm is not None and self.warm.alive:
             return await self.warm.launch(spec)
+        if self._sentinel is None:
+            self._sentinel = await Sentinel.start(grace=self._kill_grace)
         spec.write_run_spec()
-        return await start_local(spec)
+        return start_local(spec, sentinel=self._sentinel)
 
     async def close(self) -> None:
         if self.warm is not None:
             await self.warm.close()
+        if self._sentinel is not None:
+            await self._sentinel.close()
+            self._sentinel = None
 
 
 def output_tail(path: Path, limit: int = 2000) -> str:

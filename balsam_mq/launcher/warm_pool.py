@@ -19,10 +19,11 @@ worker is replaced; ``sys.exit(n)`` in ``run()`` is exit code ``n``.
 Used only for ``run()`` apps with one rank, no ``shell_preamble`` and the launcher's
 own interpreter; every other job takes the ordinary path.
 
-Protocol on the server's stdin: ``{"op": "run", "job_id", "cwd", "env", "output",
-"spec"}`` and ``{"op": "kill", "job_id", "signum"}`` lines; on its stdout:
-``@@warm {"op": "started", "job_id", "pid"}`` and ``@@warm {"op": "done", "job_id",
-"rc", "payload"}``. Between server and worker: one JSON line per job each way.
+Protocol, one line per message, a short header then JSON the server passes on untouched:
+launcher → server ``run <job id> {"cwd", "env", "output", "spec"}`` and ``kill <job id>
+<signum>``; server → launcher ``@@warm ready <pid>``, ``@@warm started <job id> <worker
+pid>`` and ``@@warm done <job id> <exit code> {payload}``; server → worker the run's JSON,
+worker → server ``<exit code> {payload}``.
 """
 
 from __future__ import annotations
@@ -77,10 +78,8 @@ def _worker(sock: socket.socket) -> None:
         classes: dict[Any, type] = {}
         reader = sock.makefile("rb")
         for line in reader:
-            request = json.loads(line)
-            rc, payload = _run_job(request, classes, devnull, stderr)
-            reply = {"job_id": request["job_id"], "rc": rc, "payload": payload}
-            sock.sendall(json.dumps(reply).encode() + b"\n")
+            rc, payload = _run_job(json.loads(line), classes, devnull, stderr)
+            sock.sendall(f"{rc} ".encode() + json.dumps(payload).encode() + b"\n")
     except BaseException:
         code = 1
     finally:
@@ -128,9 +127,13 @@ def _run_job(
 # --- the server (its own process) ------------------------------------------------------
 
 
-def _emit(report: dict[str, Any]) -> None:
-    sys.stdout.write(PREFIX + json.dumps(report) + "\n")
-    sys.stdout.flush()
+def _emit(*words: object) -> None:
+    sys.stdout.buffer.write(PREFIX.encode() + b" ".join(_bytes(w) for w in words) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _bytes(word: object) -> bytes:
+    return word if isinstance(word, bytes) else str(word).encode()
 
 
 class _Server:
@@ -139,7 +142,7 @@ class _Server:
         self.buffers: dict[int, bytes] = {}
         self.running: dict[int, int] = {}  # worker pid -> job id
         self.idle: deque[int] = deque()
-        self.waiting: deque[dict[str, Any]] = deque()  # requests for a worker
+        self.waiting: deque[tuple[int, bytes]] = deque()  # (job id, request) for a worker
 
     def fork_worker(self) -> int:
         ours, theirs = socket.socketpair()
@@ -157,14 +160,14 @@ class _Server:
     def dispatch(self) -> None:
         while self.waiting:
             pid = self.idle.popleft() if self.idle else self.fork_worker()
-            request = self.waiting[0]
+            job_id, request = self.waiting[0]
             try:
-                self.sockets[pid].sendall(json.dumps(request).encode() + b"\n")
+                self.sockets[pid].sendall(request + b"\n")
             except OSError:  # it died while idle: its end-of-file is read later
                 continue
             self.waiting.popleft()
-            self.running[pid] = int(request["job_id"])
-            _emit({"op": "started", "job_id": request["job_id"], "pid": pid})
+            self.running[pid] = job_id
+            _emit("started", job_id, pid)
 
     def kill(self, job_id: int, signum: int) -> None:
         for pid, running in self.running.items():
@@ -188,16 +191,16 @@ class _Server:
             _, status = os.waitpid(pid, 0)
             job_id = self.running.pop(pid, None)
             if job_id is not None:
-                rc = os.waitstatus_to_exitcode(status)
-                _emit({"op": "done", "job_id": job_id, "rc": rc, "payload": {}})
+                _emit("done", job_id, os.waitstatus_to_exitcode(status), b"{}")
             return
         self.buffers[pid] += chunk
         while b"\n" in self.buffers[pid]:
             line, self.buffers[pid] = self.buffers[pid].split(b"\n", 1)
-            reply = json.loads(line)
-            self.running.pop(pid, None)
+            rc, payload = line.split(b" ", 1)
+            job_id = self.running.pop(pid, None)
             self.idle.append(pid)
-            _emit({"op": "done", **reply})
+            if job_id is not None:
+                _emit("done", job_id, rc, payload)
 
     def stop_all(self) -> None:
         for pid in self.sockets:
@@ -215,7 +218,7 @@ def serve() -> int:
     server = _Server()
     stdin = sys.stdin.fileno()
     buffer = b""
-    _emit({"op": "ready", "pid": os.getpid()})
+    _emit("ready", os.getpid())
     open_input = True
     while open_input or server.sockets:
         fds = [*server.sockets.values(), *([stdin] if open_input else [])]
@@ -229,11 +232,11 @@ def serve() -> int:
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
-                    request = json.loads(line)
-                    if request["op"] == "kill":
-                        server.kill(int(request["job_id"]), int(request["signum"]))
+                    op, job_id, rest = line.split(b" ", 2)
+                    if op == b"kill":
+                        server.kill(int(job_id), int(rest))
                     else:
-                        server.waiting.append(request)
+                        server.waiting.append((int(job_id), rest))
                 server.dispatch()
             else:
                 pid = next(p for p, s in server.sockets.items() if s is item)
@@ -303,30 +306,31 @@ class WarmPool:
         )
         assert self._process.stdout is not None
         ready = await asyncio.wait_for(self._process.stdout.readline(), timeout)
-        if not ready.startswith(PREFIX.encode()):
+        if not ready.startswith(PREFIX.encode() + b"ready "):
             raise RuntimeError(f"warm pool did not start: {ready!r}")
-        self.server_pid = int(json.loads(ready[len(PREFIX) :])["pid"])
+        self.server_pid = int(ready.split()[2])
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         try:
+            prefix = PREFIX.encode()
             while line := await self._process.stdout.readline():
-                text = line.decode(errors="replace")
-                if not text.startswith(PREFIX):
+                if not line.startswith(prefix):
                     continue
-                report = json.loads(text[len(PREFIX) :])
-                run = self._runs.get(int(report["job_id"]))
+                op, job_id, value, *rest = line[len(prefix) :].split(b" ", 3)
+                run = self._runs.get(int(job_id))
                 if run is None:
                     continue
-                if report["op"] == "started":
-                    run.pid = int(report["pid"])
+                if op == b"started":
+                    run.pid = int(value)
                     run.started.set()
-                elif report["op"] == "done":
+                elif op == b"done":
                     del self._runs[run.job_id]
-                    run.payload = report.get("payload") or None
+                    run.payload = json.loads(rest[0]) if rest else None
+                    run.payload = run.payload or None
                     run.started.set()
-                    run.exit.set_result(int(report["rc"]))
+                    run.exit.set_result(int(value))
         finally:
             for run in self._runs.values():
                 run.started.set()
@@ -334,31 +338,28 @@ class WarmPool:
                     run.exit.set_exception(RuntimeError("the warm pool exited"))
             self._runs.clear()
 
-    async def _send(self, request: dict[str, Any]) -> None:
+    async def _send(self, line: bytes) -> None:
         if not self.alive or self._process is None or self._process.stdin is None:
             raise RuntimeError("the warm pool is not running")
-        self._process.stdin.write((json.dumps(request) + "\n").encode())
+        self._process.stdin.write(line + b"\n")
         await self._process.stdin.drain()
 
     async def launch(self, spec: LaunchSpec) -> Launch:
         run = WarmRun(self, spec.job_id, asyncio.get_running_loop().create_future())
         self._runs[spec.job_id] = run
-        await self._send(
-            {
-                "op": "run",
-                "job_id": spec.job_id,
-                "cwd": spec.cwd,
-                "env": dict(spec.env),
-                "output": str(spec.output_path),
-                "spec": spec.python_run,
-            }
-        )
+        request = {
+            "cwd": spec.cwd,
+            "env": dict(spec.env),
+            "output": str(spec.output_path),
+            "spec": spec.python_run,
+        }
+        await self._send(f"run {spec.job_id} ".encode() + json.dumps(request).encode())
         return run
 
     async def signal(self, job_id: int, signum: int) -> None:
         """Signal the worker running ``job_id`` (and what it started), if it still does."""
         with contextlib.suppress(RuntimeError, OSError):
-            await self._send({"op": "kill", "job_id": job_id, "signum": int(signum)})
+            await self._send(f"kill {job_id} {int(signum)}".encode())
 
     async def close(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None

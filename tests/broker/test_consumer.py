@@ -246,3 +246,23 @@ async def test_a_lone_message_is_handled_at_once_and_a_burst_in_large_batches(
     assert sizes[0] == 1
     assert len(sizes) < 40 and max(sizes) > 50  # the burst was taken in large batches
     await publisher.close()
+
+
+async def test_a_message_deferred_by_zero_is_requeued_in_its_place(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    await publisher.publish_many([Outgoing("job.1.READY", b, b.decode()) for b in (b"a", b"b")])
+    seen: list[tuple[bytes, bool]] = []
+
+    class NotYet:
+        async def handle(self, batch: Sequence[Delivery]) -> dict[str, float]:
+            seen.extend((d.body, d.redelivered) for d in batch)
+            return {d.message_id: 0 for d in batch if d.body == b"a" and not d.redelivered}
+
+    consumer = Consumer(amqp, topology, spec, NotYet(), prefetch=1)
+    await consumer.run_until_idle()
+    # back at the head of the queue, ahead of the message that came after it
+    assert seen == [(b"a", False), (b"a", True), (b"b", False)]
+    assert consumer.handled == 2
+    await publisher.close()

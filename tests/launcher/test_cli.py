@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from launcher_helpers import World
-from support.waiting import wait_for_states
+from support.waiting import until, wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.settings import Settings
@@ -69,3 +71,45 @@ async def test_unknown_site_is_a_clear_error(world: World, settings: Settings) -
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     assert err.decode().strip() == "error: Site 'nowhere' does not exist"
+
+
+def _processes_in(workdirs: list[Path]) -> set[int]:
+    """Processes whose working directory is one of ``workdirs``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")) in workdirs:
+                    found.add(int(entry.name))
+    return found
+
+
+async def test_a_killed_launcher_takes_the_processes_of_its_jobs_along(
+    world: World, settings: Settings
+) -> None:
+    direct = await world.app("Direct", command_template="sleep 300")
+    shell = await world.app("Shell", command_template="sleep 300 && echo never")
+    ids = [(await world.jobs(app, [{}], node_packing_count=2))[0] for app in (direct, shell)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "balsam_mq.cli", "launcher",
+        "--site", "testsite", "--wall-time", "5", "--cores-per-node", "2",
+        env=_env(settings),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    workdirs = [world.data.resolve() / j.workdir for j in await world.store.jobs.get_many(ids)]
+    try:
+        await wait_for_states(world.store, ids, [S.RUNNING], timeout=60)
+
+        async def both_running() -> bool:
+            return len(_processes_in(workdirs)) >= 2  # sleep; bash and its sleep
+
+        await until(both_running, timeout=30)
+    finally:
+        process.send_signal(signal.SIGKILL)  # no chance to clean up after itself
+        await process.wait()
+
+    async def all_gone() -> bool:
+        return not _processes_in(workdirs)
+
+    await until(all_gone, timeout=15)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from balsam_mq.launcher.command import job_environment, job_script, preamble_text
+from balsam_mq.launcher.command import direct_argv, job_environment, job_script, preamble_text
 from balsam_mq.launcher.platform import AppRun, launcher_argv, wrap_command
 
 
@@ -119,3 +119,46 @@ def test_a_run_app_with_its_own_python_takes_the_fresh_interpreter_path(tmp_path
     assert not spec.warm
     spec.write_run_spec()  # what an executor running the script does first
     assert (tmp_path / "a/7/.balsam_run.json").is_file()
+
+
+def test_workdirs_stay_inside_the_data_directory(tmp_path: Path) -> None:
+    from balsam_mq.domain import Job
+    from balsam_mq.errors import JobError
+    from balsam_mq.launcher.config import LauncherConfig
+    from balsam_mq.launcher.prepare import Preparer
+
+    data = tmp_path / "data"
+    (data / "runs").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (data / "runs" / "sneaky").symlink_to(tmp_path / "outside")
+    (data / "runs" / "alias").symlink_to(data / "runs")
+    preparer = Preparer(LauncherConfig(site_id=1, data_dir=data, wall_time_min=1))
+
+    def workdir(path: str) -> Path:
+        return preparer.workdir(Job(id=1, app_id=1, site_id=1, workdir=path))
+
+    assert workdir("runs/1") == data.resolve() / "runs" / "1"
+    assert workdir("runs/2") == data.resolve() / "runs" / "2"  # the parent, once resolved
+    assert workdir("runs/alias") == data.resolve() / "runs"  # a link inside is followed
+    for escape in ("../elsewhere", "runs/../../elsewhere", "runs/sneaky", "/etc"):
+        with pytest.raises(JobError, match="escapes the site's data directory"):
+            workdir(escape)
+
+
+def test_only_simple_commands_without_a_preamble_skip_the_shell() -> None:
+    assert direct_argv("", "true") == ("true",)
+    assert direct_argv("", "mpiexec -n 8 -ppn 4 -hosts n1,n2 ./sim -i in.dat") == (
+        "mpiexec", "-n", "8", "-ppn", "4", "-hosts", "n1,n2", "./sim", "-i", "in.dat",
+    )  # fmt: skip
+    for needs_bash in (
+        'echo "Hello, world!"',
+        "sleep 1 && echo done",
+        "sim > out.txt",
+        "FOO=1 sim",
+        "echo $HOME",
+        "ls *.dat",
+        "a | b",
+        "",
+    ):
+        assert direct_argv("", needs_bash) == ()
+    assert direct_argv("module load sim", "sim") == ()  # a preamble runs in the shell first

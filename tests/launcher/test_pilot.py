@@ -137,3 +137,24 @@ async def test_filter_tags_leave_other_jobs_for_other_launchers(world: World) ->
     assert first.claimed == 1
     job = await world.store.jobs.get(other)
     assert job.session_id == second.session_id and job.unfit is None
+
+
+async def test_simple_commands_run_without_a_shell_and_others_through_bash(world: World) -> None:
+    simple = await world.app("Simple", command_template="sleep 0")
+    builtin = await world.app("Builtin", command_template="cd")  # a shell builtin only
+    missing = await world.app("Missing", command_template="no-such-command-here --flag")
+    shell = await world.app("Shell", command_template="echo one && echo two > two.txt")
+    ids = [(await world.jobs(app, [{}]))[0] for app in (simple, builtin, missing, shell)]
+    pilot = world.start_pilot(world.config())
+    await wait_for_states(world.store, ids, [S.RUN_DONE, S.RUN_ERROR])
+    await world.finish(pilot)
+    jobs = await world.store.jobs.get_many(ids)
+    assert [(j.state, j.return_code) for j in jobs] == [
+        (S.RUN_DONE, 0),
+        (S.RUN_DONE, 0),  # not executable directly: bash ran it
+        (S.RUN_ERROR, 127),  # as a shell reports it
+        (S.RUN_DONE, 0),
+    ]
+    out = (world.data / jobs[2].workdir / "job.out").read_text()
+    assert "no-such-command-here: command not found" in out
+    assert (world.data / jobs[3].workdir / "two.txt").read_text() == "two\n"
