@@ -184,16 +184,51 @@ class Event(BaseModel):
 
     @property
     def routing_key(self) -> str:
-        """``<kind>.<site>.<state>``, with ``.quiet`` appended to a quiet event: work queues
-        bind the plain keys, waiters and feeds ``<kind>.<site>.<state>.#`` (both forms).
-
-        ``job.3.RUN_DONE``, ``job.3.STAGED_IN.quiet``, ``app.3.synced``, ``batchjob.3.queued``.
-        """
-        key = f"{self.kind}.{self.site_id}.{self.to_state}"
-        return f"{key}.{QUIET}" if self.quiet else key
+        return routing_key(self.kind, self.site_id, self.to_state, self.quiet)
 
 
 QUIET = "quiet"  # the last word of a quiet event's routing key
+
+
+def routing_key(kind: str, site_id: int, to_state: str, quiet: bool = False) -> str:
+    """``<kind>.<site>.<state>``, with ``.quiet`` appended to a quiet event: work queues
+    bind the plain keys, waiters and feeds ``<kind>.<site>.<state>.#`` (both forms).
+
+    ``job.3.RUN_DONE``, ``job.3.STAGED_IN.quiet``, ``app.3.synced``, ``batchjob.3.queued``.
+    """
+    key = f"{kind}.{site_id}.{to_state}"
+    return f"{key}.{QUIET}" if quiet else key
+
+
+def job_event_doc(
+    *,
+    site_id: int,
+    job_id: int,
+    app_id: int | None,
+    from_state: JobState,
+    to_state: JobState,
+    seq: int,
+    by: Actor | None,
+    timestamp: datetime,
+    state_data: dict[str, Any],
+    quiet: bool,
+) -> dict[str, Any]:
+    """The stored document of a job's transition: ``Event(kind="job", ...).to_doc()``, built
+    directly (a transaction writes several per job; this is its hot path)."""
+    return {
+        "kind": "job",
+        "site_id": site_id,
+        "job_id": job_id,
+        "app_id": app_id,
+        "batch_job_id": None,
+        "from_state": from_state.value,
+        "to_state": to_state.value,
+        "seq": seq,
+        "by": None if by is None else by.value,
+        "timestamp": timestamp,
+        "state_data": _plain(state_data),
+        "quiet": quiet,
+    }
 
 
 class BatchJobState(StrEnum):

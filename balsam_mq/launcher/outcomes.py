@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balsam_mq.domain import Actor, Change, Job, JobState
+from balsam_mq.domain import Actor, App, Change, Job, JobState
 from balsam_mq.launcher.nodes import Placement
 from balsam_mq.launcher.prepare import read_result
 from balsam_mq.launcher.runs import OUTPUT_FILE, Launch, output_tail
@@ -22,6 +22,7 @@ class ActiveRun:
     launch: Launch
     workdir: Path
     python: bool  # a run() app: its result file is read at the end
+    app: App | None = None  # the version of its app it runs with
     timeout_reason: str | None = None  # set when the launcher kills it
     started: float = field(default_factory=time.monotonic)
 

@@ -408,9 +408,14 @@ class Pilot:
 
     def _claimable(self, pending: list[Job]) -> list[tuple[Job, Placement | None]]:
         """The first of ``pending`` to claim now: those that fit the free room (reserved
-        here), then up to the claim-ahead allowance more (started when room frees)."""
+        here), then up to the claim-ahead allowance more (started when room frees).
+
+        The jobs claimed ahead are topped up once half of them have started, not one by
+        one as each starts: a claim costs a transaction, so claims come in groups.
+        """
         take: list[tuple[Job, Placement | None]] = []
-        ahead = self._ahead() - len(self._queued)
+        allowance = self._ahead()
+        ahead = allowance - len(self._queued) if 2 * len(self._queued) <= allowance else 0
         for job in pending:
             assert job.id is not None
             placement = None
@@ -512,7 +517,9 @@ class Pilot:
             self.report.errors += 1
             self._reporter.submit(launch_failure(job.id, exc))
             return
-        run = ActiveRun(job, placement, launch, prepared.workdir, prepared.python)
+        run = ActiveRun(
+            job, placement, launch, prepared.workdir, prepared.python, app=apps.get(job.app_id)
+        )
         self._runs[job.id] = run
         if self._killing is not None:
             self._kill(run)
@@ -538,7 +545,7 @@ class Pilot:
             self.report.done += 1
         else:
             self.report.errors += 1
-        self._reporter.submit(change)
+        self._reporter.submit(change, run.app)
         self._check_drained()
 
 

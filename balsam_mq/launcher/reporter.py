@@ -13,7 +13,7 @@ import logging
 
 from pymongo.errors import PyMongoError
 
-from balsam_mq.domain import Change
+from balsam_mq.domain import App, Change
 from balsam_mq.errors import StoreError
 from balsam_mq.store import Store
 
@@ -25,6 +25,7 @@ class Reporter:
         self._store = store
         self._max_batch = max_batch
         self._pending: list[Change] = []
+        self._apps: dict[int, App] = {}  # the latest version seen of each app
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -32,8 +33,12 @@ class Reporter:
         self.commits = 0
         self.unmoved: dict[int, str | None] = {}  # job id -> state found, for outcomes not applied
 
-    def submit(self, change: Change) -> None:
+    def submit(self, change: Change, app: App | None = None) -> None:
+        """Commit ``change`` soon; ``app``: the version of the job's app it ran with, whose
+        hooks decide the steps passed through after it."""
         self._pending.append(change)
+        if app is not None and app.id is not None:
+            self._apps[app.id] = app
         self._idle.clear()
         self._wake.set()
 
@@ -52,7 +57,7 @@ class Reporter:
                     self._pending[self._max_batch :],
                 )
                 try:
-                    result = await self._store.jobs.transition(batch)
+                    result = await self._store.jobs.transition(batch, apps=self._apps)
                 except (StoreError, PyMongoError) as exc:
                     log.warning(
                         "committing %d run outcome(s) failed (%s); retrying", len(batch), exc

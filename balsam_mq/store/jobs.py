@@ -14,13 +14,13 @@ from balsam_mq.domain import (
     Actor,
     App,
     Change,
-    Event,
     Job,
     JobState,
     TransitionResult,
     check_transition,
     utcnow,
 )
+from balsam_mq.domain.models import job_event_doc
 from balsam_mq.domain.pipeline import DEFAULT_MOVES, Work, has_work, passage
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store.counters import Counters
@@ -78,10 +78,10 @@ def _steps(change: Change, work: Work | None, *, has_children: bool) -> list[_St
 
 def _events(
     site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[_Step], now: Any
-) -> list[Event]:
-    """The events of ``steps``, numbered on from the job's ``seq``."""
+) -> list[dict[str, Any]]:
+    """The event documents of ``steps``, numbered on from the job's ``seq``."""
     return [
-        Event(
+        job_event_doc(
             site_id=site_id,
             job_id=job_id,
             app_id=app_id,
@@ -97,19 +97,19 @@ def _events(
     ]
 
 
-def _event_docs(per_job: list[list[Event]]) -> list[dict[str, Any]]:
+def _event_docs(per_job: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The rows of a transaction in writing order: every job's first step, then every
-    second step..., sorted by routing key within a step. Each job's events stay in order
+    second step..., grouped by routing key within a step. Each job's events stay in order
     and the relay finds long runs of one key to send as one message."""
     ordered = sorted(
         (
-            (i, e.routing_key, n, e)
+            (i, e["site_id"], e["to_state"], e["quiet"], n, e)
             for n, events in enumerate(per_job)
             for i, e in enumerate(events)
         ),
-        key=lambda t: t[:3],
+        key=lambda t: t[:5],
     )
-    return [e.to_doc() for *_, e in ordered]
+    return [e for *_, e in ordered]
 
 
 class JobRepository:
@@ -188,7 +188,7 @@ class JobRepository:
             now = utcnow()
             docs: list[dict[str, Any]] = []
             created: list[Job] = []
-            events: list[list[Event]] = []
+            events: list[list[dict[str, Any]]] = []
             for offset, job in enumerate(jobs):
                 waiting = any(parent_states[p] != JobState.JOB_FINISHED for p in job.parent_ids)
                 state = JobState.AWAITING_PARENTS if waiting else JobState.READY
@@ -230,6 +230,7 @@ class JobRepository:
         self,
         changes: Sequence[Change],
         *,
+        apps: Mapping[int, App] | None = None,
         session: AsyncClientSession | None = None,
         extra: Extra | None = None,
     ) -> TransitionResult:
@@ -238,8 +239,10 @@ class JobRepository:
         Every legal change whose job is in the expected state moves and gets one
         ``events`` row; every following step with no work (``domain.pipeline``, read
         from the job and its app in the same snapshot) is passed through in the same
-        transaction, with its default move and its own event. The others are reported
-        in ``unmoved`` with the state found.
+        transaction, with its default move and its own event. ``apps`` are the app
+        documents to follow instead of reading them (a launcher reporting runs passes
+        the versions the jobs ran with). The others are reported in ``unmoved`` with the
+        state found.
         ``extra`` runs inside the same transaction (hook-created jobs, app writes...).
         An illegal change raises :class:`InvalidTransition` before anything is written.
         """
@@ -257,10 +260,12 @@ class JobRepository:
             cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
             current = {d["_id"]: d async for d in cursor}
             app_ids = {current[c.job_id].get("app_id") for c in changes if c.job_id in current}
-            apps = await self._apps_of(app_ids, s) if any(_may_pass(c.to) for c in changes) else {}
+            known: Mapping[int, App] = {}
+            if any(_may_pass(c.to) for c in changes):
+                known = apps if apps is not None else await self._apps_of(app_ids, s)
             now = utcnow()
             ops: list[UpdateOne] = []
-            events: list[list[Event]] = []
+            events: list[list[dict[str, Any]]] = []
             moved: list[int] = []
             final: dict[int, JobState] = {}
             unmoved: dict[int, JobState | None] = {}
@@ -271,7 +276,7 @@ class JobRepository:
                     continue
                 steps = _steps(
                     c,
-                    _work(apps, doc.get("app_id"), doc.get("transfers") or {}),
+                    _work(known, doc.get("app_id"), doc.get("transfers") or {}),
                     has_children=bool(doc.get("last_child_at")),
                 )
                 seq = int(doc.get("seq", 0))

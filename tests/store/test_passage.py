@@ -4,6 +4,7 @@ as its own event; events nobody acts on are quiet (routed apart from the work qu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 
 import pytest
 
@@ -152,3 +153,24 @@ def test_work_that_cannot_be_ruled_out_is_assumed(state: JobState) -> None:
     assert has_work(state, none, has_children=True) is (
         launchers or state in (S.FAILED, S.JOB_FINISHED)
     )
+
+
+def test_event_documents_built_directly_are_those_of_the_model() -> None:
+    from datetime import datetime
+
+    from balsam_mq.domain.models import job_event_doc
+
+    fields = {
+        "site_id": 3,
+        "job_id": 7,
+        "app_id": 2,
+        "from_state": S.RUNNING,
+        "to_state": S.RUN_ERROR,
+        "seq": 5,
+        "by": Actor.LAUNCHER,
+        "timestamp": datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC),
+        "state_data": {"return_code": 2, "nested": {"state": S.FAILED}},
+        "quiet": True,
+    }
+    assert job_event_doc(**fields) == Event(kind="job", **fields).to_doc()  # type: ignore[arg-type]
+    assert Event(kind="job", **fields).routing_key == "job.3.RUN_ERROR.quiet"  # type: ignore[arg-type]
