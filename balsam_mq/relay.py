@@ -6,6 +6,11 @@ confirms and only then saves the change-stream resume token of the batch's last
 event, so a relay killed at any moment resumes from its last confirmed batch:
 events may be published twice (consumers are idempotent), never lost.
 
+Relays of one name (the default one, in every site agent and gateway) share a lease in
+``relay_state``: one publishes, the others stand by and take over when its lease runs
+out (``lease_s``: a relay that dies is replaced within that time; a relay that stops
+hands over at once). Any number of them is safe, and costs no duplicate messages.
+
 One task tails the stream into a bounded queue; another publishes whatever has
 arrived (up to ``batch_size``): one event at once when events trickle in, hundreds per
 batch under load, with no clock in between. Consecutive events of one routing key
@@ -16,8 +21,10 @@ travel in one message, except runnable jobs, which travel alone
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from typing import Any
 
 from aio_pika.abc import AbstractConnection
@@ -25,8 +32,9 @@ from pymongo.errors import PyMongoError
 
 from balsam_mq.broker import Outgoing, Publisher, Topology, declare_core, declare_site
 from balsam_mq.broker.topology import SHARED_MAX, shared
-from balsam_mq.domain import Event, encode_events
-from balsam_mq.errors import BalsamError
+from balsam_mq.domain import encode_event_docs
+from balsam_mq.domain.models import routing_key
+from balsam_mq.errors import BalsamError, StoreError
 from balsam_mq.store import Store
 from balsam_mq.store.schema import EVENTS
 
@@ -53,6 +61,7 @@ class Relay:
         max_await_ms: int = 20,
         idle_save_s: float = 10.0,
         busy_save_s: float = 0.25,
+        lease_s: float = 5.0,
     ) -> None:
         self._store = store
         self._connection = connection
@@ -62,22 +71,54 @@ class Relay:
         self._max_await_ms = max_await_ms
         self._idle_save_s = idle_save_s
         self._busy_save_s = busy_save_s
+        self._lease_s = lease_s
+        self.owner = uuid.uuid4().hex  # this relay, in the lease
+        self.leading = False
+        self._unsaved: Any = None
         self._known_sites: set[int] = set()
         self.published = 0  # events
 
     async def run(self) -> None:
-        """Relay until cancelled. Errors propagate; see :meth:`run_forever` to restart."""
-        declare_channel = await self._connection.channel()
+        """Relay until cancelled (standing by while another relay of this name holds the
+        lease). Errors propagate; see :meth:`run_forever` to restart."""
+        await self._wait_for_lease()
+        self.leading = True
         try:
-            await declare_core(declare_channel, self._topology)
-            publisher = await Publisher.open(self._connection, self._topology.events.name)
+            declare_channel = await self._connection.channel()
             try:
-                await self._relay(publisher, declare_channel)
+                await declare_core(declare_channel, self._topology)
+                publisher = await Publisher.open(self._connection, self._topology.events.name)
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._keep_lease())
+                        tg.create_task(self._relay(publisher, declare_channel))
+                except BaseExceptionGroup as group:
+                    raise group.exceptions[0] from None
+                finally:
+                    await publisher.close()
             finally:
-                await publisher.close()
+                if not declare_channel.is_closed:
+                    await declare_channel.close()
         finally:
-            if not declare_channel.is_closed:
-                await declare_channel.close()
+            self.leading = False
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.relay_state.release(self.name, self.owner))
+
+    async def _wait_for_lease(self) -> None:
+        standing_by = False
+        while not await self._store.relay_state.acquire(self.name, self.owner, self._lease_s):
+            if not standing_by:
+                log.info("relay %s: another relay of this name publishes; standing by", self.name)
+                standing_by = True
+            await asyncio.sleep(self._lease_s / 2)
+        if standing_by:
+            log.info("relay %s: took over publishing", self.name)
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            if not await self._store.relay_state.acquire(self.name, self.owner, self._lease_s):
+                raise StoreError(f"relay {self.name} lost its lease to another relay")
 
     async def run_forever(self, *, backoff: float = 1.0, max_backoff: float = 30.0) -> None:
         """:meth:`run`, restarted from the saved token after broker or database errors."""
@@ -100,7 +141,7 @@ class Relay:
         async with await events.watch(
             pipeline, resume_after=token, max_await_time_ms=self._max_await_ms
         ) as stream:
-            arrived: asyncio.Queue[tuple[Event, Any]] = asyncio.Queue(4 * self._batch_size)
+            arrived = _Arrivals(4 * self._batch_size)
             reader = asyncio.create_task(self._read(stream, arrived))
             try:
                 await self._send(stream, arrived, reader, publisher, declare_channel)
@@ -108,61 +149,72 @@ class Relay:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
 
-    async def _read(self, stream: Any, arrived: asyncio.Queue[tuple[Event, Any]]) -> None:
-        """Every inserted event, with its resume token, as soon as the stream has it."""
+    async def _read(self, stream: Any, arrived: _Arrivals) -> None:
+        """Every inserted event document, with its resume token, as soon as the stream has it."""
         while True:
             change = await stream.try_next()
             if change is not None:
-                await arrived.put((Event.from_doc(change["fullDocument"]), change["_id"]))
+                await arrived.put(change["fullDocument"], change["_id"])
 
     async def _send(
         self,
         stream: Any,
-        arrived: asyncio.Queue[tuple[Event, Any]],
+        arrived: _Arrivals,
         reader: asyncio.Task[None],
         publisher: Publisher,
         declare_channel: Any,
     ) -> None:
         """Publish what has arrived, batch after batch; save the resume token of the last
         confirmed event at most every ``busy_save_s``, and the stream's own while idle."""
-        unsaved: Any = None  # the token of the last confirmed event, not yet saved
-        last_save = time.monotonic()
-        # one pending get at a time, never cancelled on a timeout: an event it took is
-        # never dropped on the floor
-        getter: asyncio.Future[tuple[Event, Any]] | None = None
+        self._unsaved = None  # the token of the last confirmed event, not yet saved
         try:
-            while True:
-                wait = self._busy_save_s if unsaved is not None else self._idle_save_s
-                if getter is None:
-                    getter = asyncio.ensure_future(arrived.get())
-                waiting: set[asyncio.Future[Any]] = {getter, reader}
-                done, _ = await asyncio.wait(
-                    waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                if reader in done:
-                    reader.result()  # raises the reader's error
-                    raise BalsamError("the relay's stream reader stopped")
-                if getter not in done:
-                    # quiet for a while: everything read is published, so the stream's
-                    # position is safe to keep (fresh inside the oplog window)
-                    await self._store.relay_state.save(self.name, unsaved or stream.resume_token)
-                    unsaved, last_save = None, time.monotonic()
-                    continue
-                batch = [getter.result()]
-                getter = None
-                while len(batch) < self._batch_size and not arrived.empty():
-                    batch.append(arrived.get_nowait())
-                await self._publish(publisher, declare_channel, [e for e, _ in batch])
-                unsaved = batch[-1][1]
-                if time.monotonic() - last_save >= self._busy_save_s:
-                    await self._store.relay_state.save(self.name, unsaved)
-                    unsaved, last_save = None, time.monotonic()
+            await self._send_batches(stream, arrived, reader, publisher, declare_channel)
         finally:
-            if getter is not None:
-                getter.cancel()
+            if self._unsaved is not None:  # stopping: keep what was confirmed
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._save(self._unsaved))
 
-    async def _publish(self, publisher: Publisher, channel: Any, batch: list[Event]) -> None:
-        for site_id in {e.site_id for e in batch} - self._known_sites:
+    async def _send_batches(
+        self,
+        stream: Any,
+        arrived: _Arrivals,
+        reader: asyncio.Task[None],
+        publisher: Publisher,
+        declare_channel: Any,
+    ) -> None:
+        last_save = time.monotonic()
+        while True:
+            wait = self._busy_save_s if self._unsaved is not None else self._idle_save_s
+            waiter = asyncio.ensure_future(arrived.ready.wait())
+            try:
+                waiting: set[asyncio.Future[Any]] = {waiter, reader}
+                await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if reader.done():
+                reader.result()  # raises the reader's error
+                raise BalsamError("the relay's stream reader stopped")
+            batch, token = arrived.take(self._batch_size)
+            if not batch:
+                # quiet for a while: everything read is published, so the stream's
+                # position is safe to keep (fresh inside the oplog window)
+                await self._save(self._unsaved or stream.resume_token)
+                self._unsaved, last_save = None, time.monotonic()
+                continue
+            await self._publish(publisher, declare_channel, batch)
+            self._unsaved = token
+            if time.monotonic() - last_save >= self._busy_save_s:
+                await self._save(self._unsaved)
+                self._unsaved, last_save = None, time.monotonic()
+
+    async def _save(self, token: Any) -> None:
+        if not await self._store.relay_state.save(self.name, token, owner=self.owner):
+            raise StoreError(f"relay {self.name} lost its lease to another relay")
+
+    async def _publish(
+        self, publisher: Publisher, channel: Any, batch: list[dict[str, Any]]
+    ) -> None:
+        for site_id in {e["site_id"] for e in batch} - self._known_sites:
             # a site's work queues exist before its first event is routed to them
             await declare_site(channel, self._topology, site_id)
             self._known_sites.add(site_id)
@@ -170,23 +222,55 @@ class Relay:
         self.published += len(batch)
 
 
-def _messages(batch: list[Event]) -> list[Outgoing]:
+class _Arrivals:
+    """Events read and not yet published, handed over a batch at a time (not one by one)."""
+
+    def __init__(self, limit: int) -> None:
+        self._docs: list[dict[str, Any]] = []
+        self._tokens: list[Any] = []
+        self._limit = limit
+        self.ready = asyncio.Event()  # set while something waits to be published
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, doc: dict[str, Any], token: Any) -> None:
+        await self._room.wait()
+        self._docs.append(doc)
+        self._tokens.append(token)
+        self.ready.set()
+        if len(self._docs) >= self._limit:
+            self._room.clear()
+
+    def take(self, limit: int) -> tuple[list[dict[str, Any]], Any]:
+        """Up to ``limit`` events in stream order, and the resume token of the last."""
+        docs, self._docs = self._docs[:limit], self._docs[limit:]
+        tokens, self._tokens = self._tokens[:limit], self._tokens[limit:]
+        if not self._docs:
+            self.ready.clear()
+        if len(self._docs) < self._limit:
+            self._room.set()
+        return docs, (tokens[-1] if tokens else None)
+
+
+def _messages(batch: list[dict[str, Any]]) -> list[Outgoing]:
     """Runs of consecutive events with one routing key, a message each, in stream order: a
     job's events reach every queue in the order they happened. Transactions write their
-    events step by step, sorted by key within a step (``store.jobs``), so the runs of a
+    events step by step, grouped by key within a step (``store.jobs``), so the runs of a
     busy stream are long. Runnable jobs travel ``SHARED_MAX`` (one) to a message."""
-    runs: list[list[Event]] = []
-    for event in batch:
-        if runs and runs[-1][0].routing_key == event.routing_key:
-            if not shared(event) or len(runs[-1]) < SHARED_MAX:
-                runs[-1].append(event)
+    runs: list[tuple[str, list[dict[str, Any]]]] = []
+    for doc in batch:
+        kind, state, quiet = doc.get("kind", "job"), doc["to_state"], doc.get("quiet", False)
+        key = routing_key(kind, doc["site_id"], state, quiet)
+        if runs and runs[-1][0] == key:
+            if not shared(kind, state, quiet) or len(runs[-1][1]) < SHARED_MAX:
+                runs[-1][1].append(doc)
                 continue
-        runs.append([event])
-    return [Outgoing(run[0].routing_key, encode_events(run), _message_id(run)) for run in runs]
+        runs.append((key, [doc]))
+    return [Outgoing(key, encode_event_docs(run), _message_id(run)) for key, run in runs]
 
 
-def _message_id(run: list[Event]) -> str:
+def _message_id(run: list[dict[str, Any]]) -> str:
     """The event's id for a message of one; never an event's id for a message of several,
     so that naming an item (a deferral) never names its whole message."""
-    first = run[0].id or ""
+    first = str(run[0].get("_id", ""))
     return first if len(run) == 1 else f"{first}+{len(run) - 1}"

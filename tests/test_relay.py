@@ -7,6 +7,7 @@ import itertools
 from collections import defaultdict
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from support.waiting import until
 
 from balsam_mq.broker import Topology, declare_core, declare_queue
 from balsam_mq.broker.topology import SHARED_MAX
@@ -161,3 +162,57 @@ async def test_events_travel_many_to_a_message_and_runnable_jobs_alone(
     for e in collector.events:
         order[e.job_id].append(e.seq)
     assert all(seqs == [1, 2, 3] for seqs in order.values())
+
+
+async def test_relays_of_one_name_publish_each_event_once_and_take_over(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    collector = Collector()
+    await collector.start(amqp, topology, site_id=6)
+    first = Relay(store, amqp, topology, lease_s=1.0)
+    second = Relay(store, amqp, topology, lease_s=1.0)
+    first_task = asyncio.create_task(first.run())
+    await until(lambda: _true(first.leading))
+    second_task = asyncio.create_task(second.run())
+    try:
+        await store.jobs.create_many(
+            [Job(app_id=1, site_id=6, workdir=f"a/{i}") for i in range(200)]
+        )
+        await collector.wait_for(200)
+        assert first.leading and not second.leading
+        await until(lambda: _true(first.published == 200))  # its confirms are in
+        assert second.published == 0  # the second stood by
+        first_task.cancel()  # a relay that stops hands over at once
+        await asyncio.gather(first_task, return_exceptions=True)
+        await until(lambda: _true(second.leading), timeout=10)
+        await store.jobs.create_many(
+            [Job(app_id=1, site_id=6, workdir=f"b/{i}") for i in range(100)]
+        )
+        await collector.wait_for(300)  # nothing lost in the handover
+        await until(lambda: _true(second.published >= 100))  # published by the second
+    finally:
+        for task in (first_task, second_task):
+            task.cancel()
+        await asyncio.gather(first_task, second_task, return_exceptions=True)
+
+
+async def test_a_relay_waits_out_the_lease_of_a_relay_that_died(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    collector = Collector()
+    await collector.start(amqp, topology, site_id=8)
+    # a relay killed while holding the lease: it neither renews nor gives it back
+    assert await store.relay_state.acquire("default", "a-dead-relay", lease_s=1.5)
+    await store.jobs.create_many([Job(app_id=1, site_id=8, workdir=f"d/{i}") for i in range(50)])
+    relay = Relay(store, amqp, topology, lease_s=1.5)
+    task = asyncio.create_task(relay.run())
+    try:
+        await collector.wait_for(50, timeout=30)  # published once the dead lease ran out
+        assert await store.relay_state.owner("default") == relay.owner
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _true(value: bool) -> bool:
+    return value

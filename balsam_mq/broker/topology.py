@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from balsam_mq.domain import RUNNABLE_STATES, Event, JobState
+from balsam_mq.domain import RUNNABLE_STATES, JobState
 
 S = JobState
 
@@ -53,9 +53,9 @@ SHARED_STATES: frozenset[JobState] = RUNNABLE_STATES
 SHARED_MAX = 1
 
 
-def shared(event: Event) -> bool:
-    """Whether ``event`` is one launchers share (see :data:`SHARED_STATES`)."""
-    return event.kind == "job" and not event.quiet and event.to_state in SHARED_STATES
+def shared(kind: str, to_state: str, quiet: bool) -> bool:
+    """Whether an event is one launchers share (see :data:`SHARED_STATES`)."""
+    return kind == "job" and not quiet and to_state in SHARED_STATES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Pure domain: models, states and the transition table, message types. No I/O."""
 
 from balsam_mq.domain.changes import Change, TransitionResult
-from balsam_mq.domain.messages import Delivery, decode_events, encode_events
+from balsam_mq.domain.messages import Delivery, decode_events, encode_event_docs, encode_events
 from balsam_mq.domain.models import (
     App,
     BatchJob,
@@ -49,6 +49,7 @@ __all__ = [
     "TransitionResult",
     "check_transition",
     "decode_events",
+    "encode_event_docs",
     "encode_events",
     "is_legal",
     "parse_state",

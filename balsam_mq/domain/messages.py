@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -24,6 +25,26 @@ _EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 def encode_events(events: Sequence[Event]) -> bytes:
     """The JSON body of a message carrying ``events``."""
     return _EVENTS.dump_json(list(events))
+
+
+def encode_event_docs(docs: Sequence[dict[str, Any]]) -> bytes:
+    """The JSON body of a message carrying stored event documents (as the store reads
+    them): the same as :func:`encode_events` of their models, without building them."""
+    return json.dumps([_wire(d) for d in docs], default=_json_value).encode()
+
+
+def _wire(doc: dict[str, Any]) -> dict[str, Any]:
+    if "_id" not in doc:
+        return doc
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    out["id"] = str(doc["_id"])
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # ObjectId and the like
 
 
 def decode_events(body: bytes) -> list[Event]:

@@ -41,6 +41,7 @@ class Client:
         self.backend = backend
         # ApplicationDefinition classes this client synced or loaded, with their documents
         self._apps: weakref.WeakKeyDictionary[type, App] = weakref.WeakKeyDictionary()
+        self.site_names: dict[int, str] = {}  # site id -> name, for messages
 
     def __repr__(self) -> str:
         return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"

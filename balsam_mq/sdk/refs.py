@@ -69,8 +69,15 @@ async def lookup_site(client: Client, ref: Any) -> Site:
 
 
 async def site_name(client: Client, site_id: int) -> str:
-    sites = await client.backend.find(_spec("sites", id=site_id))
-    return sites[0].name if sites else str(site_id)
+    """The name of site ``site_id`` (for messages), asked once per client: ids are never
+    reused and sites are not renamed."""
+    name = client.site_names.get(site_id)
+    if name is None:
+        sites = await client.backend.find(_spec("sites", id=site_id))
+        if not sites:
+            return str(site_id)
+        name = client.site_names[site_id] = sites[0].name
+    return name
 
 
 async def site_ids(client: Client, ref: Any) -> list[int]:
