@@ -4,7 +4,9 @@ Three workloads, each run 3 times on a fresh database and site; min / median / m
 
 * W1: 1,000 jobs running ``true``: bulk submit → all JOB_FINISHED (makespan, jobs/s);
 * W2: 1,000 Python ``add(x, y)`` jobs, every result collected through ``as_completed``;
-* W3: 30 sequential ``add(1, 1)`` submit-to-result latencies (p50, p95).
+* W3: 30 sequential ``add(1, 1)`` submit-to-result latencies after 5 warm-ups (p50, p95).
+
+The same workloads run on Celery and Parsl in ``bench/compare.py`` (see ``workloads.py``).
 
     python bench/e2e.py [--jobs 1000] [--latency 30] [--runs 3] [--slots 2]
 """
@@ -15,7 +17,6 @@ import argparse
 import asyncio
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import bench_settings, mongo_url
+from workloads import WARMUP, Run, check_sum, p50_p95, spread
 
 import balsam_mq
 from balsam_mq import ApplicationDefinition, Job
@@ -84,8 +86,8 @@ async def ready(store: Store, site_dir: SiteDirectory) -> None:
         await asyncio.sleep(0.1)
 
 
-async def one_run(url: str, n: int, n_latency: int, slots: int) -> dict[str, float]:
-    out: dict[str, float] = {}
+async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
+    """One run of W1, W2 and W3 on a fresh database, site, site agent and launcher."""
     async with bench_settings(url) as settings, open_store(url, settings.db) as store:
         async with open_amqp(settings.amqp_url) as amqp, balsam_mq.connect(settings):
             topology = build_topology(settings.namespace)
@@ -105,7 +107,8 @@ async def one_run(url: str, n: int, n_latency: int, slots: int) -> dict[str, flo
                         [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
                     )
                     await Job.objects.wait(jobs, timeout=900)
-                    out["w1"] = time.perf_counter() - t0
+                    w1 = time.perf_counter() - t0
+                    assert all(j.state == "JOB_FINISHED" for j in jobs), "a W1 job failed"
 
                     t0 = time.perf_counter()
                     jobs = await Job.objects.bulk_create(
@@ -114,18 +117,16 @@ async def one_run(url: str, n: int, n_latency: int, slots: int) -> dict[str, flo
                     total = 0
                     async for job in Job.objects.as_completed(jobs, timeout=900):
                         total += job.result_nowait()
-                    out["w2"] = time.perf_counter() - t0
-                    assert total == sum(i + 1 for i in range(n)), total
+                    w2 = time.perf_counter() - t0
+                    check_sum(n, total)
 
-                    latencies = []
-                    for i in range(n_latency):
+                    times = []
+                    for i in range(WARMUP + n_latency):
                         t0 = time.perf_counter()
                         job = await Add.submit(f"w3/{i}", x=1, y=1, **pack)
                         assert await job.result(timeout=60) == 2
-                        latencies.append(time.perf_counter() - t0)
-                    q = statistics.quantiles(latencies, n=20)
-                    out["w3_p50"] = statistics.median(latencies)
-                    out["w3_p95"] = q[18]
+                        times.append(time.perf_counter() - t0)
+                    p50, p95 = p50_p95(times[WARMUP:])
                 finally:
                     for proc in procs:
                         if proc.returncode is None:
@@ -135,23 +136,22 @@ async def one_run(url: str, n: int, n_latency: int, slots: int) -> dict[str, flo
                 channel = await amqp.channel()
                 await delete_namespace(channel, topology, [site.id])
             await store.client.drop_database(settings.db)
-    return out
-
-
-def spread(values: list[float]) -> str:
-    return f"{min(values):7.2f} / {statistics.median(values):7.2f} / {max(values):7.2f}"
+    return Run(w1, w2, p50, p95)
 
 
 async def main(n: int, n_latency: int, runs: int, slots: int) -> None:
     with mongo_url() as url:
-        results = [await one_run(url, n, n_latency, slots) for _ in range(runs)]
+        results = [await measure(url, n, n_latency, slots) for _ in range(runs)]
     print(f"one site agent, one launcher with {slots} slots; {runs} runs: min / median / max")
-    w1 = [r["w1"] for r in results]
-    w2 = [r["w2"] for r in results]
-    print(f"W1 {n:,} x `true`       makespan s {spread(w1)}   jobs/s {spread([n / t for t in w1])}")
-    print(f"W2 {n:,} x add, results makespan s {spread(w2)}   jobs/s {spread([n / t for t in w2])}")
-    print(f"W3 {n_latency} x add(1, 1)      p50 s {spread([r['w3_p50'] for r in results])}")
-    print(f"{'':24s}p95 s {spread([r['w3_p95'] for r in results])}")
+    for name, what, times in (
+        ("W1", f"{n:,} x `true`", [r.w1_s for r in results]),
+        ("W2", f"{n:,} x add, results", [r.w2_s for r in results]),
+    ):
+        rates = spread([n / t for t in times])
+        print(f"{name} {what:20s} makespan s {spread(times, '{:.2f}')}   jobs/s {rates}")
+    for q in ("p50", "p95"):
+        ms = [1000 * getattr(r, f"w3_{q}_s") for r in results]
+        print(f"W3 {n_latency} x add(1, 1){'':9s} {q} ms {spread(ms, '{:.1f}')}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
-"""Events per second through transition -> events -> relay -> RabbitMQ -> a consumer.
+"""Events per second through the outbox relay: ``events`` change stream → RabbitMQ → a consumer.
 
-20,000 transitions committed in batches of 500; the clock runs from the first commit
-to the last event acknowledged by the consumer.
+Two measurements, each on a fresh database and namespace, 3 runs, min / median / max:
 
-    python bench/relay.py [--jobs 4000] [--batch 500]
+* backlog: ``--jobs`` jobs make 5 transitions each (6 events with their creation) while
+  no relay runs; then a relay starts and the clock runs until a consumer bound to every
+  job event of the site has received them all: the relay's own throughput;
+* live: the same transitions committed in batches of ``--batch`` while the relay runs;
+  the commit rate, and how long after the last commit the last event arrived.
+
+    python bench/relay.py [--jobs 10000] [--batch 500] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 import time
 from collections.abc import Sequence
@@ -17,14 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import itertools
-
 from _env import bench_settings, mongo_url
+from workloads import spread
 
 from balsam_mq.broker import Consumer, build_topology, declare_core, delete_namespace, open_amqp
 from balsam_mq.domain import Change, Delivery, Job, JobState
 from balsam_mq.relay import Relay
-from balsam_mq.store import open_store
+from balsam_mq.store import Store, open_store
 
 S = JobState
 STEPS = [S.READY, S.STAGED_IN, S.PREPROCESSED, S.RUNNING, S.RUN_DONE, S.POSTPROCESSED]
@@ -37,61 +42,78 @@ class Counter:
         self.done = asyncio.Event()
 
     async def handle(self, batch: Sequence[Delivery]) -> None:
-        self.n += len(batch)
+        self.n += sum(len(d.events()) for d in batch)
         if self.n >= self.target:
             self.done.set()
 
 
-async def main(n_jobs: int, batch: int) -> None:
-    with mongo_url() as url:
-        async with bench_settings(url) as settings, open_store(url, settings.db) as store:
-            async with open_amqp(settings.amqp_url) as amqp:
-                topology = build_topology(settings.namespace)
-                channel = await amqp.channel()
-                await declare_core(channel, topology)
-                jobs = await store.jobs.create_many(
-                    [Job(app_id=1, site_id=1, workdir=f"b/{i}") for i in range(n_jobs)]
+async def commit(store: Store, ids: list[int], batch: int) -> None:
+    for src, dst in itertools.pairwise(STEPS):
+        for i in range(0, len(ids), batch):
+            await store.jobs.transition([Change(j, src, dst) for j in ids[i : i + batch]])
+
+
+async def one_run(url: str, n_jobs: int, batch: int, live: bool) -> dict[str, float]:
+    async with bench_settings(url) as settings, open_store(url, settings.db) as store:
+        async with open_amqp(settings.amqp_url) as amqp:
+            topology = build_topology(settings.namespace)
+            channel = await amqp.channel()
+            await declare_core(channel, topology)
+            jobs = []
+            for i in range(0, n_jobs, 10_000):  # no app: every event is sent to a queue
+                chunk = range(i, min(n_jobs, i + 10_000))
+                jobs += await store.jobs.create_many(
+                    [Job(app_id=0, site_id=1, workdir=f"b/{k}") for k in chunk]
                 )
-                ids = [j.id for j in jobs if j.id is not None]
-                steps = list(itertools.pairwise(STEPS))
-                n_transitions = len(ids) * len(steps)
-                # one consumer on a queue bound to every job event of the site
-                spec = topology.private("bench", ("job.1.#",))
-                counter = Counter(n_transitions + len(ids))  # + the CREATED events
-                consumer = Consumer(amqp, topology, spec, counter, prefetch=1000, batch_size=500)
-                await consumer.start()
-                consumer_task = asyncio.create_task(consumer.run())
-                relay = Relay(store, amqp, topology)
-                relay_task = asyncio.create_task(relay.run())
-                await asyncio.sleep(0.5)  # let the relay drain the CREATED events first
-                start_count = counter.n
+            ids = [j.id for j in jobs if j.id is not None]
+            total = len(ids) * len(STEPS)  # creation events + 5 transitions each
+            counter = Counter(total)
+            spec = topology.private("bench", ("job.1.#",))
+            consumer = Consumer(amqp, topology, spec, counter, prefetch=2000, batch_size=1000)
+            await consumer.start()
+            consumer_task = asyncio.create_task(consumer.run())
+            out: dict[str, float] = {}
+            if not live:
+                await commit(store, ids, batch)
                 t0 = time.perf_counter()
-                for src, dst in steps:
-                    for i in range(0, len(ids), batch):
-                        chunk = ids[i : i + batch]
-                        await store.jobs.transition([Change(j, src, dst) for j in chunk])
-                t_commit = time.perf_counter() - t0
-                await asyncio.wait_for(counter.done.wait(), 600)
-                elapsed = time.perf_counter() - t0
-                relay_task.cancel()
-                await consumer.stop()
-                consumer_task.cancel()
-                await asyncio.gather(relay_task, consumer_task, return_exceptions=True)
-                await delete_namespace(channel, topology, [1])
-                await store.client.drop_database(settings.db)
-                delivered = counter.n - start_count
-                print(f"transitions committed : {n_transitions} in batches of {batch}")
-                print(
-                    f"commit time           : {t_commit:.2f} s ({n_transitions / t_commit:,.0f}/s)"
-                )
-                print(f"events delivered      : {delivered} (plus {start_count} CREATED before)")
-                print(f"end to end            : {elapsed:.2f} s")
-                print(f"throughput            : {n_transitions / elapsed:,.0f} events/s")
+            relay_task = asyncio.create_task(Relay(store, amqp, topology).run())
+            if live:
+                t0 = time.perf_counter()
+                await commit(store, ids, batch)
+                out["commit_s"] = time.perf_counter() - t0
+            await asyncio.wait_for(counter.done.wait(), 900)
+            out["elapsed_s"] = time.perf_counter() - t0
+            out["events"] = counter.n
+            relay_task.cancel()
+            await consumer.stop()
+            consumer_task.cancel()
+            await asyncio.gather(relay_task, consumer_task, return_exceptions=True)
+            await delete_namespace(channel, topology, [1])
+            await store.client.drop_database(settings.db)
+            return out
+
+
+async def main(n_jobs: int, batch: int, runs: int) -> None:
+    with mongo_url() as url:
+        backlog = [await one_run(url, n_jobs, batch, live=False) for _ in range(runs)]
+        live = [await one_run(url, n_jobs, batch, live=True) for _ in range(runs)]
+    events = backlog[0]["events"]
+    print(f"{int(events):,} events ({n_jobs:,} jobs x 6), {runs} runs: min / median / max")
+    rate = [r["events"] / r["elapsed_s"] for r in backlog]
+    commits = [n_jobs * 5 / r["commit_s"] for r in live]
+    end_to_end = [r["events"] / r["elapsed_s"] for r in live]
+    lag = [r["elapsed_s"] - r["commit_s"] for r in live]
+    n = "{:,.0f}"
+    print(f"  backlog, relay alone : {spread(rate, n)} events/s   (target >= 20,000)")
+    print(f"  live, commits        : {spread(commits, n)} transitions/s, batches of {batch}")
+    print(f"  live, end to end     : {spread(end_to_end, n)} events/s")
+    print(f"  live, relay lag      : {spread(lag, '{:.2f}')} s after the last commit")
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, default=4000, help="jobs; each makes 5 transitions")
+    p.add_argument("--jobs", type=int, default=10_000, help="jobs; each makes 5 transitions")
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--runs", type=int, default=3)
     a = p.parse_args()
-    asyncio.run(main(a.jobs, a.batch))
+    asyncio.run(main(a.jobs, a.batch, a.runs))

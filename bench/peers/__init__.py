@@ -1,0 +1,1 @@
+"""The systems balsam_mq is measured against, each driven through its own public API."""
