@@ -189,11 +189,24 @@ class Event(BaseModel):
 
         ``job.3.RUN_DONE``, ``job.3.STAGED_IN.quiet``, ``app.3.synced``, ``batchjob.3.queued``.
         """
-        key = f"{self.kind}.{self.site_id}.{self.to_state}"
-        return f"{key}.{QUIET}" if self.quiet else key
+        return routing_key(self.kind, self.site_id, self.to_state, quiet=self.quiet)
 
 
 QUIET = "quiet"  # the last word of a quiet event's routing key
+
+
+def blank(model: type[Document] | type[Event], **required: Any) -> dict[str, Any]:
+    """The stored form of a ``model`` document with ``required`` and every other field at
+    its default, in field order: the start of documents built in bulk, without a model
+    (and its validation) each. Its default containers are shared by every copy: whoever
+    copies it replaces them."""
+    return model.model_construct(**required).to_doc()
+
+
+def routing_key(kind: str, site_id: int, to_state: str, *, quiet: bool) -> str:
+    """The routing key of an event with these fields (see :attr:`Event.routing_key`)."""
+    key = f"{kind}.{site_id}.{to_state}"
+    return f"{key}.{QUIET}" if quiet else key
 
 
 class BatchJobState(StrEnum):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
@@ -86,10 +86,15 @@ class DirectBackend:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    async def create_jobs(self, jobs: Sequence[Job]) -> list[Job]:
-        """One transaction: ids, READY / AWAITING_PARENTS states and CREATED events."""
+    async def create_jobs(
+        self,
+        documents: Iterable[dict[str, Any]],
+        count: int,
+        created: Callable[[int, list[dict[str, Any]]], None],
+    ) -> None:
+        """A transaction per chunk: ids, initial states and creation events."""
         try:
-            return await self.store.jobs.create_many(jobs)
+            await self.store.jobs.create_documents(documents, count, created)
         except InvalidDocument as exc:
             raise JobError(f"a job cannot be stored (its data is not BSON): {exc}") from exc
 

@@ -126,6 +126,38 @@ def check_resources(label: str, **values: Any) -> Resources:
         raise JobError(f"{label}: {first_error(exc)}") from None
 
 
+_STORED_RESOURCES: dict[tuple[Any, ...], dict[str, Any]] = {}
+_REMEMBERED = 1024  # distinct resource requests kept
+
+
+def stored_resources(label: str, values: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``resources`` document of a job whose :data:`RESOURCE_FIELDS` have ``values``,
+    checked by :class:`Resources`. Remembered per distinct values (the jobs of a bulk
+    creation mostly share theirs), so the dict returned is shared: never change it."""
+    try:
+        key = tuple((type(v), tuple(v.items()) if type(v) is dict else v) for v in values)
+        stored = _STORED_RESOURCES.get(key)
+    except TypeError:  # unhashable values: checked below, and not remembered
+        key, stored = None, None
+    if stored is None:
+        checked = check_resources(label, **dict(zip(RESOURCE_FIELDS, values, strict=True)))
+        stored = checked.model_dump()
+        if key is not None:
+            if len(_STORED_RESOURCES) >= _REMEMBERED:
+                _STORED_RESOURCES.clear()
+            _STORED_RESOURCES[key] = stored
+    return stored
+
+
+def check_data(label: str, value: Any) -> None:
+    """``data`` of a job: a dict with str keys (its values are for MongoDB to store)."""
+    if not isinstance(value, Mapping):
+        raise JobError(f"{label}: data must be a dict, got {type(value).__name__}")
+    for k in value:
+        if not isinstance(k, str):
+            raise JobError(f"{label}: data keys must be str, got {k!r}")
+
+
 def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "value"
