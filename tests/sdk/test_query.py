@@ -79,6 +79,8 @@ async def test_order_windows_and_single_reads(client: Client, site: Site, drive:
     assert ids(await q) == ids(sims[::-1])
     assert ids(await q[1:3]) == [sims[4].id, sims[3].id]
     assert ids(await q[1:3][1:]) == [sims[3].id]
+    # ties are broken by id in the direction of the last key
+    assert ids(await Job.objects.filter(app="Sim").order_by("-state")) == ids(sims[::-1])
     assert await q[2:].count() == 4
     assert (await q.first()).id == sims[5].id  # type: ignore[union-attr]
     assert await Job.objects.filter(app="nothing").first() is None

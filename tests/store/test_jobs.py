@@ -60,7 +60,19 @@ async def test_schema_is_idempotent(store: Store) -> None:
     await ensure_schema(store.db)
     assert await store.db["relay_state"].find_one({"_id": "__origin__"}) == origin
     info = await store.db["jobs"].index_information()
-    assert "site_id_1_state_1" in info and "parent_ids_1" in info
+    assert "site_id_1_state_1__id_1" in info and "parent_ids_1" in info
+
+
+async def test_schema_replaces_retired_indexes(store: Store) -> None:
+    from balsam_mq.store import ensure_schema
+
+    jobs = store.db["jobs"]
+    await jobs.create_index([("site_id", 1), ("state", 1)])  # as an earlier version made it
+    await jobs.create_index([("session_id", 1)], sparse=True)
+    await ensure_schema(store.db)
+    info = await jobs.index_information()
+    assert "site_id_1_state_1" not in info and "session_id_1" not in info
+    assert info["session_id_running"]["partialFilterExpression"] == {"state": "RUNNING"}
 
 
 async def test_child_of_a_failed_parent_is_created_failed_naming_it(store: Store) -> None:
