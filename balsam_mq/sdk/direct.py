@@ -55,6 +55,9 @@ class DirectBackend:
     async def count(self, spec: QuerySpec) -> int:
         return await self.store.queries.count(spec)
 
+    async def values(self, spec: QuerySpec, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        return await self.store.queries.values(spec, fields)
+
     async def update(self, spec: QuerySpec, fields: Mapping[str, Any]) -> int:
         return await self.store.queries.update(spec, fields)
 

@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import App, BatchJob, Event, Job, Site, utcnow
 from balsam_mq.domain.models import plain
-from balsam_mq.domain.queries import Condition, QuerySpec, Resource
+from balsam_mq.domain.queries import Condition, QuerySpec, Resource, field_value
 from balsam_mq.errors import QueryError, StoreError
 from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES
 
@@ -169,6 +169,16 @@ class QueryRepository:
             return []
         projection = {f: 1 for f in fields} or {"_id": 1}  # an empty one would return all
         return [d async for d in self._cursor(spec, projection, session)]
+
+    async def values(self, spec: QuerySpec, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Only ``fields`` (names of ``domain.queries.FIELDS``) of the matching documents,
+        as queries give them; nothing else is read."""
+        paths = {name: _path(name) for name in fields}
+        docs = await self.project(spec, tuple(paths.values()))
+        return [
+            {name: field_value(spec.resource, name, d.get(path)) for name, path in paths.items()}
+            for d in docs
+        ]
 
     async def _match(self, spec: QuerySpec, session: AsyncClientSession | None) -> dict[str, Any]:
         """A filter for the spec's documents; a windowed spec is resolved to its ids first."""
