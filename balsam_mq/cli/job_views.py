@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import typer
-from rich.console import Group
-from rich.live import Live
 from rich.text import Text
 
 from balsam_mq.cli.common import (
@@ -246,6 +244,9 @@ def _renderer(as_json: bool) -> Iterator[Callable[[Listing], None]]:
 
         yield reprint
         return
+    from rich.console import Group
+    from rich.live import Live
+
     with Live(console=out, auto_refresh=False) as live:
 
         def update(listing: Listing) -> None:
