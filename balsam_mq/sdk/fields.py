@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,9 +40,15 @@ def clone(value: Any) -> Any:
 _EMPTY = object()  # snapshot of an empty dict or list: nothing to copy
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def snapshot(value: Any) -> Any:
     """What :func:`unchanged` compares a field with later."""
-    if type(value) in (dict, list) and not value:
+    kind = type(value)
+    if kind in _ATOMS:  # most fields: nothing to copy
+        return value
+    if (kind is dict or kind is list) and not value:
         return _EMPTY
     return clone(value)
 
@@ -165,9 +170,9 @@ def first_error(exc: ValidationError) -> str:
 
 
 def check_workdir(workdir: Any) -> str:
+    """A workdir as a site resolves it: a relative POSIX path that stays below ``data/``."""
     if not isinstance(workdir, str) or not workdir.strip():
         raise JobError(f"Job workdir must be a non-empty relative path, got {workdir!r}")
-    path = Path(workdir)
-    if path.is_absolute() or ".." in path.parts:
+    if workdir.startswith("/") or ".." in workdir.split("/"):
         raise JobError(f"Job workdir {workdir!r} must be relative to the site's data directory")
     return workdir
