@@ -154,10 +154,16 @@ def stored_resources(label: str, values: tuple[Any, ...]) -> dict[str, Any]:
     return stored
 
 
+def check_container(label: str, field: str, value: Any) -> None:
+    """Refuse a dict field that is not a mapping, or ``parent_ids`` that is not a list."""
+    kind, name = (list | tuple, "list") if field == "parent_ids" else (Mapping, "dict")
+    if not isinstance(value, kind):
+        raise JobError(f"{label}: {field} must be a {name}, got {type(value).__name__}")
+
+
 def check_data(label: str, value: Any) -> None:
     """``data`` of a job: a dict with str keys (its values are for MongoDB to store)."""
-    if not isinstance(value, Mapping):
-        raise JobError(f"{label}: data must be a dict, got {type(value).__name__}")
+    check_container(label, "data", value)
     for k in value:
         if not isinstance(k, str):
             raise JobError(f"{label}: data keys must be str, got {k!r}")

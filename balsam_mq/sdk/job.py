@@ -23,6 +23,7 @@ from balsam_mq.sdk.capture import Ready, capturing
 from balsam_mq.sdk.fields import (
     RESOURCE_FIELDS,
     TRACKED,
+    check_container,
     check_data,
     check_ids,
     check_resources,
@@ -352,6 +353,8 @@ class Job:
         it was built); its ``resources`` document (shared: see ``stored_resources``)."""
         label = self._label()
         check_workdir(self.workdir)
+        for name in ("tags", "transfers", "parent_ids"):
+            check_container(label, name, getattr(self, name))
         check_strings(label, "tags", self.tags)
         check_strings(label, "transfers", self.transfers)
         check_data(label, self.data)

@@ -66,17 +66,13 @@ async def _check_jobs(jobs: Sequence[Job], client: Client, *, sync: bool = True)
                 sites[app.site_id] = await refs.site_name(client, app.site_id)
             entry = resolved[key] = (app, app_label(app.name, sites[app.site_id]))
         app, label = entry
+        resources = job._check_new()
         parameters = job.parameters
-        inputs: tuple[Any, ...] | None = (id(app), tuple(parameters), *job.transfers.items())
-        try:
-            seen = inputs in passed
-        except TypeError:  # unhashable transfers: checked below, and not remembered
-            seen, inputs = False, None
-        if not seen:
+        inputs = (id(app), tuple(parameters), *job.transfers.items())
+        if inputs not in passed:
             check_job_inputs(app, label, job._label(), parameters, job.transfers)
-            if inputs is not None:
-                passed.add(inputs)
-        checked.resources.append(job._check_new())
+            passed.add(inputs)
+        checked.resources.append(resources)
         checked.parameters.append(job._serialized_parameters())
         checked.apps.append(app)
     return checked
@@ -106,8 +102,8 @@ async def create_jobs(jobs: Iterable[Job]) -> None:
     Every job is checked before the first one is written, so bad inputs create nothing.
     The documents are then built as the store writes them, a chunk of jobs per
     transaction (which bounds the client's memory); should a chunk fail to be written
-    (data MongoDB cannot store), the chunks written before it stay created and their
-    job objects have ids.
+    (data MongoDB cannot store), no chunk is sent after it, and those already sent stay
+    created, their job objects with ids.
     """
     jobs = list(jobs)
     if len({id(j) for j in jobs}) != len(jobs):

@@ -172,6 +172,10 @@ async def test_a_bad_job_anywhere_in_a_bulk_create_creates_none(
     jobs[-1].data = {1: "x"}  # type: ignore[dict-item]
     with pytest.raises(JobError, match=r"data keys must be str"):
         await Job.objects.bulk_create(jobs)
+    jobs[-1].data = {}
+    jobs[-1].transfers = None  # type: ignore[assignment]
+    with pytest.raises(JobError, match=r"transfers must be a dict, got NoneType"):
+        await Job.objects.bulk_create(jobs)
     assert await store.db["jobs"].count_documents({}) == 0
     assert all(j.id is None for j in jobs)
 
