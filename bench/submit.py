@@ -1,9 +1,10 @@
 """Jobs per second through the SDK's ``Job.objects.bulk_create``, and the client's peak memory.
 
 For each size, jobs are built with ``App.submit(..., save=False)`` (no I/O; timed
-apart), then created with one ``bulk_create`` call: parameters serialized, inputs
-checked, ids reserved in blocks, jobs and CREATED events inserted in transactions of
-10,000. Peak memory is the client process's maximum resident set size so far.
+apart), then created with one ``bulk_create`` call: inputs checked and parameters
+serialized for every job first, ids reserved in one block, then jobs and their creation
+events inserted a chunk per transaction (``CREATE_CHUNK`` in ``balsam_mq/store/jobs.py``),
+two chunks in flight. Peak memory is the client process's maximum resident set size so far.
 
     python bench/submit.py [--sizes 10000 100000]
 """

@@ -1,35 +1,70 @@
-"""The `balsam-mq` command line: one typer app assembled from one module per command group."""
+"""The `balsam-mq` command line: one typer app assembled from one module per command group,
+each module imported only when one of its commands runs (or a help page lists them)."""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from typing import Any
 
-from balsam_mq.cli import app as app_cli
-from balsam_mq.cli import demo, events, job, launcher, queue, site, stack
+import typer
+from typer.core import TyperGroup
+
 from balsam_mq.cli.common import BalsamGroup
+
+# (module under balsam_mq.cli, group name); None puts the module's commands at the top level.
+_GROUPS: list[tuple[str, str | None]] = [
+    ("stack", None),
+    ("demo", None),
+    ("site", "site"),
+    ("app", "app"),
+    ("job", "job"),
+    ("events", None),
+    ("launcher", None),
+    ("queue", "queue"),
+]
+
+
+def _group(module: str) -> TyperGroup:
+    typer_app: typer.Typer = importlib.import_module(f"balsam_mq.cli.{module}").app
+    return typer.main.get_group(typer_app)
+
+
+class _Root(BalsamGroup):
+    """The root group: it finds a command in the modules of :data:`_GROUPS`, importing a
+    group's module alone for a command of that group."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names: list[str] = []
+        for module, name in _GROUPS:
+            names += [name] if name is not None else list(_group(module).commands)
+        return names
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        for module, name in _GROUPS:
+            if name is not None and name == cmd_name:
+                group = _group(module)
+                group.name = name
+                return group
+        for module, name in _GROUPS:
+            if name is None and cmd_name in (commands := _group(module).commands):
+                return commands[cmd_name]
+        return None
+
 
 app = typer.Typer(
     name="balsam-mq",
-    cls=BalsamGroup,
+    cls=_Root,
     help="Run ensembles of HPC jobs on RabbitMQ and MongoDB.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-# (module's typer app, group name); None puts the module's commands at the top level.
-_GROUPS: list[tuple[typer.Typer, str | None]] = [
-    (stack.app, None),
-    (demo.app, None),
-    (site.app, "site"),
-    (app_cli.app, "app"),
-    (job.app, "job"),
-    (events.app, None),
-    (launcher.app, None),
-    (queue.app, "queue"),
-]
-for group, name in _GROUPS:
-    app.add_typer(group, name=name)
+
+@app.callback()
+def _root() -> None:
+    # the commands come from _Root; a callback makes typer build a group for them
+    pass
 
 
 def main() -> None:

@@ -9,25 +9,19 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
 from balsam_mq.errors import BalsamError
 from balsam_mq.settings import load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 T = TypeVar("T")
 
@@ -76,6 +70,8 @@ def usage_fail(exc: typer.TyperException) -> NoReturn:
 
 def console(*, stderr: bool = False) -> Console:
     """Rich output for a terminal; callers print plain lines when `is_terminal` is False."""
+    from rich.console import Console  # the parts of rich a command uses are imported by it
+
     return Console(highlight=False, stderr=stderr)
 
 
@@ -201,6 +197,8 @@ def _text(cell: Cell) -> Text:
 
 
 def build_table(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -227,6 +225,8 @@ def show_fields(pairs: Iterable[tuple[str, Cell]]) -> None:
         for name, value in pairs:
             typer.echo(f"{name}: {value.plain if isinstance(value, Text) else value}")
         return
+    from rich.table import Table
+
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -250,7 +250,17 @@ def progress(
     if not enabled or not err.is_terminal or not console().is_terminal:
         yield lambda n: None
         return
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
     if total is not None:
         columns.append(MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as bar:

@@ -107,7 +107,7 @@ def ls(
         return
 
     async def main() -> Listing:
-        return await fetch_listing(filters, order_by, limit)
+        return await fetch_listing(filters, order_by, limit, whole=as_json)
 
     show_listing(run(main), as_json=as_json)
 
@@ -226,7 +226,7 @@ def modify(
         from balsam_mq.sdk import Job
 
         query = Job.objects.filter(id=ids)
-        found = {j.id async for j in query}
+        found = {row["id"] for row in await query.values("id")}
         missing = sorted(set(ids) - found)
         if missing:
             raise NotFound(f"job(s) {', '.join(map(str, missing))} do not exist")

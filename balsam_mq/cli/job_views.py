@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import typer
-from rich.console import Group
-from rich.live import Live
 from rich.text import Text
 
 from balsam_mq.cli.common import (
@@ -30,10 +28,13 @@ from balsam_mq.cli.common import (
 from balsam_mq.errors import BalsamError, NotFound
 
 if TYPE_CHECKING:
+    from balsam_mq.domain import JobState
     from balsam_mq.sdk import EventLog, Job, Query
 
 WATCH_INTERVAL = 0.25  # seconds: at most one re-query this often, however many events arrive
 COLUMNS = ["id", "site", "app", "workdir", "state", "tags", "updated"]
+# a listing counts the jobs it does not show up to this many; beyond, it says "more than"
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -78,39 +79,78 @@ class JobFilters:
         return Job.objects.filter(**(resolved if resolved is not None else await self.resolve()))
 
 
+@dataclass(frozen=True)
+class JobRow:
+    """What the table of a listing shows of a job, read alone (no parameters, data,
+    results or tracebacks)."""
+
+    id: int
+    site_id: int
+    app_id: int
+    workdir: str
+    state: JobState
+    tags: dict[str, str]
+    last_update: datetime | None
+
+
+ROW_FIELDS = tuple(f.name for f in fields(JobRow))
+
+
 @dataclass
 class Listing:
-    """Jobs with the names of their sites and apps, and how many matched in all."""
+    """Jobs (whole, or their rows) with the names of their sites and apps, and how many
+    matched in all (counted up to :data:`COUNT_CAP` and one more)."""
 
-    jobs: list[Job]
+    jobs: Sequence[Job | JobRow]
     sites: dict[int, str]
     apps: dict[int, str]
     total: int
     at: datetime = field(default_factory=datetime.now)
 
     @classmethod
-    async def of(cls, jobs: list[Job], total: int | None = None) -> Listing:
+    async def of(cls, jobs: Sequence[Job | JobRow], total: int | None = None) -> Listing:
         from balsam_mq.sdk import App, Site
 
         site_ids = sorted({j.site_id for j in jobs if j.site_id is not None})
         app_ids = sorted({j.app_id for j in jobs if j.app_id is not None})
-        sites = {s.id or 0: s.name async for s in Site.objects.filter(id=site_ids)}
-        apps = {a.id or 0: a.name async for a in App.objects.filter(id=app_ids)}
-        return cls(jobs, sites, apps, len(jobs) if total is None else total)
+        sites = await Site.objects.filter(id=site_ids).values("id", "name")
+        apps = await App.objects.filter(id=app_ids).values("id", "name")
+        return cls(
+            jobs,
+            {d["id"]: d["name"] for d in sites},
+            {d["id"]: d["name"] for d in apps},
+            len(jobs) if total is None else total,
+        )
 
-    def site(self, job: Job) -> str:
+    def site(self, job: Job | JobRow) -> str:
         return self.sites.get(job.site_id or 0, str(job.site_id))
 
-    def app(self, job: Job) -> str:
+    def app(self, job: Job | JobRow) -> str:
         return self.apps.get(job.app_id or 0, str(job.app_id))
+
+    def total_text(self) -> str:
+        return f"more than {COUNT_CAP}" if self.total > COUNT_CAP else str(self.total)
 
 
 async def fetch_listing(
-    filters: JobFilters, order_by: str, limit: int, resolved: dict[str, Any] | None = None
+    filters: JobFilters,
+    order_by: str,
+    limit: int,
+    resolved: dict[str, Any] | None = None,
+    *,
+    whole: bool = False,
 ) -> Listing:
+    """The listing of ``filters``: whole jobs (``whole``, for JSON), else their rows."""
     query = (await filters.query(resolved)).order_by(order_by)
-    jobs = await (query[:limit] if limit else query)
-    total = await query.count() if limit and len(jobs) == limit else len(jobs)
+    window = query[:limit] if limit else query
+    jobs: Sequence[Job | JobRow]
+    if whole:
+        jobs = await window
+    else:
+        jobs = [JobRow(**row) for row in await window.values(*ROW_FIELDS)]
+    total = len(jobs)
+    if limit and total == limit:
+        total = await query[: COUNT_CAP + 1].count()
     return await Listing.of(jobs, total)
 
 
@@ -141,13 +181,18 @@ def _rows(listing: Listing) -> list[list[str | Text]]:
     ]
 
 
+def _json(listing: Listing) -> list[dict[str, Any]]:
+    return [job_json(j, listing) for j in listing.jobs if not isinstance(j, JobRow)]
+
+
 def show_listing(listing: Listing, *, as_json: bool) -> None:
     if as_json:
-        print_json([job_json(j, listing) for j in listing.jobs])
+        print_json(_json(listing))
     else:
         show_table(COLUMNS, _rows(listing))
     if listing.total > len(listing.jobs):
-        note(f"showing {len(listing.jobs)} of {listing.total} jobs (--limit 0 shows all)")
+        shown = len(listing.jobs)
+        note(f"showing {shown} of {listing.total_text()} jobs (--limit 0 shows all)")
 
 
 # --- the live listing -------------------------------------------------------------------
@@ -170,12 +215,12 @@ async def watch_display(filters: JobFilters, order_by: str, limit: int, *, as_js
     resolved = await filters.resolve()
     async with EventLog.objects.follow(**follow_filters(resolved)) as feed:
         with _renderer(as_json) as render:
-            render(await fetch_listing(filters, order_by, limit, resolved))
+            render(await fetch_listing(filters, order_by, limit, resolved, whole=as_json))
             last = anyio.current_time()
             async for _ in feed.batches():
                 # at most one re-query per interval: a burst of events becomes one listing
                 await anyio.sleep(max(0.0, last + WATCH_INTERVAL - anyio.current_time()))
-                render(await fetch_listing(filters, order_by, limit, resolved))
+                render(await fetch_listing(filters, order_by, limit, resolved, whole=as_json))
                 last = anyio.current_time()
 
 
@@ -186,7 +231,7 @@ def _renderer(as_json: bool) -> Iterator[Callable[[Listing], None]]:
         shown: list[Any] = []
 
         def reprint(listing: Listing) -> None:
-            content = [job_json(j, listing) for j in listing.jobs]
+            content = _json(listing) if as_json else _rows(listing)
             if shown == [content]:  # printed again only when something changed
                 return
             shown[:] = [content]
@@ -199,10 +244,14 @@ def _renderer(as_json: bool) -> Iterator[Callable[[Listing], None]]:
 
         yield reprint
         return
+    from rich.console import Group
+    from rich.live import Live
+
     with Live(console=out, auto_refresh=False) as live:
 
         def update(listing: Listing) -> None:
-            caption = f"{listing.total} jobs · {listing.at:%H:%M:%S} · Ctrl-C stops watching"
+            when_ = f"{listing.at:%H:%M:%S}"
+            caption = f"{listing.total_text()} jobs · {when_} · Ctrl-C stops watching"
             if listing.total > len(listing.jobs):
                 caption = f"showing {len(listing.jobs)} of " + caption
             table = build_table(COLUMNS, _rows(listing))

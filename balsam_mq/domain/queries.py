@@ -158,6 +158,32 @@ def parse_condition(resource: Resource, key: str, value: Any) -> Condition:
     return Condition(name, op, _value(resource, key, kind, value))
 
 
+def check_fields(resource: Resource, fields: Iterable[str]) -> tuple[str, ...]:
+    """Fields a query may return alone (``values()``): those it may filter by."""
+    out = tuple(fields)
+    for name in out:
+        if name not in FIELDS[resource]:
+            known = ", ".join(sorted(FIELDS[resource]))
+            raise QueryError(f"{resource} has no field {name!r} to return; fields: {known}")
+    if not out:
+        raise QueryError(f"{resource}: name the fields to return")
+    return out
+
+
+def field_value(resource: Resource, name: str, stored: Any) -> Any:
+    """A stored field value as queries give it (states as enums, event ids as text)."""
+    if stored is None:
+        return None
+    kind = FIELDS[resource][name]
+    if kind == "state":
+        return JobState(stored)
+    if kind == "bstate":
+        return BatchJobState(stored)
+    if kind == "oid":
+        return str(stored)
+    return stored
+
+
 def check_order(resource: Resource, fields: Iterable[str]) -> tuple[str, ...]:
     out = []
     for f in fields:

@@ -6,7 +6,7 @@ domain types, so managers, queries and futures never know which one they use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from balsam_mq.domain import (
@@ -56,6 +56,10 @@ class Backend(Protocol):
 
     async def count(self, spec: QuerySpec) -> int: ...
 
+    async def values(self, spec: QuerySpec, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Only ``fields`` of each match (names of ``domain.queries.FIELDS``)."""
+        ...
+
     async def update(self, spec: QuerySpec, fields: Mapping[str, Any]) -> int: ...
 
     async def delete(self, spec: QuerySpec) -> int: ...
@@ -70,7 +74,16 @@ class Backend(Protocol):
         ...
 
     # jobs
-    async def create_jobs(self, jobs: Sequence[Job]) -> list[Job]: ...
+    async def create_jobs(
+        self,
+        documents: Iterable[dict[str, Any]],
+        count: int,
+        created: Callable[[int, list[dict[str, Any]]], None],
+    ) -> None:
+        """Create ``count`` new jobs from their documents (``Job.to_doc()`` without ``_id``,
+        checked; read lazily, a chunk at a time); ``created(offset, documents)`` receives
+        each chunk's stored documents as it is written."""
+        ...
 
     async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]: ...
 

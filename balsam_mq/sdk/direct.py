@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
@@ -55,6 +55,9 @@ class DirectBackend:
     async def count(self, spec: QuerySpec) -> int:
         return await self.store.queries.count(spec)
 
+    async def values(self, spec: QuerySpec, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        return await self.store.queries.values(spec, fields)
+
     async def update(self, spec: QuerySpec, fields: Mapping[str, Any]) -> int:
         return await self.store.queries.update(spec, fields)
 
@@ -86,10 +89,15 @@ class DirectBackend:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    async def create_jobs(self, jobs: Sequence[Job]) -> list[Job]:
-        """One transaction: ids, READY / AWAITING_PARENTS states and CREATED events."""
+    async def create_jobs(
+        self,
+        documents: Iterable[dict[str, Any]],
+        count: int,
+        created: Callable[[int, list[dict[str, Any]]], None],
+    ) -> None:
+        """A transaction per chunk: ids, initial states and creation events."""
         try:
-            return await self.store.jobs.create_many(jobs)
+            await self.store.jobs.create_documents(documents, count, created)
         except InvalidDocument as exc:
             raise JobError(f"a job cannot be stored (its data is not BSON): {exc}") from exc
 

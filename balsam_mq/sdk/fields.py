@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,9 +40,15 @@ def clone(value: Any) -> Any:
 _EMPTY = object()  # snapshot of an empty dict or list: nothing to copy
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def snapshot(value: Any) -> Any:
     """What :func:`unchanged` compares a field with later."""
-    if type(value) in (dict, list) and not value:
+    kind = type(value)
+    if kind in _ATOMS:  # most fields: nothing to copy
+        return value
+    if (kind is dict or kind is list) and not value:
         return _EMPTY
     return clone(value)
 
@@ -126,6 +131,44 @@ def check_resources(label: str, **values: Any) -> Resources:
         raise JobError(f"{label}: {first_error(exc)}") from None
 
 
+_STORED_RESOURCES: dict[tuple[Any, ...], dict[str, Any]] = {}
+_REMEMBERED = 1024  # distinct resource requests kept
+
+
+def stored_resources(label: str, values: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``resources`` document of a job whose :data:`RESOURCE_FIELDS` have ``values``,
+    checked by :class:`Resources`. Remembered per distinct values (the jobs of a bulk
+    creation mostly share theirs), so the dict returned is shared: never change it."""
+    try:
+        key = tuple((type(v), tuple(v.items()) if type(v) is dict else v) for v in values)
+        stored = _STORED_RESOURCES.get(key)
+    except TypeError:  # unhashable values: checked below, and not remembered
+        key, stored = None, None
+    if stored is None:
+        checked = check_resources(label, **dict(zip(RESOURCE_FIELDS, values, strict=True)))
+        stored = checked.model_dump()
+        if key is not None:
+            if len(_STORED_RESOURCES) >= _REMEMBERED:
+                _STORED_RESOURCES.clear()
+            _STORED_RESOURCES[key] = stored
+    return stored
+
+
+def check_container(label: str, field: str, value: Any) -> None:
+    """Refuse a dict field that is not a mapping, or ``parent_ids`` that is not a list."""
+    kind, name = (list | tuple, "list") if field == "parent_ids" else (Mapping, "dict")
+    if not isinstance(value, kind):
+        raise JobError(f"{label}: {field} must be a {name}, got {type(value).__name__}")
+
+
+def check_data(label: str, value: Any) -> None:
+    """``data`` of a job: a dict with str keys (its values are for MongoDB to store)."""
+    check_container(label, "data", value)
+    for k in value:
+        if not isinstance(k, str):
+            raise JobError(f"{label}: data keys must be str, got {k!r}")
+
+
 def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "value"
@@ -133,9 +176,9 @@ def first_error(exc: ValidationError) -> str:
 
 
 def check_workdir(workdir: Any) -> str:
+    """A workdir as a site resolves it: a relative POSIX path that stays below ``data/``."""
     if not isinstance(workdir, str) or not workdir.strip():
         raise JobError(f"Job workdir must be a non-empty relative path, got {workdir!r}")
-    path = Path(workdir)
-    if path.is_absolute() or ".." in path.parts:
+    if workdir.startswith("/") or ".." in workdir.split("/"):
         raise JobError(f"Job workdir {workdir!r} must be relative to the site's data directory")
     return workdir

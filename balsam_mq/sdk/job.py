@@ -7,10 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import ValidationError
-
 from balsam_mq.domain import Job as JobDocument
-from balsam_mq.domain import JobState, Resources, parse_state
+from balsam_mq.domain import JobState, parse_state
+from balsam_mq.domain.models import blank
 from balsam_mq.domain.serialization import (
     deserialize,
     deserialize_exception,
@@ -24,12 +23,14 @@ from balsam_mq.sdk.capture import Ready, capturing
 from balsam_mq.sdk.fields import (
     RESOURCE_FIELDS,
     TRACKED,
+    check_container,
+    check_data,
     check_ids,
     check_resources,
     check_strings,
     check_workdir,
-    first_error,
     snapshot,
+    stored_resources,
     unchanged,
 )
 from balsam_mq.sdk.managers import JobManager
@@ -305,30 +306,40 @@ class Job:
 
     def _load(self, doc: JobDocument) -> None:
         """Take every field from ``doc`` and remember them as the saved values."""
-        self.id = doc.id
-        self.app_id = self._app_ref = doc.app_id
+        self._take(doc.id, vars(doc), vars(doc.resources))
+
+    def _load_stored(self, doc: Mapping[str, Any]) -> None:
+        """:meth:`_load` from the stored form of the job (``Job.to_doc()`` with ``_id``)."""
+        self._take(doc["_id"], doc, doc["resources"])
+
+    def _take(
+        self, job_id: int | None, doc: Mapping[str, Any], resources: Mapping[str, Any]
+    ) -> None:
+        self.id = job_id
+        self.app_id = self._app_ref = doc["app_id"]
         self._site_ref = None
-        self.site_id = doc.site_id
-        self.owner = doc.owner
-        self.workdir = doc.workdir
-        self.tags = doc.tags
-        self.data = doc.data
-        self.parent_ids = doc.parent_ids
-        self.transfers = doc.transfers
-        self.state_data = doc.state_data
+        self.site_id = doc["site_id"]
+        self.owner = doc["owner"]
+        self.workdir = doc["workdir"]
+        self.tags = doc["tags"]
+        self.data = doc["data"]
+        self.parent_ids = doc["parent_ids"]
+        self.transfers = doc["transfers"]
+        self.state_data = doc["state_data"]
         for name in RESOURCE_FIELDS:
-            setattr(self, name, getattr(doc.resources, name))
-        self.return_code = doc.return_code
-        self.batch_job_id = doc.batch_job_id
-        self.last_update = doc.last_update
-        self.created_at = doc.created_at
-        self.traceback = doc.traceback
-        self._state = doc.state
-        self._params_text = doc.parameters
+            setattr(self, name, resources[name])
+        self.launch_params = dict(self.launch_params)  # stored resources may be shared
+        self.return_code = doc["return_code"]
+        self.batch_job_id = doc["batch_job_id"]
+        self.last_update = doc["last_update"]
+        self.created_at = doc["created_at"]
+        self.traceback = doc["traceback"]
+        self._state = JobState(doc["state"])
+        self._params_text = doc["parameters"]
         self._params = None
-        self._result_text = doc.result
-        self._exception_text = doc.exception
-        self._saved = (*(snapshot(getattr(self, name)) for name in TRACKED), doc.state)
+        self._result_text = doc["result"]
+        self._exception_text = doc["exception"]
+        self._saved = (*(snapshot(getattr(self, name)) for name in TRACKED), self._state)
 
     @property
     def _saved_state(self) -> JobState | None:
@@ -337,25 +348,35 @@ class Job:
     def _serialized_parameters(self) -> str:
         return serialize_parameters(self.parameters, what=f"{self._label()} parameters")
 
-    def _to_document(self, app_id: int, site_id: int, parameters: str | None = None) -> JobDocument:
-        """A new job document for ``app_id`` at ``site_id`` (``parameters``: already
-        serialized, else serialized here)."""
-        if parameters is None:
-            parameters = self._serialized_parameters()
-        try:
-            return JobDocument(
-                app_id=app_id,
-                site_id=site_id,
-                workdir=self.workdir,
-                tags=self.tags,
-                parameters=parameters,
-                data=self.data,
-                resources=Resources(**{name: getattr(self, name) for name in RESOURCE_FIELDS}),
-                parent_ids=self.parent_ids,
-                transfers=self.transfers,
-            )
-        except ValidationError as exc:
-            raise JobError(f"{self._label()}: {first_error(exc)}") from None
+    def _check_new(self) -> dict[str, Any]:
+        """Check the fields of this new job as they are now (they may have been set since
+        it was built); its ``resources`` document (shared: see ``stored_resources``)."""
+        label = self._label()
+        check_workdir(self.workdir)
+        for name in ("tags", "transfers", "parent_ids"):
+            check_container(label, name, getattr(self, name))
+        check_strings(label, "tags", self.tags)
+        check_strings(label, "transfers", self.transfers)
+        check_data(label, self.data)
+        check_ids(label, self.parent_ids)
+        return stored_resources(label, tuple(getattr(self, name) for name in RESOURCE_FIELDS))
+
+    def _new_document(
+        self, app_id: int, site_id: int, parameters: str, resources: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The document of this new job for ``app_id`` at ``site_id``, from fields checked by
+        :meth:`_check_new` (``parameters``: serialized; ``resources``: as it returned)."""
+        doc = dict(_NEW)
+        doc["app_id"] = app_id
+        doc["site_id"] = site_id
+        doc["workdir"] = self.workdir
+        doc["tags"] = _exact(dict, self.tags)
+        doc["parameters"] = parameters
+        doc["data"] = _exact(dict, self.data)
+        doc["resources"] = resources
+        doc["parent_ids"] = _exact(list, self.parent_ids)
+        doc["transfers"] = _exact(dict, self.transfers)
+        return doc
 
     def _changes(self) -> dict[str, Any]:
         """User-facing fields whose value differs from the saved one (``state`` included)."""
@@ -373,6 +394,14 @@ class Job:
             if text != self._params_text:
                 changed["parameters"] = self._params
         return changed
+
+
+_NEW = blank(JobDocument, app_id=0, site_id=0, workdir="")  # every field, in stored order
+
+
+def _exact(kind: type[Any], value: Any) -> Any:
+    """``value`` if it is a ``kind`` itself (not a subclass or look-alike), else converted."""
+    return value if type(value) is kind else kind(value)
 
 
 class CapturedJob(Job):

@@ -22,6 +22,11 @@ def _spec(resource: Resource, **match: Any) -> QuerySpec:
     return QuerySpec(resource, conditions)
 
 
+async def _ids(client: Client, spec: QuerySpec) -> list[int]:
+    """The ids of the matches alone (an app document carries its whole class)."""
+    return [d["id"] for d in await client.backend.values(spec, ("id",))]
+
+
 def _site_id_of(ref: Any) -> int | None:
     """The id of a Site object (or a stored document with one)."""
     site_id = getattr(ref, "id", None)
@@ -85,7 +90,7 @@ async def site_ids(client: Client, ref: Any) -> list[int]:
     if isinstance(ref, list | tuple | set | frozenset):
         return sorted({i for r in ref for i in await site_ids(client, r)})
     if isinstance(ref, str):
-        return [s.id for s in await client.backend.find(_spec("sites", name=ref))]
+        return await _ids(client, _spec("sites", name=ref))
     site_id = ref if isinstance(ref, int) and not isinstance(ref, bool) else _site_id_of(ref)
     if site_id is None:
         raise JobError(f"site filter: expected a site name, id or Site, got {ref!r}")
@@ -179,17 +184,14 @@ async def app_ids(client: Client, ref: Any) -> list[int]:
             site = await find_site(client, getattr(ref, "site", None), where=label_of(ref))
         except NotFound:
             return []
-        apps: list[App] = await client.backend.find(
-            _spec("apps", name=ref.__name__, site_id=site.id)
-        )
-        return [a.id for a in apps if a.id is not None]
+        return await _ids(client, _spec("apps", name=ref.__name__, site_id=site.id))
     if isinstance(ref, App) and ref.id is not None:
         return [ref.id]
     if isinstance(ref, int) and not isinstance(ref, bool):
         return [ref]
     if isinstance(ref, str):
-        apps = await client.backend.find(_spec("apps", name=ref))
-        if not apps and "." in ref:
-            apps = await client.backend.find(_spec("apps", name=ref.rsplit(".", 1)[1]))
-        return [a.id for a in apps if a.id is not None]
+        ids = await _ids(client, _spec("apps", name=ref))
+        if not ids and "." in ref:
+            ids = await _ids(client, _spec("apps", name=ref.rsplit(".", 1)[1]))
+        return ids
     raise JobError(f"app filter: expected an ApplicationDefinition, name or id, got {ref!r}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 from typing import Any
 
+import anyio
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -14,13 +17,14 @@ from balsam_mq.domain import (
     Actor,
     App,
     Change,
+    Event,
     Job,
     JobState,
     TransitionResult,
     check_transition,
     utcnow,
 )
-from balsam_mq.domain.models import job_event_doc
+from balsam_mq.domain.models import blank, plain, routing_key
 from balsam_mq.domain.pipeline import DEFAULT_MOVES, Work, has_work, passage
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store.counters import Counters
@@ -28,10 +32,20 @@ from balsam_mq.store.schema import APPS, EVENTS, JOBS
 from balsam_mq.store.transactions import Transactor
 
 Extra = Callable[[AsyncClientSession], Awaitable[None]]
+Doc = dict[str, Any]
+Created = Callable[[int, list[Doc]], None]
+
+# jobs created per transaction: a transaction's writes must fit in mongod's cache (a job
+# and its creation events with their index entries weigh about 2 KB there)
+CREATE_CHUNK = 1_000
+# creation transactions in flight at once: one is written while the next is encoded
+CREATE_IN_FLIGHT = 2
 
 # what a transition reads of each job inside its transaction
 _TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
 _TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to the resolver
+
+_EVENT = blank(Event, site_id=0, to_state="")  # every field of a job event, in order
 
 
 @dataclass(frozen=True)
@@ -76,40 +90,59 @@ def _steps(change: Change, work: Work | None, *, has_children: bool) -> list[_St
     return steps
 
 
+# an event as written: its routing key, and its document
+_Row = tuple[str, Doc]
+
+
 def _events(
     site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[_Step], now: Any
-) -> list[dict[str, Any]]:
-    """The event documents of ``steps``, numbered on from the job's ``seq``."""
-    return [
-        job_event_doc(
-            site_id=site_id,
-            job_id=job_id,
-            app_id=app_id,
-            from_state=step.from_state,
-            to_state=step.to,
-            seq=seq + i,
-            by=step.by,
-            timestamp=now,
-            state_data=step.state_data,
-            quiet=step.quiet,
-        )
-        for i, step in enumerate(steps, start=1)
-    ]
+) -> list[_Row]:
+    """The events of ``steps``, numbered on from the job's ``seq``."""
+    rows: list[_Row] = []
+    for i, step in enumerate(steps, start=1):
+        doc = dict(_EVENT)
+        doc["site_id"] = site_id
+        doc["job_id"] = job_id
+        doc["app_id"] = app_id
+        doc["from_state"] = step.from_state.value
+        doc["to_state"] = step.to.value
+        doc["seq"] = seq + i
+        doc["by"] = None if step.by is None else step.by.value
+        doc["timestamp"] = now
+        doc["state_data"] = plain(step.state_data)
+        doc["quiet"] = step.quiet
+        rows.append((routing_key("job", site_id, step.to.value, quiet=step.quiet), doc))
+    return rows
 
 
-def _event_docs(per_job: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The rows of a transaction in writing order: every job's first step, then every
-    second step..., grouped by routing key within a step. Each job's events stay in order
-    and the relay finds long runs of one key to send as one message."""
-    ordered = sorted(
-        (
-            (i, e["site_id"], e["to_state"], e["quiet"], n, e)
-            for n, events in enumerate(per_job)
-            for i, e in enumerate(events)
-        ),
-        key=lambda t: t[:5],
-    )
-    return [e for *_, e in ordered]
+class _Runs:
+    """The events of a transaction in writing order: every job's first step, then every
+    second step..., by routing key within a step, in job order within a key. Each job's
+    events stay in order and the relay finds long runs of one key to send as one message."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[int, str], list[Doc]] = {}
+
+    def run(self, position: int, key: str) -> list[Doc]:
+        """Where the events of the ``position``-th step with routing key ``key`` go."""
+        run = self._runs.get((position, key))
+        if run is None:
+            run = self._runs[(position, key)] = []
+        return run
+
+    def add(self, rows: list[_Row]) -> None:
+        """One job's events (add jobs in their order)."""
+        for position, (key, doc) in enumerate(rows):
+            self.run(position, key).append(doc)
+
+    def docs(self) -> list[Doc]:
+        return [doc for position in sorted(self._runs) for doc in self._runs[position]]
+
+
+def _chunks(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:
+    it = iter(docs)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 class JobRepository:
@@ -144,56 +177,111 @@ class JobRepository:
         *,
         session: AsyncClientSession | None = None,
     ) -> list[Job]:
-        """Insert new jobs with their creation events: READY (and on, through every step
-        with no work: see ``domain.pipeline``), AWAITING_PARENTS, or FAILED.
-
-        Ids come from one block reservation. Unfinished parents are touched inside the
-        transaction, so a parent finishing concurrently conflicts with this creation
-        and one of the two retries: a child never waits on a parent that finished
-        unseen. A child of a parent that is already FAILED is created FAILED, naming
-        the parent, as the dependency resolver fails the children waiting on it.
-        """
+        """Insert new jobs with their creation events, in one transaction: READY (and on,
+        through every step with no work: see ``domain.pipeline``), AWAITING_PARENTS, or
+        FAILED. See :meth:`create_documents` for ids and parents."""
         if not jobs:
             return []
         for job in jobs:
             if job.id is not None:
                 raise JobError(f"Job {job.id} is already saved")
-        first = await self._counters.reserve(JOBS, len(jobs))
-        parent_ids = sorted({p for job in jobs for p in job.parent_ids})
+        docs = [job.to_doc() for job in jobs]
+        first = await self._counters.reserve(JOBS, len(docs))
+        await self._tx.run(partial(self._create, docs, first), session=session)
+        return [Job.from_doc(doc) for doc in docs]
 
-        async def body(s: AsyncClientSession) -> list[Job]:
-            parent_states: dict[int, str] = {}
-            ancestors: dict[int, int] = {}  # failed parent -> the first failed ancestor
-            if parent_ids:
-                cursor = self._jobs.find(
-                    {"_id": {"$in": parent_ids}}, {"state": 1, "state_data": 1}, session=s
-                )
-                async for d in cursor:
-                    parent_states[d["_id"]] = d["state"]
-                    if d["state"] == JobState.FAILED:
-                        ancestors[d["_id"]] = (d.get("state_data") or {}).get(
-                            "failed_ancestor", d["_id"]
-                        )
-                missing = [p for p in parent_ids if p not in parent_states]
-                if missing:
-                    raise JobError(f"parent job(s) {missing} do not exist")
-                unfinished = [p for p, st in parent_states.items() if st != JobState.JOB_FINISHED]
-                if unfinished:
-                    await self._jobs.update_many(
-                        {"_id": {"$in": unfinished}, "state": {"$ne": JobState.JOB_FINISHED.value}},
-                        {"$set": {"last_child_at": utcnow()}},
-                        session=s,
+    async def create_documents(self, docs: Iterable[Doc], count: int, created: Created) -> None:
+        """Create ``count`` new jobs from their documents (in the form of ``Job.to_doc()``,
+        without ``_id``; their fields already checked), with their creation events.
+
+        Each job becomes READY (and goes on through every step with no work: see
+        ``domain.pipeline``), AWAITING_PARENTS, or FAILED. Ids come from one block
+        reservation. Every :data:`CREATE_CHUNK` jobs are one transaction; up to
+        :data:`CREATE_IN_FLIGHT` of them are written at once, and ``docs`` is read one
+        chunk ahead of them, so it may be built lazily. When a chunk is written,
+        ``created(offset, documents)`` is called with its completed documents (``_id``,
+        state, times...) and the position of its first one in ``docs``. If a chunk
+        fails, none is started after it; those already started are seen to their end.
+
+        Unfinished parents are touched inside the transaction, so a parent finishing
+        concurrently conflicts with this creation and one of the two retries: a child
+        never waits on a parent that finished unseen. A child of a parent that is
+        already FAILED is created FAILED, naming the parent, as the dependency resolver
+        fails the children waiting on it.
+        """
+        if count < 1:
+            if next(iter(docs), None) is not None:
+                raise StoreError("create_documents: more documents than the count given")
+            return
+        first = await self._counters.reserve(JOBS, count)
+        slots = anyio.Semaphore(CREATE_IN_FLIGHT)
+
+        async def write(offset: int, chunk: list[Doc]) -> None:
+            # shielded: once sent, a chunk is seen to its end and reported, even when
+            # another one failed (its jobs exist: their objects must have their ids)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._tx.run(partial(self._create, chunk, first + offset))
+                    created(offset, chunk)
+                finally:
+                    slots.release()
+
+        offset = 0
+        try:
+            async with anyio.create_task_group() as tg:
+                for chunk in _chunks(docs, CREATE_CHUNK):
+                    if offset + len(chunk) > count:
+                        raise StoreError("create_documents: more documents than the count given")
+                    await slots.acquire()
+                    tg.start_soon(write, offset, chunk)
+                    offset += len(chunk)
+        except BaseExceptionGroup as group:
+            raise _first(group) from None
+        if offset != count:
+            raise StoreError(f"create_documents: {offset} documents for a count of {count}")
+
+    async def _create(self, docs: list[Doc], first: int, s: AsyncClientSession) -> None:
+        """The body of a creation transaction: completes ``docs`` (ids from ``first`` on)
+        and inserts them with their events."""
+        parent_ids = sorted({p for doc in docs for p in doc["parent_ids"]})
+        parent_states: dict[int, str] = {}
+        ancestors: dict[int, int] = {}  # failed parent -> the first failed ancestor
+        if parent_ids:
+            cursor = self._jobs.find(
+                {"_id": {"$in": parent_ids}}, {"state": 1, "state_data": 1}, session=s
+            )
+            async for d in cursor:
+                parent_states[d["_id"]] = d["state"]
+                if d["state"] == JobState.FAILED:
+                    ancestors[d["_id"]] = (d.get("state_data") or {}).get(
+                        "failed_ancestor", d["_id"]
                     )
-            apps = await self._apps_of({j.app_id for j in jobs}, s)
-            now = utcnow()
-            docs: list[dict[str, Any]] = []
-            created: list[Job] = []
-            events: list[list[dict[str, Any]]] = []
-            for offset, job in enumerate(jobs):
-                waiting = any(parent_states[p] != JobState.JOB_FINISHED for p in job.parent_ids)
-                state = JobState.AWAITING_PARENTS if waiting else JobState.READY
-                state_data: dict[str, Any] = {}
-                failed = [p for p in job.parent_ids if p in ancestors]
+            missing = [p for p in parent_ids if p not in parent_states]
+            if missing:
+                raise JobError(f"parent job(s) {missing} do not exist")
+            unfinished = [p for p, st in parent_states.items() if st != JobState.JOB_FINISHED]
+            if unfinished:
+                await self._jobs.update_many(
+                    {"_id": {"$in": unfinished}, "state": {"$ne": JobState.JOB_FINISHED.value}},
+                    {"$set": {"last_child_at": utcnow()}},
+                    session=s,
+                )
+        apps = await self._apps_of({doc["app_id"] for doc in docs}, s)
+        now = utcnow()
+        # jobs of one app, with the same transfer slots and no parent in the way, take
+        # the same steps: their events differ only in the job id
+        passages: dict[tuple[Any, ...], tuple[_Step, list[tuple[list[Doc], Doc]]]] = {}
+        events = _Runs()
+        for offset, doc in enumerate(docs):
+            job_id = first + offset
+            app_id, site_id, transfers = doc["app_id"], doc["site_id"], doc["transfers"]
+            state = JobState.READY
+            state_data: dict[str, Any] = {}
+            if doc["parent_ids"]:
+                parents = doc["parent_ids"]
+                if any(parent_states[p] != JobState.JOB_FINISHED for p in parents):
+                    state = JobState.AWAITING_PARENTS
+                failed = [p for p in parents if p in ancestors]
                 if failed:
                     state = JobState.FAILED
                     state_data = {
@@ -201,30 +289,31 @@ class JobRepository:
                         "failed_parent": failed[0],
                         "failed_ancestor": ancestors[failed[0]],
                     }
-                job_id = first + offset
+            key = (app_id, site_id, tuple(sorted(transfers)), state)
+            known = None if state_data else passages.get(key)
+            if known is None:
                 steps = _steps(
                     Change(job_id, JobState.CREATED, state, state_data, by=Actor.CLIENT),
-                    _work(apps, job.app_id, job.transfers),
+                    _work(apps, app_id, transfers),
                     has_children=False,
                 )
-                new = job.model_copy(
-                    update={
-                        "id": job_id,
-                        "state": steps[-1].to,
-                        "state_data": steps[-1].state_data,
-                        "created_at": now,
-                        "last_update": now,
-                        "seq": len(steps),
-                    }
-                )
-                created.append(new)
-                docs.append(new.to_doc())
-                events.append(_events(new.site_id, job_id, new.app_id, 0, steps, now))
-            await self._jobs.insert_many(docs, session=s)
-            await self._events.insert_many(_event_docs(events), session=s)
-            return created
-
-        return await self._tx.run(body, session=session)
+                rows = _events(site_id, job_id, app_id, 0, steps, now)
+                known = (steps[-1], [(events.run(i, k), row) for i, (k, row) in enumerate(rows)])
+                if not state_data:
+                    passages[key] = known
+            last, runs = known
+            for run, row in runs:
+                event = row.copy()
+                event["job_id"] = job_id
+                run.append(event)
+            doc["_id"] = job_id
+            doc["state"] = last.to.value
+            doc["state_data"] = dict(last.state_data)
+            doc["created_at"] = now
+            doc["last_update"] = now
+            doc["seq"] = len(runs)
+        await self._jobs.insert_many(docs, session=s)
+        await self._events.insert_many(events.docs(), session=s)
 
     async def transition(
         self,
@@ -260,12 +349,12 @@ class JobRepository:
             cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
             current = {d["_id"]: d async for d in cursor}
             app_ids = {current[c.job_id].get("app_id") for c in changes if c.job_id in current}
-            known: Mapping[int, App] = {}
+            followed: Mapping[int, App] = {}
             if any(_may_pass(c.to) for c in changes):
-                known = apps if apps is not None else await self._apps_of(app_ids, s)
+                followed = apps if apps is not None else await self._apps_of(app_ids, s)
             now = utcnow()
             ops: list[UpdateOne] = []
-            events: list[list[dict[str, Any]]] = []
+            events = _Runs()
             moved: list[int] = []
             final: dict[int, JobState] = {}
             unmoved: dict[int, JobState | None] = {}
@@ -276,7 +365,7 @@ class JobRepository:
                     continue
                 steps = _steps(
                     c,
-                    _work(known, doc.get("app_id"), doc.get("transfers") or {}),
+                    _work(followed, doc.get("app_id"), doc.get("transfers") or {}),
                     has_children=bool(doc.get("last_child_at")),
                 )
                 seq = int(doc.get("seq", 0))
@@ -288,7 +377,7 @@ class JobRepository:
                     "seq": seq + len(steps),
                 }
                 ops.append(UpdateOne({"_id": c.job_id, "state": c.expect.value}, {"$set": fields}))
-                events.append(_events(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now))
+                events.add(_events(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now))
                 moved.append(c.job_id)
                 final[c.job_id] = steps[-1].to
             if ops:
@@ -298,7 +387,7 @@ class JobRepository:
                         f"transition matched {result.matched_count} of {len(ops)} jobs "
                         "inside one snapshot"
                     )
-                await self._events.insert_many(_event_docs(events), session=s)
+                await self._events.insert_many(events.docs(), session=s)
             if extra is not None:
                 await extra(s)
             return TransitionResult(moved=moved, unmoved=unmoved, final=final)
@@ -333,3 +422,11 @@ class JobRepository:
             {"session_id": {"$in": list(session_ids)}, "state": JobState.RUNNING.value}
         )
         return [Job.from_doc(d) async for d in cursor]
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group's (possibly nested) exception group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

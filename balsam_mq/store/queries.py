@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import App, BatchJob, Event, Job, Site, utcnow
 from balsam_mq.domain.models import plain
-from balsam_mq.domain.queries import Condition, QuerySpec, Resource
+from balsam_mq.domain.queries import Condition, QuerySpec, Resource, field_value
 from balsam_mq.errors import QueryError, StoreError
 from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES
 
@@ -61,13 +61,14 @@ def to_filter(spec: QuerySpec) -> dict[str, Any]:
 
 
 def to_sort(spec: QuerySpec) -> list[tuple[str, int]]:
-    """The sort order; ``_id`` last so that windows are stable."""
+    """The sort order; ``_id`` last so that windows are stable, in the direction of the key
+    before it, so that one index on (field, _id) serves both directions."""
     keys = [
         (_path(f.removeprefix("-")), DESCENDING if f.startswith("-") else ASCENDING)
         for f in spec.order
     ]
     if not any(k == "_id" for k, _ in keys):
-        keys.append(("_id", ASCENDING))
+        keys.append(("_id", keys[-1][1] if keys else ASCENDING))
     return keys
 
 
@@ -139,6 +140,10 @@ class QueryRepository:
             yield model.from_doc(d)
 
     async def count(self, spec: QuerySpec) -> int:
+        """How many documents match (within the window). A filtered count runs MongoDB's
+        ``count`` command, which counts index entries alone where an index holds every
+        condition. Without conditions the documents themselves are counted: the command
+        would read the collection's statistics, which an unclean shutdown can leave off."""
         options: dict[str, Any] = {}
         if spec.start:
             options["skip"] = spec.start
@@ -146,7 +151,11 @@ class QueryRepository:
             if spec.stop <= spec.start:
                 return 0
             options["limit"] = spec.stop - spec.start
-        return await self._coll(spec).count_documents(to_filter(spec), **options)
+        match = to_filter(spec)
+        if not match:
+            return await self._coll(spec).count_documents(match, **options)
+        reply = await self._db.command("count", COLLECTIONS[spec.resource], query=match, **options)
+        return int(reply["n"])
 
     async def project(
         self,
@@ -158,8 +167,18 @@ class QueryRepository:
         """Only ``fields`` (plus ``_id``) of the matching documents, raw."""
         if spec.stop is not None and spec.stop <= spec.start:
             return []
-        projection = {f: 1 for f in fields}
+        projection = {f: 1 for f in fields} or {"_id": 1}  # an empty one would return all
         return [d async for d in self._cursor(spec, projection, session)]
+
+    async def values(self, spec: QuerySpec, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Only ``fields`` (names of ``domain.queries.FIELDS``) of the matching documents,
+        as queries give them; nothing else is read."""
+        paths = {name: _path(name) for name in fields}
+        docs = await self.project(spec, tuple(paths.values()))
+        return [
+            {name: field_value(spec.resource, name, d.get(path)) for name, path in paths.items()}
+            for d in docs
+        ]
 
     async def _match(self, spec: QuerySpec, session: AsyncClientSession | None) -> dict[str, Any]:
         """A filter for the spec's documents; a windowed spec is resolved to its ids first."""

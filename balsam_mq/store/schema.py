@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+from balsam_mq.domain import JobState
 
 SITES = "sites"
 APPS = "apps"
@@ -18,18 +21,27 @@ USERS = "users"
 COUNTERS = "counters"
 RELAY_STATE = "relay_state"
 
+_INDEX_NOT_FOUND = 27  # MongoDB's error code
 ORIGIN = "__origin__"  # relay_state row: the change-stream point the database started at
 
 INDEXES: dict[str, list[IndexModel]] = {
     SITES: [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], unique=True)],
     APPS: [IndexModel([("site_id", ASCENDING), ("name", ASCENDING)], unique=True)],
+    # listings filter by state, site, app or tags and page in id order (either way): the
+    # filtered fields first, then _id, so a page reads only its own entries
     JOBS: [
-        IndexModel([("site_id", ASCENDING), ("state", ASCENDING)]),
-        IndexModel([("app_id", ASCENDING)]),
+        IndexModel([("state", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("site_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("app_id", ASCENDING), ("_id", ASCENDING)]),
         IndexModel([("tags.$**", ASCENDING)]),
         IndexModel([("parent_ids", ASCENDING)]),
-        IndexModel([("last_update", DESCENDING)]),
-        IndexModel([("session_id", ASCENDING)], sparse=True),
+        IndexModel([("last_update", ASCENDING), ("_id", ASCENDING)]),
+        # the reaper's question: which jobs still run in these launcher sessions
+        IndexModel(
+            [("session_id", ASCENDING)],
+            name="session_id_running",
+            partialFilterExpression={"state": JobState.RUNNING.value},
+        ),
     ],
     EVENTS: [
         IndexModel([("job_id", ASCENDING), ("seq", ASCENDING)]),
@@ -42,11 +54,17 @@ INDEXES: dict[str, list[IndexModel]] = {
     USERS: [IndexModel([("username", ASCENDING)], unique=True)],
 }
 
+# indexes of earlier versions that those above replace: dropped where they exist
+RETIRED: dict[str, list[str]] = {
+    JOBS: ["site_id_1_state_1", "app_id_1", "last_update_-1", "session_id_1"],
+}
+
 ALL_COLLECTIONS = [*INDEXES, COUNTERS, RELAY_STATE]
 
 
 async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
-    """Create collections, indexes and the relay origin point; safe to run any number of times.
+    """Create collections, indexes (dropping retired ones) and the relay origin point; safe to
+    run any number of times.
 
     Collections must exist before a transaction writes to them, and the origin point
     must exist before the first event, so a relay started later still publishes
@@ -62,6 +80,14 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
                     raise
     for name, indexes in INDEXES.items():
         await db[name].create_indexes(indexes)
+    for name, retired in RETIRED.items():
+        present = set(await db[name].index_information()) & set(retired)
+        for index in sorted(present):
+            try:
+                await db[name].drop_index(index)
+            except OperationFailure as exc:  # a concurrent starter dropped it first
+                if exc.code != _INDEX_NOT_FOUND:
+                    raise
     state = db[RELAY_STATE]
     if await state.find_one({"_id": ORIGIN}) is None:
         pipeline = [{"$match": {"operationType": "insert"}}]

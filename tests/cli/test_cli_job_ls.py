@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli_helpers import Cli, Running, Sim, World, adders, drive
 
+from balsam_mq.cli import job_views
 from balsam_mq.domain import JobState
 from balsam_mq.relay import Relay
 from balsam_mq.sdk import ApplicationDefinition, Job, Site
@@ -57,6 +59,38 @@ async def test_filters_order_and_limit(cli: Cli, world: World, store: Store) -> 
         {"x": 0},
         "PREPROCESSED",
     )
+
+
+async def test_a_listing_reads_only_what_it_shows(
+    cli: Cli, world: World, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = await adders(5)
+    await drive(store, [jobs[0].id or 0], S.JOB_FINISHED, result=5)
+    await store.db.command("profile", 2)  # record every operation on this test's database
+    try:
+        table = await cli.ok("job", "ls", "--limit", "2")
+    finally:
+        await store.db.command("profile", 0)
+    assert [line.split("\t")[:5] for line in table.stdout.splitlines()] == [
+        ["1", "polaris", "Adder", "add/0", "JOB_FINISHED"],
+        ["2", "polaris", "Adder", "add/1", "PREPROCESSED"],
+    ]
+    reads = [d["command"] async for d in store.db["system.profile"].find({"op": "query"})]
+    projections = {
+        c["find"]: set(c["projection"]) for c in reads if c["find"] in ("jobs", "sites", "apps")
+    }
+    # no parameters, results or tracebacks; no app's class, only its name
+    assert projections == {
+        "jobs": {"_id", "site_id", "app_id", "workdir", "state", "tags", "last_update"},
+        "sites": {"_id", "name"},
+        "apps": {"_id", "name"},
+    }
+    # the jobs not shown are counted up to a bound
+    monkeypatch.setattr(job_views, "COUNT_CAP", 4)
+    limited = await cli.ok("job", "ls", "--limit", "2")
+    assert limited.stderr == "showing 2 of more than 4 jobs (--limit 0 shows all)\n"
+    limited = await cli.ok("job", "ls", "--limit", "2", "--state", "PREPROCESSED")
+    assert limited.stderr == "showing 2 of 4 jobs (--limit 0 shows all)\n"
 
 
 async def test_errors_name_the_problem(cli: Cli, world: World) -> None:

@@ -13,6 +13,7 @@ from balsam_mq.domain import JobState
 from balsam_mq.errors import InvalidTransition, JobError, NotFound
 from balsam_mq.sdk import Client, Site
 from balsam_mq.store import Store
+from balsam_mq.store.jobs import CREATE_CHUNK
 
 S = JobState
 Drive = Any
@@ -131,6 +132,52 @@ async def test_bulk_create_of_1000_jobs_in_one_call(
     assert await store.events.count(from_state="CREATED") == 1000
     with pytest.raises(JobError, match="already saved"):
         await Job.objects.bulk_create(jobs[:1])
+
+
+async def test_bulk_create_over_several_transactions(
+    client: Client, site: Site, store: Store
+) -> None:
+    Sim = sim()
+    n = CREATE_CHUNK * 2 + 7  # written a chunk per transaction, chunks in flight together
+    jobs = [Sim.submit(f"many/{i}", n=i, save=False, launch_params={"a": "1"}) for i in range(n)]
+    await Job.objects.bulk_create(jobs)
+    first = jobs[0].id
+    assert first is not None and [j.id for j in jobs] == list(range(first, first + n))
+    assert {j.state for j in jobs} == {S.PREPROCESSED}
+    assert all(j.created_at is not None and j.workdir == f"many/{i}" for i, j in enumerate(jobs))
+    assert await store.db["jobs"].count_documents({}) == n
+    assert await store.events.count(kind="job") == 3 * n
+    # jobs created together share nothing mutable
+    jobs[0].launch_params["b"] = "2"
+    jobs[0].state_data["note"] = "x"
+    assert jobs[1].launch_params == {"a": "1"} and jobs[1].state_data == {}
+    changed = {"launch_params": {"a": "1", "b": "2"}, "state_data": {"note": "x"}}
+    assert jobs[0]._changes() == changed
+    assert jobs[1]._changes() == {}
+
+
+async def test_a_bad_job_anywhere_in_a_bulk_create_creates_none(
+    client: Client, site: Site, store: Store
+) -> None:
+    Sim = sim()
+    jobs = [Sim.submit(f"bad/{i}", n=i, save=False) for i in range(CREATE_CHUNK * 2 + 1)]
+    jobs[-1].num_nodes = 0  # changed after it was built: checked again when saved
+    with pytest.raises(JobError, match=r"Job 'bad/2\d+': field 'num_nodes'"):
+        await Job.objects.bulk_create(jobs)
+    jobs[-1].num_nodes = 1
+    jobs[-1].tags = {"run": 3}  # type: ignore[dict-item]
+    with pytest.raises(JobError, match=r"tags must map str to str"):
+        await Job.objects.bulk_create(jobs)
+    jobs[-1].tags = {}
+    jobs[-1].data = {1: "x"}  # type: ignore[dict-item]
+    with pytest.raises(JobError, match=r"data keys must be str"):
+        await Job.objects.bulk_create(jobs)
+    jobs[-1].data = {}
+    jobs[-1].transfers = None  # type: ignore[assignment]
+    with pytest.raises(JobError, match=r"transfers must be a dict, got NoneType"):
+        await Job.objects.bulk_create(jobs)
+    assert await store.db["jobs"].count_documents({}) == 0
+    assert all(j.id is None for j in jobs)
 
 
 async def test_app_given_by_class_name_or_id(client: Client, site: Site, store: Store) -> None:

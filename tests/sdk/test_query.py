@@ -79,6 +79,8 @@ async def test_order_windows_and_single_reads(client: Client, site: Site, drive:
     assert ids(await q) == ids(sims[::-1])
     assert ids(await q[1:3]) == [sims[4].id, sims[3].id]
     assert ids(await q[1:3][1:]) == [sims[3].id]
+    # ties are broken by id in the direction of the last key
+    assert ids(await Job.objects.filter(app="Sim").order_by("-state")) == ids(sims[::-1])
     assert await q[2:].count() == 4
     assert (await q.first()).id == sims[5].id  # type: ignore[union-attr]
     assert await Job.objects.filter(app="nothing").first() is None
@@ -93,6 +95,34 @@ async def test_order_windows_and_single_reads(client: Client, site: Site, drive:
         "sim/4",
     ]
     assert await q.exists() and not await q.filter(state="FAILED").exists()
+
+
+async def test_values_read_only_the_fields_named(
+    client: Client, site: Site, store: Store, drive: object
+) -> None:
+    sims, _ = await make_jobs()
+    await drive([sims[0].id], S.JOB_FINISHED)
+    await store.db.command("profile", 2)  # record every operation on this test's database
+    try:
+        rows = await Job.objects.filter(app="Sim").order_by("-id")[:2].values("id", "state")
+        finished = await Job.objects.filter(state="JOB_FINISHED").values("id", "tags")
+    finally:
+        await store.db.command("profile", 0)
+    assert rows == [
+        {"id": sims[5].id, "state": S.PREPROCESSED},
+        {"id": sims[4].id, "state": S.PREPROCESSED},
+    ]
+    assert finished == [{"id": sims[0].id, "tags": {"run": "H2O"}}]
+    profile = store.db["system.profile"]
+    reads = [d["command"] async for d in profile.find({"op": "query"})]
+    assert {c["find"] for c in reads} == {"apps", "jobs"}  # app ids for app="Sim", then jobs
+    assert {tuple(sorted(c["projection"])) for c in reads} == {
+        ("_id",),  # app documents carry their class: only the ids are read
+        ("_id", "state"),
+        ("_id", "tags"),
+    }
+    with pytest.raises(QueryError, match="jobs has no field 'result' to return"):
+        await Job.objects.all().values("id", "result")
 
 
 async def test_update_sets_fields_and_moves_states_in_one_call(

@@ -1,12 +1,17 @@
-"""Job creation: block ids, initial states from parents, creation events."""
+"""Job creation: block ids, initial states from parents, creation events, a transaction per
+chunk."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from bson.errors import InvalidDocument
 
 from balsam_mq.domain import Change, Job, JobState
-from balsam_mq.errors import JobError, NotFound
+from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store import Store
+from balsam_mq.store.jobs import CREATE_CHUNK
 
 
 async def test_bulk_create_reserves_one_contiguous_block(store: Store) -> None:
@@ -55,7 +60,19 @@ async def test_schema_is_idempotent(store: Store) -> None:
     await ensure_schema(store.db)
     assert await store.db["relay_state"].find_one({"_id": "__origin__"}) == origin
     info = await store.db["jobs"].index_information()
-    assert "site_id_1_state_1" in info and "parent_ids_1" in info
+    assert "site_id_1_state_1__id_1" in info and "parent_ids_1" in info
+
+
+async def test_schema_replaces_retired_indexes(store: Store) -> None:
+    from balsam_mq.store import ensure_schema
+
+    jobs = store.db["jobs"]
+    await jobs.create_index([("site_id", 1), ("state", 1)])  # as an earlier version made it
+    await jobs.create_index([("session_id", 1)], sparse=True)
+    await ensure_schema(store.db)
+    info = await jobs.index_information()
+    assert "site_id_1_state_1" not in info and "session_id_1" not in info
+    assert info["session_id_running"]["partialFilterExpression"] == {"state": "RUNNING"}
 
 
 async def test_child_of_a_failed_parent_is_created_failed_naming_it(store: Store) -> None:
@@ -75,3 +92,30 @@ async def test_child_of_a_failed_parent_is_created_failed_naming_it(store: Store
     }
     (event,) = await store.events.for_job(child.id)  # type: ignore[arg-type]
     assert (event.from_state, event.to_state) == ("CREATED", "FAILED")
+
+
+async def test_documents_are_created_a_chunk_per_transaction(store: Store) -> None:
+    n = CREATE_CHUNK * 2 + 5
+    docs = [Job(app_id=1, site_id=1, workdir=f"d/{i}").to_doc() for i in range(n)]
+    docs[-1]["data"] = {"x": object()}  # MongoDB cannot store it: the last chunk fails
+    reported: list[tuple[int, list[int]]] = []
+
+    def created(offset: int, chunk: list[dict[str, Any]]) -> None:
+        reported.append((offset, [d["_id"] for d in chunk]))
+
+    with pytest.raises(InvalidDocument):
+        await store.jobs.create_documents(iter(docs), n, created)
+    # the chunks before it stay created, and were reported with their ids
+    assert sorted(offset for offset, _ in reported) == [0, CREATE_CHUNK]
+    ids = sorted(i for _, chunk in reported for i in chunk)
+    assert ids == list(range(ids[0], ids[0] + 2 * CREATE_CHUNK))
+    assert await store.db["jobs"].count_documents({}) == 2 * CREATE_CHUNK
+    assert await store.events.count(to_state="READY") == 2 * CREATE_CHUNK
+
+
+async def test_documents_must_match_their_count(store: Store) -> None:
+    docs = [Job(app_id=1, site_id=1, workdir=f"d/{i}").to_doc() for i in range(3)]
+    with pytest.raises(StoreError, match="3 documents for a count of 4"):
+        await store.jobs.create_documents(docs, 4, lambda offset, chunk: None)
+    with pytest.raises(StoreError, match="more documents than the count"):
+        await store.jobs.create_documents(docs, 2, lambda offset, chunk: None)
