@@ -50,7 +50,11 @@ class Settings(BaseSettings):
     replica_set: str = Field(default="rs0", description="Replica set name of `up`'s mongod.")
     prefetch: int = Field(default=200, ge=1, le=65535, description="Messages a consumer holds.")
     batch_window_ms: int = Field(
-        default=20, ge=0, le=60_000, description="How long a consumer gathers a batch."
+        default=20,
+        ge=0,
+        le=60_000,
+        description="The longest a consumer keeps gathering a batch while messages keep "
+        "arriving (a lone message is handled at once).",
     )
     max_attempts: int = Field(
         default=5, ge=1, le=1000, description="Failed handlings before a message is parked."

@@ -66,8 +66,8 @@ class LauncherSettings(BaseModel):
     )
     warm_pool: bool = Field(
         default=True,
-        description="Fork single-rank Python jobs on the launcher's host from a warm "
-        "interpreter (else a fresh interpreter per job).",
+        description="Run single-rank Python jobs on the launcher's host in warm worker "
+        "processes, one job after another (else a fresh interpreter per job).",
     )
     output_tail_chars: int = Field(default=2000, ge=0)
 

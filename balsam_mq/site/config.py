@@ -116,7 +116,8 @@ launcher:
   heartbeat_s: 10
   idle_timeout_s: null    # exit after this many idle seconds
   drain_margin_s: null    # stop claiming this long before the end (default 10%, <= 60 s)
-  warm_pool: true         # warm interpreters for single-rank Python jobs
+  claim_ahead_s: 0.1      # claim ahead of free slots what the recent pace runs in this long
+  warm_pool: true         # single-rank Python jobs in warm workers (false: fresh interpreters)
 
 scheduler:
   kind: local             # local | slurm | pbs
