@@ -27,6 +27,9 @@ app = Celery(
 app.conf.task_default_queue = os.environ.get("BENCH_CELERY_QUEUE", "bench-celery")
 app.conf.broker_connection_retry_on_startup = True
 app.conf.mongodb_backend_settings = {"database": os.environ.get("BENCH_CELERY_DB", "celery")}
+# The client's result backend is built once per process (Celery caches it), so every run
+# of a process stores its results in one database, which is dropped after each run.
+_RESULTS_DB = f"celery_{uuid.uuid4().hex[:8]}"
 
 
 @app.task
@@ -59,7 +62,7 @@ def measure(backend: str, mongo_url: str, n: int, k: int) -> Run:
     env = {
         **os.environ,
         "BENCH_CELERY_QUEUE": f"bench-celery-{tag}",
-        "BENCH_CELERY_DB": f"celery_{tag}",
+        "BENCH_CELERY_DB": _RESULTS_DB,
         "BENCH_CELERY_BACKEND": "rpc://" if backend == "rpc" else mongo_url,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1])]),
     }
