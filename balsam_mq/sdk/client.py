@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -158,10 +158,15 @@ async def use_client(client: Client | None) -> AsyncIterator[None]:
 
 
 # --- the default client, one per event loop --------------------------------------------
+#
+# The default client lives inside a task of its own (its keeper), which holds the client's
+# context open until it is closed or cancelled. When ``asyncio.run`` ends, it cancels the
+# keeper with every other task, so the connections close in order inside that task, before
+# the loop finalizes asynchronous generators: a script needs no closing code of its own.
 
-_defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Client, AsyncExitStack]] = (
-    weakref.WeakKeyDictionary()
-)
+_defaults: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[Client, asyncio.Task[None]]
+] = weakref.WeakKeyDictionary()
 _default_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -178,18 +183,36 @@ async def get_client() -> Client:
     lock = _default_locks.setdefault(loop, asyncio.Lock())
     async with lock:
         if loop not in _defaults:
-            stack = AsyncExitStack()
+            opened: asyncio.Future[Client] = loop.create_future()
+            keeper = loop.create_task(_keep(load_settings(), opened), name="balsam_mq client")
             try:
-                client = await stack.enter_async_context(open_client(load_settings()))
+                client = await asyncio.shield(opened)
             except BaseException:
-                await stack.aclose()
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
                 raise
-            _defaults[loop] = (client, stack)
+            _defaults[loop] = (client, keeper)
     return _defaults[loop][0]
+
+
+async def _keep(settings: Settings, opened: asyncio.Future[Client]) -> None:
+    """Open a client, hand it over through ``opened``, and hold it open until cancelled."""
+    try:
+        async with open_client(settings) as client:
+            opened.set_result(client)
+            await asyncio.Future()  # until cancelled
+    except BaseException as exc:
+        if not opened.done():
+            opened.set_exception(exc)
+            return
+        if not isinstance(exc, asyncio.CancelledError):
+            raise
 
 
 async def close_default_client() -> None:
     """Close this event loop's default client, if one was opened."""
     entry = _defaults.pop(asyncio.get_running_loop(), None)
     if entry is not None:
-        await entry[1].aclose()
+        keeper = entry[1]
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)

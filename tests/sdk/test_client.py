@@ -83,3 +83,37 @@ async def test_importing_and_building_do_no_io() -> None:
     assert threads == "1"  # no blocking portal, no driver threads
     assert rest.startswith("<Query jobs filter(state__eq=")
     assert "Job(id=None, app='Sleeper', workdir='w/1', state=CREATED)" in rest
+
+
+UNDER_ASYNCIO_RUN = """
+import asyncio
+from balsam_mq import ApplicationDefinition, Job, Site
+
+class Adder(ApplicationDefinition):
+    site = "laptop"
+
+    def run(self, x, y):
+        return x + y
+
+async def main():
+    await Site.objects.create(name="laptop")
+    job = await Adder.submit("test/5plus5", x=5, y=5)
+    print(job.id, await Job.objects.count())
+
+asyncio.run(main())
+"""
+
+
+async def test_a_script_under_asyncio_run_ends_cleanly_with_the_default_client(
+    settings: Settings, topology: object
+) -> None:
+    """The README's quick start: no closing code, and no traceback when the loop ends."""
+    env = {f"BALSAM_{n.upper()}": str(getattr(settings, n)) for n in ("mongodb_url", "amqp_url")}
+    env |= {"BALSAM_DB": settings.db, "BALSAM_NAMESPACE": settings.namespace}
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-c", UNDER_ASYNCIO_RUN], env=env, check=False
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["1", "1"]
+    assert done.stderr.decode() == ""  # no "error occurred during closing of ..."
