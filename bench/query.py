@@ -31,8 +31,12 @@ sys.path[:0] = [str(HERE), str(ROOT)]  # bench helpers, and this working tree's 
 from _env import bench_settings, mongo_url  # noqa: E402
 
 from balsam_mq import Job, connect  # noqa: E402
-from balsam_mq.domain import App, JobState, Site  # noqa: E402
-from balsam_mq.domain import Job as JobDocument  # noqa: E402
+from balsam_mq.domain import (  # noqa: E402
+    App,
+    Job as JobDocument,
+    JobState,
+    Site,
+)
 from balsam_mq.domain.models import blank  # noqa: E402
 from balsam_mq.domain.serialization import serialize, serialize_parameters  # noqa: E402
 from balsam_mq.settings import Settings  # noqa: E402

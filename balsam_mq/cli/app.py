@@ -34,8 +34,7 @@ def ls(
     """
 
     async def main() -> list[tuple[App, str]]:
-        from balsam_mq.sdk import App as SdkApp
-        from balsam_mq.sdk import Site
+        from balsam_mq.sdk import App as SdkApp, Site
 
         query = SdkApp.objects.order_by("site_id", "name")
         if site != "all":

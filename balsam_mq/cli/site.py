@@ -179,8 +179,7 @@ def sync(
     """
 
     async def main() -> list[tuple[App, str]]:
-        from balsam_mq.sdk import Site as SdkSite
-        from balsam_mq.sdk import load_definitions, sync_definitions
+        from balsam_mq.sdk import Site as SdkSite, load_definitions, sync_definitions
 
         classes = load_definitions(source)
         with progress("Syncing apps", len(classes), enabled=not as_json) as advance:

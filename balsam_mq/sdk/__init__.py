@@ -1,36 +1,74 @@
 """The async SDK: ApplicationDefinition, Job and the other managed resources, connect().
 
 ``balsam_mq.sdk.blocking`` offers the same names without ``await`` for code that has
-no event loop; ``balsam_mq.sdk.hooks`` runs hooks for the site agent.
+no event loop; ``balsam_mq.sdk.hooks`` runs hooks for the site agent. Names are imported
+on first use: defining an app (``ApplicationDefinition``) loads no database or broker
+library, which only the client loads when it connects.
 """
 
-from balsam_mq.sdk.app import ApplicationDefinition
-from balsam_mq.sdk.capture import capture
-from balsam_mq.sdk.client import Client, close_default_client, connect, get_client
-from balsam_mq.sdk.feed import EventFeed
-from balsam_mq.sdk.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
-from balsam_mq.sdk.job import Job
-from balsam_mq.sdk.modules import load_definitions, sync_definitions
-from balsam_mq.sdk.query import Query
-from balsam_mq.sdk.resources import App, BatchJob, EventLog, Site
+from __future__ import annotations
 
-__all__ = [
-    "ALL_COMPLETED",
-    "FIRST_COMPLETED",
-    "FIRST_EXCEPTION",
-    "App",
-    "ApplicationDefinition",
-    "BatchJob",
-    "Client",
-    "EventFeed",
-    "EventLog",
-    "Job",
-    "Query",
-    "Site",
-    "capture",
-    "close_default_client",
-    "connect",
-    "get_client",
-    "load_definitions",
-    "sync_definitions",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# imported at once: the function shares its name with its module (a light one)
+from balsam_mq.sdk.capture import capture as capture
+
+if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below imports them
+    from balsam_mq.sdk.app import ApplicationDefinition as ApplicationDefinition
+    from balsam_mq.sdk.client import (
+        Client as Client,
+        close_default_client as close_default_client,
+        connect as connect,
+        get_client as get_client,
+    )
+    from balsam_mq.sdk.feed import EventFeed as EventFeed
+    from balsam_mq.sdk.futures import (
+        ALL_COMPLETED as ALL_COMPLETED,
+        FIRST_COMPLETED as FIRST_COMPLETED,
+        FIRST_EXCEPTION as FIRST_EXCEPTION,
+    )
+    from balsam_mq.sdk.job import Job as Job
+    from balsam_mq.sdk.modules import (
+        load_definitions as load_definitions,
+        sync_definitions as sync_definitions,
+    )
+    from balsam_mq.sdk.query import Query as Query
+    from balsam_mq.sdk.resources import (
+        App as App,
+        BatchJob as BatchJob,
+        EventLog as EventLog,
+        Site as Site,
+    )
+
+# public name -> the module of this package that defines it
+_WHERE = {
+    "ALL_COMPLETED": "futures",
+    "FIRST_COMPLETED": "futures",
+    "FIRST_EXCEPTION": "futures",
+    "App": "resources",
+    "ApplicationDefinition": "app",
+    "BatchJob": "resources",
+    "Client": "client",
+    "EventFeed": "feed",
+    "EventLog": "resources",
+    "Job": "job",
+    "Query": "query",
+    "Site": "resources",
+    "close_default_client": "client",
+    "connect": "client",
+    "get_client": "client",
+    "load_definitions": "modules",
+    "sync_definitions": "modules",
+}
+
+__all__ = sorted([*_WHERE, "capture"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'balsam_mq.sdk' has no attribute {name!r}")
+    value = getattr(import_module(f"balsam_mq.sdk.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,23 +1,30 @@
 """ApplicationDefinition: the user's app class (site, command template or run(), hooks),
-its ``sync()``, ``submit()`` and ``load_by_site()``."""
+its ``sync()``, ``submit()`` and ``load_by_site()``.
+
+Defining or loading an app imports no database or broker library: the client, the job
+class and the app manager are imported when first used (a hook worker, a ``run()``
+process or an MPI rank that only runs the app never loads them).
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable
-from typing import Any, ClassVar, Literal, overload
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from balsam_mq.domain.appspec import app_label, check_job_inputs
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.domain.serialization import deserialize_app
 from balsam_mq.errors import NotFound, SerializationError
-from balsam_mq.sdk import refs
 from balsam_mq.sdk.capture import capturing
-from balsam_mq.sdk.client import get_client
 from balsam_mq.sdk.definition import app_spec, check_kind, label_of, run_arguments
-from balsam_mq.sdk.job import Job
-from balsam_mq.sdk.managers import AppManager
-from balsam_mq.sdk.resources import App
+
+if TYPE_CHECKING:
+    from balsam_mq.sdk.job import Job
+    from balsam_mq.sdk.managers import AppManager
+    from balsam_mq.sdk.resources import App
+
+T = TypeVar("T")
 
 # keywords of submit() that are Job fields; every other keyword is an app parameter
 JOB_KEYWORDS = frozenset(
@@ -36,6 +43,32 @@ JOB_KEYWORDS = frozenset(
         "wall_time_min",
     }
 )
+
+
+class _OnFirstUse(Generic[T]):
+    """A class attribute built when it is first read."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+
+    def __get__(self, instance: object, owner: type) -> T:
+        if self._value is None:
+            self._value = self._build()
+        return self._value
+
+
+def _app_manager() -> AppManager[App]:
+    from balsam_mq.sdk.managers import AppManager
+    from balsam_mq.sdk.resources import App
+
+    return AppManager(App)
+
+
+def _load_job_class() -> type[Job]:
+    from balsam_mq.sdk.job import Job
+
+    return Job
 
 
 class ApplicationDefinition:
@@ -61,8 +94,12 @@ class ApplicationDefinition:
     cleanup_files: ClassVar[list[str]] = []
     python_exe: ClassVar[str] = sys.executable  # evaluated where the class is loaded
 
-    objects: ClassVar[AppManager[App]] = AppManager(App)
-    _job_class: ClassVar[type[Job]] = Job
+    if TYPE_CHECKING:
+        objects: ClassVar[AppManager[App]]
+        _job_class: ClassVar[type[Job]]
+    else:
+        objects = _OnFirstUse(_app_manager)
+        _job_class = _OnFirstUse(_load_job_class)
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -98,6 +135,9 @@ class ApplicationDefinition:
     @classmethod
     async def sync(cls) -> None:
         """Store this class at its site, overwriting an earlier version of the same name."""
+        from balsam_mq.sdk import refs
+        from balsam_mq.sdk.client import get_client
+
         await refs.sync_class(await get_client(), cls)
 
     @overload
@@ -141,6 +181,9 @@ class ApplicationDefinition:
     async def load_by_site(cls, site: Any) -> dict[str, type[ApplicationDefinition]]:
         """``{name: class}`` of every app synced at ``site`` (a name, id or Site), usable
         exactly like classes defined here."""
+        from balsam_mq.sdk import refs
+        from balsam_mq.sdk.client import get_client
+
         client = await get_client()
         found = await refs.find_site(client, site, where="load_by_site", error=NotFound)
         apps: list[App] = await client.backend.find(

@@ -35,9 +35,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from balsam_mq.domain import SiteRemoval
-from balsam_mq.sdk import app as async_app
-from balsam_mq.sdk import futures, persist, resources
-from balsam_mq.sdk import job as async_job
+from balsam_mq.sdk import app as async_app, futures, job as async_job, persist, resources
 from balsam_mq.sdk.capture import capturing
 from balsam_mq.sdk.client import (
     Client,

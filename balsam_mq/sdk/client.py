@@ -15,16 +15,17 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from balsam_mq.broker import Topology, build_topology, open_amqp
 from balsam_mq.domain import App
 from balsam_mq.errors import ConfigError
 from balsam_mq.sdk.backend import Backend
-from balsam_mq.sdk.direct import DirectBackend
 from balsam_mq.settings import Settings, load_settings
-from balsam_mq.store import Store, open_store
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
+
+    from balsam_mq.broker import Topology
+    from balsam_mq.sdk.direct import DirectBackend
+    from balsam_mq.store import Store
 
 
 class Client:
@@ -47,6 +48,8 @@ class Client:
         return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"
 
     def _direct(self) -> DirectBackend:
+        from balsam_mq.sdk.direct import DirectBackend
+
         if isinstance(self.backend, _Closed):
             self.backend.closed()
         if not isinstance(self.backend, DirectBackend):
@@ -95,7 +98,14 @@ _current: ContextVar[Client | None] = ContextVar("balsam_mq_client", default=Non
 
 @asynccontextmanager
 async def open_client(settings: Settings) -> AsyncIterator[Client]:
-    """A client on MongoDB and RabbitMQ as ``settings`` say, without making it current."""
+    """A client on MongoDB and RabbitMQ as ``settings`` say, without making it current.
+
+    The database and broker libraries are imported here, not with the SDK: code that
+    only defines or runs apps never loads them."""
+    from balsam_mq.broker import build_topology, open_amqp
+    from balsam_mq.sdk.direct import DirectBackend
+    from balsam_mq.store import open_store
+
     async with (
         open_store(settings.mongodb_url, settings.db) as store,
         open_amqp(settings.amqp_url) as amqp,

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from balsam_mq.domain import Job as JobDocument
-from balsam_mq.domain import Resources
+from balsam_mq.domain import Job as JobDocument, Resources
 from balsam_mq.domain.serialization import serialize_parameters
 from balsam_mq.errors import JobError, QueryError
 

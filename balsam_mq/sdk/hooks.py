@@ -26,8 +26,7 @@ from typing import Any
 
 import anyio
 
-from balsam_mq.domain import Actor, Change, JobState, pipeline
-from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain import Actor, Change, Job as JobDocument, JobState, pipeline
 from balsam_mq.errors import AppError
 from balsam_mq.sdk.capture import capture
 from balsam_mq.sdk.fields import field_updates

@@ -7,8 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from balsam_mq.domain import Job as JobDocument
-from balsam_mq.domain import JobState, parse_state
+from balsam_mq.domain import Job as JobDocument, JobState, parse_state
 from balsam_mq.domain.models import blank
 from balsam_mq.domain.serialization import (
     deserialize,

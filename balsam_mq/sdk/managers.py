@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
-from balsam_mq.domain import BatchJob as BatchJobDocument
-from balsam_mq.domain import BatchJobState, parse_state
-from balsam_mq.domain import Site as SiteDocument
+from balsam_mq.domain import (
+    BatchJob as BatchJobDocument,
+    BatchJobState,
+    Site as SiteDocument,
+    parse_state,
+)
 from balsam_mq.domain.queries import Condition, QuerySpec, Resource
 from balsam_mq.errors import NotFound, QueryError
 from balsam_mq.sdk import futures, persist, refs

@@ -8,8 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from balsam_mq.domain import Actor, App, Change, JobState
-from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain import Actor, App, Change, Job as JobDocument, JobState
 from balsam_mq.domain.appspec import app_label, check_job_inputs
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import JobError, NotFound

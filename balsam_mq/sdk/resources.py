@@ -6,10 +6,13 @@ from typing import Any, ClassVar
 
 from pydantic import PrivateAttr
 
-from balsam_mq.domain import App as AppDocument
-from balsam_mq.domain import BatchJob as BatchJobDocument
-from balsam_mq.domain import Event, SiteRemoval
-from balsam_mq.domain import Site as SiteDocument
+from balsam_mq.domain import (
+    App as AppDocument,
+    BatchJob as BatchJobDocument,
+    Event,
+    Site as SiteDocument,
+    SiteRemoval,
+)
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import NotFound
 from balsam_mq.sdk.client import get_client

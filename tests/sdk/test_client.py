@@ -3,12 +3,15 @@ client opened from the environment on first use; importing the SDK does no I/O."
 
 from __future__ import annotations
 
+import json
 import sys
 
 import anyio
 import pytest
 
 from balsam_mq import ApplicationDefinition, Site, connect
+from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain.serialization import deserialize, serialize_app, serialize_parameters
 from balsam_mq.errors import ConfigError
 from balsam_mq.sdk import Client, close_default_client, get_client
 from balsam_mq.sdk.client import current_client
@@ -70,6 +73,46 @@ query = Job.objects.filter(state="READY", app=Sleeper)[:5]
 job = Sleeper.submit("w/1", t=1, save=False)
 print(threading.active_count(), repr(query), job)
 """
+
+
+RUN_A_STORED_APP = """
+import json, sys
+from balsam_mq import ApplicationDefinition
+from balsam_mq.launcher.python_runner import run_spec
+
+code, payload = run_spec(json.loads(sys.stdin.read()))
+loaded = sorted(m for m in ("aio_pika", "aiormq", "pymongo", "motor") if m in sys.modules)
+print(json.dumps({"code": code, "loaded": loaded, "payload": payload}))
+"""
+
+
+async def test_defining_and_running_an_app_loads_no_database_or_broker_library() -> None:
+    """A run() process (a job outside the warm pool, an MPI rank) imports the app base class,
+    loads the stored class and runs it; the client stack stays unloaded."""
+
+    class Adder(ApplicationDefinition):
+        site = "polaris"
+
+        def run(self, x: int, y: int) -> int:
+            return x + y
+
+    spec = {
+        "job_id": 1,
+        "app_id": 1,
+        "app_version": "v1",
+        "app_name": "Adder",
+        "serialized_class": serialize_app(Adder, what="Adder"),
+        "parameters": serialize_parameters({"x": 2, "y": 3}, what="parameters"),
+        "job": JobDocument(id=1, app_id=1, site_id=1, workdir="w").model_dump(mode="json"),
+    }
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-c", RUN_A_STORED_APP], input=json.dumps(spec).encode()
+        )
+    out = json.loads(done.stdout.decode().splitlines()[-1])
+    assert out["code"] == 0, out["payload"]
+    assert deserialize(out["payload"]["result"]) == 5
+    assert out["loaded"] == []
 
 
 async def test_importing_and_building_do_no_io() -> None:

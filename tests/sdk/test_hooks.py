@@ -7,8 +7,7 @@ import anyio
 import pytest
 
 from balsam_mq import ApplicationDefinition, Job, blocking
-from balsam_mq.domain import Actor, Change, JobState
-from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain import Actor, Change, Job as JobDocument, JobState
 from balsam_mq.domain.serialization import deserialize, serialize
 from balsam_mq.errors import AppError
 from balsam_mq.sdk import capture, client
