@@ -153,9 +153,10 @@ async def test_events_travel_many_to_a_message_and_runnable_jobs_alone(
     per_key: dict[str, list[int]] = defaultdict(list)
     for key, n in collector.messages:
         per_key[key].append(n)
-    # the passed-through steps of all 300 jobs in a few messages, under the quiet keys
+    # the passed-through steps of all 300 jobs in a few messages, under the quiet keys (how
+    # few depends on how the change stream hands the backlog over: ten events or more each)
     for key in ("job.4.READY.quiet", "job.4.STAGED_IN.quiet"):
-        assert sum(per_key[key]) == 300 and len(per_key[key]) <= 10
+        assert sum(per_key[key]) == 300 and len(per_key[key]) <= 30
     # runnable jobs one to a message: launchers take them in order, job by job
     assert per_key["job.4.PREPROCESSED"] == [SHARED_MAX] * 300
     order = defaultdict(list)
