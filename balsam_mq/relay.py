@@ -6,7 +6,7 @@ confirms and only then saves the change-stream resume token of the batch's last
 event, so a relay killed at any moment resumes from its last confirmed batch:
 events may be published twice (consumers are idempotent), never lost.
 
-Relays of one name (the default one, in every site agent and gateway) share a lease in
+Relays of one name (the default one, in every site agent) share a lease in
 ``relay_state``: one publishes, the others stand by and take over when its lease runs
 out (``lease_s``: a relay that dies is replaced within that time; a relay that stops
 hands over at once). Any number of them is safe, and costs no duplicate messages.

@@ -1,7 +1,7 @@
 """Rules for an app's parameter spec and transfer slots, and for a job's inputs against them.
 
-Pure checks shared by the SDK (at ``sync()`` and ``submit()``), the gateway and the
-site agent. Every message names the app (and job) and the field.
+Pure checks shared by the SDK (at ``sync()`` and ``submit()``) and the site agent. Every
+message names the app (and job) and the field.
 """
 
 from __future__ import annotations

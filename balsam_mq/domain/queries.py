@@ -1,8 +1,7 @@
 """What a query may ask for: the filterable fields of each resource, and the query as data.
 
-A :class:`QuerySpec` is what the SDK hands to a backend (MongoDB directly, or the
-gateway later). Field names and operators are checked here, when the query is built;
-the translation to MongoDB lives in ``store/queries.py``.
+A :class:`QuerySpec` is what the SDK hands to its backend. Field names and operators
+are checked here, when the query is built; the translation to MongoDB lives in ``store/queries.py``.
 
 Filter keywords are ``field`` or ``field__op`` with op one of ``in``, ``ne``, ``nin``,
 ``gt``, ``gte``, ``lt``, ``lte``, ``contains`` (text fields) and, for jobs, ``tags``

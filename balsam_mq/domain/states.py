@@ -27,7 +27,7 @@ class JobState(StrEnum):
 class Actor(StrEnum):
     """Who performs a transition (recorded on each event)."""
 
-    CLIENT = "client"  # job creation through the SDK, CLI or gateway
+    CLIENT = "client"  # job creation through the SDK or CLI
     USER = "user"  # an explicit state change requested by a user
     RESOLVER = "resolver"  # dependency resolver
     STAGE_IN = "stage_in"

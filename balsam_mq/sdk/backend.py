@@ -1,7 +1,7 @@
 """The one interface the SDK's managers talk to; ``direct`` (MongoDB + RabbitMQ) implements it.
 
-An ``http`` backend (the gateway) will implement the same methods with the same
-domain types, so managers, queries and futures never know which one they use.
+Its methods take and return domain types, so managers, queries and futures do not
+depend on how a backend reaches the data.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ opened is never news: unless it is in the history, it is not handed out when a r
 publishes it late (or again, after a restart from its last saved point); and an event
 received twice is handed out once. If the broker connection drops, the feed
 re-reads the store from a little before the last event it handed out, so nothing
-is skipped. Events flow while a relay runs (the site agent and the gateway run one).
+is skipped. Events flow while a relay runs (every site agent runs one).
 """
 
 from __future__ import annotations

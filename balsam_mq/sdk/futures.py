@@ -3,7 +3,7 @@
 Every wait subscribes to the finished-job events of the jobs' sites *first*, then
 reads the jobs once; from then on it only re-reads the jobs an event names. A job
 that finished before the subscription is found by that first read, one that finishes
-after it is announced: none is missed. A relay (part of the site agent and gateway)
+after it is announced: none is missed. A relay (part of every site agent)
 must be running for events to flow.
 """
 
