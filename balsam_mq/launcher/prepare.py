@@ -104,8 +104,11 @@ class Preparer:
         cls = self.app_class(app)
         preamble = ""
         if cls is not None and is_sdk_app(cls) and defines(cls, "shell_preamble"):
+            from balsam_mq.sdk.hooks import in_workdir
+
             try:
-                preamble = preamble_text(make_app(cls, job).shell_preamble())
+                with in_workdir(workdir):  # like every hook: output to the job's balsam.log
+                    preamble = preamble_text(make_app(cls, job).shell_preamble())
             except Exception as exc:
                 raise JobError(
                     f"Job {job.id} of App {app.name!r}: shell_preamble() raised {exc!r}"

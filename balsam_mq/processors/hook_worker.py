@@ -8,11 +8,7 @@ hook is caught here and reported with its traceback, never raised into the pool.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,29 +50,6 @@ def _app_class(request: HookRequest) -> type:
     return _classes[key]
 
 
-@contextlib.contextmanager
-def _in_workdir(workdir: Path) -> Iterator[None]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    previous = os.getcwd()
-    os.chdir(workdir)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(workdir / "balsam.log", "ab", buffering=0) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            os.chdir(previous)
-
-
 def run_hook(request: HookRequest) -> HookOutcome:
     from balsam_mq.sdk import hooks
 
@@ -84,7 +57,7 @@ def run_hook(request: HookRequest) -> HookOutcome:
     assert job.id is not None
     try:
         cls = _app_class(request)
-        with _in_workdir(Path(request.workdir)):
+        with hooks.in_workdir(Path(request.workdir)):
             outcome = hooks.run_hook(cls, job, request.hook)
         return HookOutcome(
             job_id=job.id,

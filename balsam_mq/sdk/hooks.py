@@ -13,15 +13,20 @@ Example (inside the agent's worker, for a batch of STAGED_IN jobs)::
     await store.jobs.transition([change], extra=create)
 
 Hooks run with the current working directory and output redirection the caller sets
-up (the job's workdir and ``balsam.log``); a plain ``def`` hook runs as is, an
-``async def`` hook is awaited (:func:`arun_hook`) or run on a fresh event loop
-(:func:`run_hook`, for worker threads that have none).
+up with :func:`in_workdir` (the job's workdir and its ``balsam.log``); a plain ``def``
+hook runs as is, an ``async def`` hook is awaited (:func:`arun_hook`) or run on a fresh
+event loop (:func:`run_hook`, for worker threads that have none).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -70,6 +75,41 @@ class HookOutcome:
             return None
         assert self.job.id is not None
         return Change(self.job.id, expect, self.state, self.state_data, self.fields, by=by)
+
+
+LOG_FILE = "balsam.log"  # in a job's workdir: what its hooks printed
+
+
+@contextlib.contextmanager
+def in_workdir(workdir: Path) -> Iterator[None]:
+    """Inside the block, the current directory is ``workdir`` (created if needed) and
+    output appends to its ``balsam.log``: Python's ``sys.stdout`` and ``sys.stderr``, and
+    this process's file descriptors 1 and 2 (child processes, C code). Where a hook runs.
+
+    The process-wide state changes for the block: call hooks in it without awaiting."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    previous = os.getcwd()
+    os.chdir(workdir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with (
+        open(workdir / LOG_FILE, "ab", buffering=0) as log,
+        open(workdir / LOG_FILE, "a", buffering=1) as text,
+        contextlib.redirect_stdout(text),
+        contextlib.redirect_stderr(text),
+    ):
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            text.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            os.chdir(previous)
 
 
 def app_for_job(app_class: type, document: JobDocument) -> Any:

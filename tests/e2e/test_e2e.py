@@ -44,6 +44,11 @@ def seed_apps() -> dict[str, type[ApplicationDefinition]]:
         environment_variables = {"FROM_APP": "the app"}
 
         def shell_preamble(self) -> list[str]:
+            import os
+
+            print(f"preamble of {self.job.workdir}")  # to the job's balsam.log
+            with open("preamble-ran-here", "w") as f:  # in the job's workdir
+                f.write(os.getcwd())
             return [f"export GREETING=hello-{self.job.data['who']}"]
 
     return {c.__name__: c for c in (Sleeper, Adder, Raiser, Exit3, Greeter)}
@@ -66,6 +71,9 @@ async def test_sleeper_adder_raiser_and_a_failing_command(e2e: E2E) -> None:
     await e2e.finish(pilot)
     greeting = (e2e.site_dir.data / "test/greet/job.out").read_text()
     assert greeting == "hello-polaris from the app\n"  # preamble, then command, one bash
+    greet_dir = (e2e.site_dir.data / "test/greet").resolve()
+    assert (greet_dir / "preamble-ran-here").read_text() == str(greet_dir)
+    assert "preamble of test/greet\n" in (greet_dir / "balsam.log").read_text()
     assert (e2e.site_dir.data / "test/sleep_1/job.out").read_text() == "goodbye\n"
     events = await e2e.store.events.for_job(failing.id)
     run_error = next(e for e in events if e.to_state == "RUN_ERROR")
