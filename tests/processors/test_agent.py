@@ -254,3 +254,50 @@ async def test_hook_killing_its_worker_fails_only_its_job(
     await wait_for_states(store, [bad], [S.FAILED], 60)
     state_data = (await store.jobs.get(bad)).state_data
     assert state_data == {"reason": f"the worker process running preprocess for job {bad} died"}
+
+
+FRAGILE_MODULE = """
+from balsam_mq import ApplicationDefinition
+
+
+class Fragile(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self):
+        self.job.state = "PREPROCESSED"
+"""
+
+
+async def test_an_app_its_site_cannot_load_fails_its_jobs_and_spares_the_batch(
+    client: Any,
+    store: Store,
+    site: SiteEnv,
+    start_agent: Any,
+    launcher: StandInLauncher,
+    tmp_path: Any,
+    monkeypatch: Any,
+) -> None:
+    """Stored by reference to a module the site cannot import: its jobs fail naming the
+    import error, and the jobs of other apps in the same batches finish."""
+    import importlib
+    import sys
+
+    (tmp_path / "fragile_science.py").write_text(FRAGILE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from fragile_science import Fragile  # type: ignore[import-not-found]
+
+    await Fragile.sync()
+    fragile = [await Fragile.submit(f"fragile/{i}") for i in range(3)]
+    healthy = [await Versioned.submit(f"healthy/{i}") for i in range(3)]
+    sys.modules.pop("fragile_science")  # the module is gone from the site
+    monkeypatch.undo()
+    (tmp_path / "fragile_science.py").unlink()
+    importlib.invalidate_caches()
+    await start_agent()
+    await wait_for_states(store, [j.id for j in healthy], [S.JOB_FINISHED], 60)
+    await wait_for_states(store, [j.id for j in fragile], [S.FAILED], 60)
+    for job in fragile:
+        reason = (await store.jobs.get(job.id)).state_data["reason"]
+        assert reason.startswith("preprocess cannot run: App 'Fragile'")
+        assert "fragile_science" in reason

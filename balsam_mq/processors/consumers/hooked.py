@@ -55,6 +55,8 @@ class HookConsumer(JobConsumer):
             app = apps.get(p.job.app_id)
             if app is None:
                 changes.append(self._fail(p.job, f"App {p.job.app_id} no longer exists"))
+            elif app.overrides(self.hook) and app.error is not None:
+                changes.append(self._fail(p.job, f"{self.hook} cannot run: {app.error}"))
             elif app.overrides(self.hook):
                 custom.append((p, app))
             else:
