@@ -22,7 +22,10 @@ raises, one message of several items           republishes each item as a messag
                                                own (confirmed), then acks the original: one
                                                poison item cannot fail its neighbours
 raises, one message, fewer than N attempts     republishes it to its queue with the attempt
-                                               count + 1 (confirmed), then acks the original
+                                               count + 1 (confirmed), then acks the original:
+                                               the first retry at once, the next ones after
+                                               the delay levels in turn (1 s, 5 s, 30 s...),
+                                               so a passing outage is waited out
 raises, one message, N-th attempt              publishes it to the dead-letter exchange with
                                                ``x-error``/``x-attempts``/``x-queue`` headers
                                                (confirmed), then acks: parked, not dropped
@@ -121,7 +124,7 @@ class Consumer:
         self._tag: str | None = None
         self._retry: Publisher | None = None
         self._delay: dict[int, Publisher] = {}
-        self._deferred: set[str] = set()  # deferred by us and not yet back
+        self._deferred: set[str] = set()  # deferred (or retried later) by us, not yet back
         self._dead: Publisher | None = None
         self.handled = 0  # messages acked after a successful handle
         self.parked = 0  # messages sent to the dead-letter exchange
@@ -406,11 +409,19 @@ class Consumer:
                 exc,
             )
             headers["x-routing-key"] = out_key
-            await self._retry.publish(
-                Outgoing(self.spec.name, message.body, delivery.message_id, headers)
-            )
+            retry = Outgoing(self.spec.name, message.body, delivery.message_id, headers)
+            if attempts == 1:
+                await self._retry.publish(retry)
+            else:  # routed back by the queue's name when the delay queue dead-letters it
+                await self._delay[retry_delay(attempts)].publish(retry)
+                self._deferred.add(delivery.message_id)
         await message.ack()
         self._held -= 1
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the retry that follows failed attempt number ``attempts`` (≥ 2)."""
+    return DELAY_LEVELS[min(attempts - 2, len(DELAY_LEVELS) - 1)]
 
 
 def _items(body: bytes) -> list[dict[str, Any]] | None:

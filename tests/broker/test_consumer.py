@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -19,6 +20,7 @@ from balsam_mq.broker import (
     declare_core,
     declare_queue,
 )
+from balsam_mq.broker.consumer import retry_delay
 from balsam_mq.domain import Delivery
 
 
@@ -29,10 +31,13 @@ class Recorder:
         self.batches: list[list[bytes]] = []
         self.poison = poison
         self.calls_with_poison = 0
+        self.attempts: list[tuple[float, int]] = []  # (when, attempts before) of each message
 
     async def handle(self, batch: Sequence[Delivery]) -> None:
         bodies = [d.body for d in batch]
         self.batches.append(bodies)
+        if len(batch) == 1:
+            self.attempts.append((time.monotonic(), batch[0].attempts))
         if self.poison & set(bodies):
             self.calls_with_poison += 1
             raise ValueError("cannot handle " + ",".join(b.decode() for b in bodies))
@@ -106,6 +111,9 @@ async def test_always_failing_message_is_parked_in_dead_letter_queue(
     assert sorted(handled_ok) == [b"ok1", b"ok2"]  # neighbours of the poison still succeed
     alone = [batch for batch in handler.batches if batch == [b"bad"]]
     assert len(alone) == 3  # exactly max_attempts tries alone, then parked
+    # the first retry at once, the second after the first delay level: an outage is waited out
+    tries = [t for t, n in handler.attempts if n == 1], [t for t, n in handler.attempts if n == 2]
+    assert tries[1][0] - tries[0][0] >= retry_delay(2) - 0.1
     assert consumer.parked == 1
     dead = await _dead_letters(amqp, topology)
     assert len(dead) == 1
