@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,6 +148,7 @@ class Preparer:
         warm = (
             python
             and r.num_nodes * r.ranks_per_node == 1
+            and on_this_host(placement.hostnames[0])  # the warm workers run here
             and not preamble
             and (app.python_exe or self.python_exe) == self.python_exe
             and not any(k.startswith(_STARTUP_VARIABLES) for k in env)
@@ -176,6 +178,11 @@ class Preparer:
             "job": job.model_dump(mode="json"),
             "result_file": RESULT_FILE,
         }
+
+
+def on_this_host(hostname: str) -> bool:
+    """Whether ``hostname`` names the host this process runs on (short names compared)."""
+    return hostname.split(".")[0] == socket.gethostname().split(".")[0]
 
 
 def read_result(workdir: Path) -> dict[str, Any]:

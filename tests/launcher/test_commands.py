@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import socket
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def test_a_run_app_with_its_own_python_takes_the_fresh_interpreter_path(tmp_path
 
     cls = python_app_class("class Add:\n    def run(self, x):\n        return x\n", "Add")
     preparer = Preparer(LauncherConfig(site_id=1, data_dir=tmp_path, wall_time_min=1))
-    placement = Placement(7, (0,), ("node0",), ((),))
+    placement = Placement(7, (0,), (socket.gethostname(),), ((),))  # on the launcher's host
     job = Job(id=7, app_id=1, site_id=1, workdir="a/7", parameters=serialize_parameters({"x": 1}))
     mine = App(id=1, site_id=1, name="Add", serialized_class=serialize_app(cls, what="Add"))
     other = mine.model_copy(update={"python_exe": "/opt/py 3/bin/python"})

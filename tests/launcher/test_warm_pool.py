@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +12,7 @@ from support.waiting import wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.domain.serialization import deserialize
+from balsam_mq.launcher.nodes import Node, NodePool
 from balsam_mq.launcher.runs import LocalExecutor
 from balsam_mq.launcher.warm_pool import WarmPool
 
@@ -30,6 +32,11 @@ class Who:
 """
 
 
+def this_host(cores: int = 4) -> NodePool:
+    """One node: this machine, by its own name (where warm workers run)."""
+    return NodePool([Node(0, socket.gethostname(), cores)])
+
+
 @pytest.fixture
 async def warm() -> AsyncIterator[WarmPool]:
     pool = WarmPool()
@@ -42,7 +49,7 @@ async def test_python_jobs_run_in_warm_workers(world: World, warm: WarmPool) -> 
     app = await world.app("Who", cls=python_app_class(WHO, "Who"))
     ok, bad = await world.jobs(app, [{}, {"fail": True}], node_packing_count=2)
     (wide,) = await world.jobs(app, [{}], ranks_per_node=2)  # two ranks: the ordinary path
-    pilot = world.start_pilot(world.config(), executor=LocalExecutor(warm))
+    pilot = world.start_pilot(world.config(), pool=this_host(), executor=LocalExecutor(warm))
     await wait_for_states(world.store, [ok, bad, wide], [S.RUN_DONE, S.RUN_ERROR])
     await world.finish(pilot)
     done, failed, ranks2 = await world.store.jobs.get_many([ok, bad, wide])
@@ -59,7 +66,7 @@ async def test_python_jobs_run_in_warm_workers(world: World, warm: WarmPool) -> 
 async def test_a_warm_job_is_killed_at_stop(world: World, warm: WarmPool) -> None:
     app = await world.app("Who", cls=python_app_class(WHO, "Who"))
     (job_id,) = await world.jobs(app, [{"sleep": 60}])
-    pilot = world.start_pilot(world.config(), executor=LocalExecutor(warm))
+    pilot = world.start_pilot(world.config(), pool=this_host(), executor=LocalExecutor(warm))
     await wait_for_states(world.store, [job_id], [S.RUNNING])
     pilot.request_stop("test stop")
     report = await asyncio.wait_for(world.pilots[0][1], 30)
@@ -89,7 +96,7 @@ class Leaky:
 async def test_each_job_in_a_worker_starts_clean(world: World, warm: WarmPool) -> None:
     app = await world.app("Leaky", cls=python_app_class(LEAKY, "Leaky"))
     ids = await world.jobs(app, [{"mark": str(i)} for i in range(6)])  # one slot: one worker
-    pilot = world.start_pilot(world.config(), cores=1, executor=LocalExecutor(warm))
+    pilot = world.start_pilot(world.config(), pool=this_host(cores=1), executor=LocalExecutor(warm))
     await wait_for_states(world.store, ids, [S.RUN_DONE])
     await world.finish(pilot)
     for job in await world.store.jobs.get_many(ids):
@@ -106,7 +113,7 @@ async def test_exits_in_a_worker_are_exit_codes_and_the_pool_goes_on(
     soft, hard, after = await world.jobs(
         app, [{"mark": "a", "exit_code": 3}, {"mark": "b", "hard": True}, {"mark": "c"}]
     )
-    pilot = world.start_pilot(world.config(), cores=1, executor=LocalExecutor(warm))
+    pilot = world.start_pilot(world.config(), pool=this_host(cores=1), executor=LocalExecutor(warm))
     await wait_for_states(world.store, [soft, hard, after], [S.RUN_DONE, S.RUN_ERROR])
     await world.finish(pilot)
     a, b, c = await world.store.jobs.get_many([soft, hard, after])
@@ -118,7 +125,7 @@ async def test_exits_in_a_worker_are_exit_codes_and_the_pool_goes_on(
 async def test_a_resynced_app_runs_its_new_version(world: World, warm: WarmPool) -> None:
     version = "class V:\n    def run(self):\n        return {n}\n"
     app = await world.app("V", cls=python_app_class(version.format(n=1), "V"))
-    pilot = world.start_pilot(world.config(), cores=1, executor=LocalExecutor(warm))
+    pilot = world.start_pilot(world.config(), pool=this_host(cores=1), executor=LocalExecutor(warm))
     (first,) = await world.jobs(app, [{}])
     await wait_for_states(world.store, [first], [S.RUN_DONE])
     app = await world.app("V", cls=python_app_class(version.format(n=2), "V"))
@@ -127,3 +134,30 @@ async def test_a_resynced_app_runs_its_new_version(world: World, warm: WarmPool)
     await world.finish(pilot)
     jobs = await world.store.jobs.get_many([first, second])
     assert [deserialize(j.result or "") for j in jobs] == [1, 2]
+
+
+RANK = """
+import os
+
+class Rank:
+    def run(self):
+        return os.environ.get("PMI_RANK")  # set by mpiexec, absent in a warm worker
+"""
+
+
+@pytest.mark.mpi
+async def test_only_jobs_placed_on_the_launchers_host_use_the_warm_pool(
+    world: World, warm: WarmPool
+) -> None:
+    """Two nodes that are both this machine, by two names: the job placed on the second
+    one is started through mpiexec on it, not forked here."""
+    app = await world.app("Rank", cls=python_app_class(RANK, "Rank"))
+    here, there = await world.jobs(app, [{}, {}])  # a whole node each
+    pool = NodePool([Node(0, socket.gethostname(), 1), Node(1, "localhost", 1)])
+    config = world.config(settings={"app_run": "mpich"})
+    pilot = world.start_pilot(config, pool=pool, executor=LocalExecutor(warm))
+    await wait_for_states(world.store, [here, there], [S.RUN_DONE, S.RUN_ERROR], 60)
+    await world.finish(pilot)
+    jobs = await world.store.jobs.get_many([here, there])
+    assert all(j.state is S.RUN_DONE for j in jobs), [j.state_data for j in jobs]
+    assert sorted(str(deserialize(j.result)) for j in jobs if j.result) == ["0", "None"]
