@@ -23,6 +23,9 @@ Every message names the object and the field it is about, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 class BalsamError(Exception):
     """Base of every error balsam_mq raises on purpose."""
@@ -104,3 +107,17 @@ class SchedulerError(BalsamError):
 
 class SerializationError(BalsamError):
     """An object could not be serialized or deserialized, or is too large."""
+
+
+def invalid_settings(
+    source: str, exc: Any, *, key: Callable[[str], str] = lambda dotted: dotted
+) -> ConfigError:
+    """One error naming every invalid key of a pydantic ``ValidationError`` ``exc``:
+    ``"<source>: <key>: <reason>; ..."``; ``key`` turns a dotted field path into the name
+    the user wrote (``launcher.kill_grace_s``, ``BALSAM_PREFETCH``, ``--app-run``)."""
+    problems = []
+    for err in exc.errors():
+        dotted = ".".join(str(p) for p in err["loc"]) or "(root)"
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{key(dotted)}: {reason}")
+    return ConfigError(f"{source}: " + "; ".join(problems))

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from balsam_mq.errors import ConfigError
+from balsam_mq.errors import invalid_settings
 
 ENV_PREFIX = "BALSAM_"
 
@@ -99,10 +99,6 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            var = ENV_PREFIX + field.upper()
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{var}: {msg}")
-        raise ConfigError("invalid setting " + "; ".join(problems)) from None
+        raise invalid_settings(
+            "invalid setting", exc, key=lambda field: ENV_PREFIX + field.upper()
+        ) from None

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 import anyio
 import typer
+from pydantic import ValidationError
 
+from balsam_mq.errors import invalid_settings
 from balsam_mq.launcher.config import LauncherConfig, LauncherSettings, parse_filter_tags
 from balsam_mq.settings import Settings, load_settings
 
@@ -84,6 +86,12 @@ def launcher(
         "gpus_per_node": gpus_per_node,
         "idle_timeout_s": idle_timeout,
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:  # refused here, before connecting: a usage error names the option
+        LauncherSettings.model_validate(overrides)
+    except ValidationError as exc:
+        problem = invalid_settings("invalid option", exc, key=lambda k: "--" + k.replace("_", "-"))
+        raise typer.BadParameter(str(problem).removeprefix("invalid option: ")) from None
     tags = parse_filter_tags(filter_tags or [])
     report = anyio.run(
         _run,
@@ -96,7 +104,7 @@ def launcher(
             "filter_tags": tags,
             "batch_job_id": batch_job_id,
         },
-        {k: v for k, v in overrides.items() if v is not None},
+        overrides,
     )
     typer.echo(json.dumps(dataclasses.asdict(report)))
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from balsam_mq.errors import ConfigError
+from balsam_mq.errors import ConfigError, invalid_settings
 
 
 class LauncherSettings(BaseModel):
@@ -104,11 +104,7 @@ def parse_launcher_settings(
     try:
         return LauncherSettings.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            problems.append(f"launcher.{key}: {err['msg']}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        raise invalid_settings(source, exc, key=lambda key: f"launcher.{key}") from None
 
 
 def parse_filter_tags(items: list[str]) -> dict[str, str]:

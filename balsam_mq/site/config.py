@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from balsam_mq.errors import ConfigError
+from balsam_mq.errors import ConfigError, invalid_settings
 
 
 class _Section(BaseModel):
@@ -148,12 +148,7 @@ def parse_config(text: str, *, source: str = "settings.yml") -> SiteConfig:
     try:
         return SiteConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(root)"
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{key}: {msg}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        raise invalid_settings(source, exc) from None
 
 
 def load_config(path: Path) -> SiteConfig:

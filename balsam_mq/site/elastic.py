@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from balsam_mq.domain import RUNNABLE_STATES, BatchJob, BatchJobState, utcnow
-from balsam_mq.errors import ConfigError
+from balsam_mq.errors import invalid_settings
 from balsam_mq.store import Store
 from balsam_mq.store.schema import JOBS
 
@@ -67,10 +67,7 @@ def parse_section(model: type[M], name: str, raw: dict[str, Any]) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
-        raise ConfigError("settings.yml: " + "; ".join(problems)) from None
+        raise invalid_settings("settings.yml", exc, key=lambda key: f"{name}.{key}") from None
 
 
 class ElasticQueue:

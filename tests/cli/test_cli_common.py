@@ -41,6 +41,10 @@ def test_help_shows_an_example(command: list[str]) -> None:
         ),
         (["job", "ls", "--limit", "-1"], "error: Invalid value for '--limit'"),
         (["nosuch"], "error: No such command 'nosuch'."),
+        (
+            ["launcher", "--site", "x", "-t", "1", "--app-run", "foo"],
+            "error: --app-run: Input should be 'mpich', 'openmpi', 'srun' or 'local'",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
