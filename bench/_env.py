@@ -3,8 +3,10 @@ and a fresh database and namespace that are removed afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import signal
 import socket
 import tempfile
 import uuid
@@ -12,7 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from balsam_mq import stack
-from balsam_mq.settings import Settings, load_settings
+from balsam_mq.settings import ENV_PREFIX, Settings, load_settings
+
+HERE = Path(__file__).resolve().parent
+# what a process needs to reach the same database and namespace
+_CONNECTION_FIELDS = ("mongodb_url", "amqp_url", "db", "namespace")
 
 
 @contextlib.contextmanager
@@ -43,6 +49,44 @@ async def bench_settings(url: str) -> AsyncIterator[Settings]:
     settings = load_settings(mongodb_url=url, db=f"bench_{tag}", namespace=f"bench{tag}")
     stack.ensure_rabbitmq(settings.amqp_url)
     yield settings
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment of a balsam_mq process (CLI, agent, launcher) on ``settings``'s
+    database and namespace; the bench helpers importable (for stored app classes)."""
+    return {
+        **os.environ,
+        **{ENV_PREFIX + f.upper(): str(getattr(settings, f)) for f in _CONNECTION_FIELDS},
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+async def start_processes(
+    settings: Settings, commands: list[list[str]], logs: Path
+) -> list[asyncio.subprocess.Process]:
+    """Each command in a session of its own, its output in ``logs/proc<i>.out``."""
+    procs = []
+    for i, command in enumerate(commands):
+        with open(logs / f"proc{i}.out", "ab") as out:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *command,
+                    env=process_env(settings),
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
+            )
+    return procs
+
+
+async def stop_processes(procs: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM to those still running, then wait for every one."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        await proc.wait()
 
 
 def peak_rss_mib() -> float:

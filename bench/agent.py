@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from _env import bench_settings, mongo_url  # noqa: E402
+from _env import bench_settings, mongo_url, start_processes, stop_processes  # noqa: E402
 from workloads import spread  # noqa: E402
 
 import balsam_mq  # noqa: E402
@@ -99,33 +98,13 @@ async def stand_in(site_id: int) -> None:
 # --- the measurement --------------------------------------------------------------------
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BALSAM_MONGODB_URL": settings.mongodb_url,
-        "BALSAM_AMQP_URL": settings.amqp_url,
-        "BALSAM_DB": settings.db,
-        "BALSAM_NAMESPACE": settings.namespace,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
 async def start(
     settings: Settings, site_dir: SiteDirectory, site_id: int, agents: int, stand_ins: int
 ) -> list[asyncio.subprocess.Process]:
-    env = _env(settings)
     commands = [[sys.executable, "-m", "balsam_mq.cli", "site", "agent", str(site_dir.path)]]
     commands = commands * agents
     commands += [[sys.executable, __file__, "--stand-in", str(site_id)]] * stand_ins
-    procs = []
-    for i, command in enumerate(commands):
-        with open(site_dir.logs / f"proc{i}.out", "ab") as out:
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *command, env=env, stdout=out, stderr=out, start_new_session=True
-                )
-            )
-    return procs
+    return await start_processes(settings, commands, site_dir.logs)
 
 
 async def agents_running(site_dir: SiteDirectory, agents: int) -> None:
@@ -159,10 +138,7 @@ async def one_run(
                     elapsed = time.perf_counter() - t0
                     assert all(j.state == "JOB_FINISHED" for j in jobs)
                 finally:
-                    for proc in procs:
-                        proc.send_signal(signal.SIGTERM)
-                    for proc in procs:
-                        await proc.wait()
+                    await stop_processes(procs)
                 channel = await amqp.channel()
                 await delete_namespace(channel, topology, [site.id])
             await store.client.drop_database(settings.db)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import bench_settings, mongo_url
+from _env import bench_settings, mongo_url, start_processes, stop_processes
 from workloads import WARMUP, Run, check_sum, p50_p95, spread
 
 import balsam_mq
@@ -51,30 +49,12 @@ class Add(ApplicationDefinition):
 async def start(
     settings: Settings, site_dir: SiteDirectory, slots: int
 ) -> list[asyncio.subprocess.Process]:
-    env = {
-        **os.environ,
-        "BALSAM_MONGODB_URL": settings.mongodb_url,
-        "BALSAM_AMQP_URL": settings.amqp_url,
-        "BALSAM_DB": settings.db,
-        "BALSAM_NAMESPACE": settings.namespace,
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
     cli = [sys.executable, "-m", "balsam_mq.cli"]
     commands = [
         [*cli, "site", "agent", str(site_dir.path)],
         [*cli, "launcher", "--site", "bench", "--wall-time", "60", "--cores-per-node", str(slots)],
     ]
-    procs = []
-    for i, command in enumerate(commands):
-        with open(site_dir.logs / f"proc{i}.out", "ab") as out:
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *command, env=env, stdout=out, stderr=out, start_new_session=True
-                )
-            )
-    return procs
+    return await start_processes(settings, commands, site_dir.logs)
 
 
 async def ready(store: Store, site_dir: SiteDirectory) -> None:
@@ -128,11 +108,7 @@ async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
                         times.append(time.perf_counter() - t0)
                     p50, p95 = p50_p95(times[WARMUP:])
                 finally:
-                    for proc in procs:
-                        if proc.returncode is None:
-                            proc.send_signal(signal.SIGTERM)
-                    for proc in procs:
-                        await proc.wait()
+                    await stop_processes(procs)
                 channel = await amqp.channel()
                 await delete_namespace(channel, topology, [site.id])
             await store.client.drop_database(settings.db)

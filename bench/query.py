@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]  # bench helpers, and this working tree's package
 
-from _env import bench_settings, mongo_url  # noqa: E402
+from _env import bench_settings, mongo_url, process_env  # noqa: E402
 
 from balsam_mq import Job, connect  # noqa: E402
 from balsam_mq.domain import (  # noqa: E402
@@ -144,16 +143,6 @@ async def build(store: Store, n: int) -> None:
     print(f"built {n:,} jobs in {time.perf_counter() - t0:.0f} s")
 
 
-def cli_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BALSAM_MONGODB_URL": settings.mongodb_url,
-        "BALSAM_DB": settings.db,
-        "BALSAM_AMQP_URL": settings.amqp_url,
-        "BALSAM_NAMESPACE": settings.namespace,
-    }
-
-
 async def timed(runs: int, call: Callable[[], Awaitable[Any]]) -> tuple[list[float], Any]:
     out: Any = None
     times = []
@@ -216,7 +205,7 @@ async def measure(settings: Settings, runs: int) -> None:
             proc = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=ROOT,
-                env=cli_env(settings),
+                env=process_env(settings),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import e2e  # noqa: E402
-from _env import bench_settings, mongo_url  # noqa: E402
+from _env import bench_settings, mongo_url, stop_processes  # noqa: E402
 
 import balsam_mq  # noqa: E402
 from balsam_mq import Job  # noqa: E402
@@ -116,11 +115,7 @@ async def main(n: int, wave: int, slots: int) -> None:
                         ):
                             print(f"  {name:12s} {a:8.1f} -> {b:8.1f}  ({b - a:+.1f})")
                     finally:
-                        for proc in procs:
-                            if proc.returncode is None:
-                                proc.send_signal(signal.SIGTERM)
-                        for proc in procs:
-                            await proc.wait()
+                        await stop_processes(procs)
                     channel = await amqp.channel()
                     await delete_namespace(channel, topology, [site.id])
                 await store.client.drop_database(settings.db)
