@@ -74,7 +74,6 @@ class Relay:
         self._lease_s = lease_s
         self.owner = uuid.uuid4().hex  # this relay, in the lease
         self.leading = False
-        self._unsaved: Any = None
         self._known_sites: set[int] = set()
         self.published = 0  # events
 
@@ -166,46 +165,36 @@ class Relay:
     ) -> None:
         """Publish what has arrived, batch after batch; save the resume token of the last
         confirmed event at most every ``busy_save_s``, and the stream's own while idle."""
-        self._unsaved = None  # the token of the last confirmed event, not yet saved
-        try:
-            await self._send_batches(stream, arrived, reader, publisher, declare_channel)
-        finally:
-            if self._unsaved is not None:  # stopping: keep what was confirmed
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._save(self._unsaved))
-
-    async def _send_batches(
-        self,
-        stream: Any,
-        arrived: _Arrivals,
-        reader: asyncio.Task[None],
-        publisher: Publisher,
-        declare_channel: Any,
-    ) -> None:
+        unsaved: Any = None  # the token of the last confirmed event, not yet saved
         last_save = time.monotonic()
-        while True:
-            wait = self._busy_save_s if self._unsaved is not None else self._idle_save_s
-            waiter = asyncio.ensure_future(arrived.ready.wait())
-            try:
-                waiting: set[asyncio.Future[Any]] = {waiter, reader}
-                await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-            if reader.done():
-                reader.result()  # raises the reader's error
-                raise BalsamError("the relay's stream reader stopped")
-            batch, token = arrived.take(self._batch_size)
-            if not batch:
-                # quiet for a while: everything read is published, so the stream's
-                # position is safe to keep (fresh inside the oplog window)
-                await self._save(self._unsaved or stream.resume_token)
-                self._unsaved, last_save = None, time.monotonic()
-                continue
-            await self._publish(publisher, declare_channel, batch)
-            self._unsaved = token
-            if time.monotonic() - last_save >= self._busy_save_s:
-                await self._save(self._unsaved)
-                self._unsaved, last_save = None, time.monotonic()
+        try:
+            while True:
+                wait = self._busy_save_s if unsaved is not None else self._idle_save_s
+                waiter = asyncio.ensure_future(arrived.ready.wait())
+                try:
+                    waiting: set[asyncio.Future[Any]] = {waiter, reader}
+                    await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                if reader.done():
+                    reader.result()  # raises the reader's error
+                    raise BalsamError("the relay's stream reader stopped")
+                batch, token = arrived.take(self._batch_size)
+                if not batch:
+                    # quiet for a while: everything read is published, so the stream's
+                    # position is safe to keep (fresh inside the oplog window)
+                    await self._save(unsaved or stream.resume_token)
+                    unsaved, last_save = None, time.monotonic()
+                    continue
+                await self._publish(publisher, declare_channel, batch)
+                unsaved = token
+                if time.monotonic() - last_save >= self._busy_save_s:
+                    await self._save(unsaved)
+                    unsaved, last_save = None, time.monotonic()
+        finally:
+            if unsaved is not None:  # stopping: keep what was confirmed
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._save(unsaved))
 
     async def _save(self, token: Any) -> None:
         if not await self._store.relay_state.save(self.name, token, owner=self.owner):

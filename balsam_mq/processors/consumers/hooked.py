@@ -55,12 +55,12 @@ class HookConsumer(JobConsumer):
             app = apps.get(p.job.app_id)
             if app is None:
                 changes.append(self._fail(p.job, f"App {p.job.app_id} no longer exists"))
-            elif app.overrides(self.hook) and app.error is not None:
-                changes.append(self._fail(p.job, f"{self.hook} cannot run: {app.error}"))
-            elif app.overrides(self.hook):
-                custom.append((p, app))
-            else:
+            elif not app.overrides(self.hook):
                 changes.append(self.default_change(p.job))
+            elif app.error is not None:  # its class cannot be loaded on this site
+                changes.append(self._fail(p.job, f"{self.hook} cannot run: {app.error}"))
+            else:
+                custom.append((p, app))
         outcomes = await self.ctx.hooks.run_many([self._request(p.job, app) for p, app in custom])
         created: list[Any] = []
         deferrals: dict[str, float] = {}
