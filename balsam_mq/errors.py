@@ -8,8 +8,8 @@
      │    └── JobFailed         a job awaited as a future ended FAILED without a stored exception
      ├── NoResult               a job's result was asked for before the job finished
      ├── NotFound               a site, app or job does not exist
- ├── InUse                  a site cannot be removed while it still has jobs (without force)
-     ├── MultipleResults        a query expected to match one document matched several
+     ├── InUse                  a site cannot be removed while it still has jobs (without force)
+     ├── MultipleResults        one document was expected and several matched (an ambiguous name)
      ├── QueryError             a query names an unknown field or operator, or a bad value
      ├── InvalidTransition      a state change the transition table does not allow
      ├── StoreError             MongoDB failed or answered something unexpected

@@ -153,29 +153,36 @@ def check_job_inputs(
 
     ``label`` names the app (:func:`app_label`), ``job`` the job (id or workdir).
     """
-    where = f"{job} of {label}"
+    problem = job_input_problem(app, parameters, transfers)
+    if problem is not None:
+        raise JobError(f"{job} of {label}: {problem}")
+
+
+def job_input_problem(
+    app: App, parameters: Mapping[str, Any], transfers: Mapping[str, Any]
+) -> str | None:
+    """What is wrong with a job's parameters and transfers for ``app``, if anything."""
     unknown = [p for p in parameters if p not in app.parameters]
     if unknown and not app.extra_parameters:
         known = ", ".join(app.parameters) or "none"
-        raise JobError(f"{where}: unknown parameter(s) {_names(unknown)} (known: {known})")
+        return f"unknown parameter(s) {_names(unknown)} (known: {known})"
     bad = [p for p in parameters if not is_identifier(p)]
     if bad:
-        raise JobError(f"{where}: parameter name(s) {_names(bad)} are not valid identifiers")
+        return f"parameter name(s) {_names(bad)} are not valid identifiers"
     missing = [p for p, s in app.parameters.items() if s.required and p not in parameters]
     if missing:
-        raise JobError(f"{where}: missing required parameter(s) {_names(missing)}")
+        return f"missing required parameter(s) {_names(missing)}"
     unknown = [t for t in transfers if t not in app.transfers]
     if unknown:
         known = ", ".join(app.transfers) or "none"
-        raise JobError(f"{where}: unknown transfer slot(s) {_names(unknown)} (slots: {known})")
+        return f"unknown transfer slot(s) {_names(unknown)} (slots: {known})"
     missing = [t for t, s in app.transfers.items() if s.required and t not in transfers]
     if missing:
-        raise JobError(f"{where}: required transfer slot(s) {_names(missing)} not filled")
+        return f"required transfer slot(s) {_names(missing)} not filled"
     for slot, uri in transfers.items():
         if not isinstance(uri, str) or not TRANSFER_URI.match(uri):
-            raise JobError(
-                f"{where}: transfer {slot!r}: {uri!r} is not a URI of the form alias:/absolute/path"
-            )
+            return f"transfer {slot!r}: {uri!r} is not a URI of the form alias:/absolute/path"
+    return None
 
 
 def _names(names: list[str]) -> str:

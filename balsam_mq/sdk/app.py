@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, over
 from balsam_mq.domain.appspec import app_label, check_job_inputs
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.domain.serialization import deserialize_app
-from balsam_mq.errors import NotFound, SerializationError
+from balsam_mq.errors import SerializationError
 from balsam_mq.sdk.capture import capturing
 from balsam_mq.sdk.definition import app_spec, check_kind, label_of, run_arguments
 
@@ -185,7 +185,7 @@ class ApplicationDefinition:
         from balsam_mq.sdk.client import get_client
 
         client = await get_client()
-        found = await refs.find_site(client, site, where="load_by_site", error=NotFound)
+        found = await refs.lookup_site(client, site, where="load_by_site")
         apps: list[App] = await client.backend.find(
             QuerySpec("apps", (Condition("site_id", "eq", found.id),))
         )

@@ -79,10 +79,11 @@ class Backend(Protocol):
         documents: Iterable[dict[str, Any]],
         count: int,
         created: Callable[[int, list[dict[str, Any]]], None],
+        apps: Mapping[int, App],
     ) -> None:
         """Create ``count`` new jobs from their documents (``Job.to_doc()`` without ``_id``,
-        checked; read lazily, a chunk at a time); ``created(offset, documents)`` receives
-        each chunk's stored documents as it is written."""
+        checked against ``apps``; read lazily, a chunk at a time); ``created(offset,
+        documents)`` receives each chunk's stored documents as it is written."""
         ...
 
     async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]: ...

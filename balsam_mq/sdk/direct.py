@@ -94,10 +94,12 @@ class DirectBackend:
         documents: Iterable[dict[str, Any]],
         count: int,
         created: Callable[[int, list[dict[str, Any]]], None],
+        apps: Mapping[int, App],
     ) -> None:
-        """A transaction per chunk: ids, initial states and creation events."""
+        """A transaction per chunk: ids, initial states and creation events (the steps
+        with no work followed from ``apps``, the versions the jobs were checked against)."""
         try:
-            await self.store.jobs.create_documents(documents, count, created)
+            await self.store.jobs.create_documents(documents, count, created, apps=apps)
         except InvalidDocument as exc:
             raise JobError(f"a job cannot be stored (its data is not BSON): {exc}") from exc
 

@@ -79,7 +79,7 @@ async def sync_definitions(
     client = await get_client()
     for cls in classes:
         app_spec(cls)
-        await refs.find_site(client, getattr(cls, "site", None), where=label_of(cls))
+        await refs.lookup_site(client, getattr(cls, "site", None), where=label_of(cls))
     synced = []
     for cls in classes:
         synced.append(await refs.sync_class(client, cls))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from balsam_mq.domain import Actor, App, Change, Job as JobDocument, JobState
-from balsam_mq.domain.appspec import app_label, check_job_inputs
+from balsam_mq.domain.appspec import app_label, job_input_problem
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import JobError, NotFound
 from balsam_mq.sdk import refs
@@ -47,8 +47,7 @@ async def _check_jobs(jobs: Sequence[Job], client: Client, *, sync: bool = True)
     parameters and transfers checked against the app, its fields checked, its parameters
     serialized. Apps given as classes are synced if this client has not (unless ``sync``
     is false); nothing else is written."""
-    resolved: dict[tuple[Any, Any], tuple[App, str]] = {}
-    sites: dict[int, str] = {}
+    resolved: dict[tuple[Any, Any], App] = {}
     # jobs with the same app, parameter names and transfers pass the same input checks
     passed: set[tuple[Any, ...]] = set()
     checked = _Checked()
@@ -56,20 +55,19 @@ async def _check_jobs(jobs: Sequence[Job], client: Client, *, sync: bool = True)
         if job.id is not None:
             raise JobError(f"Job {job.id} is already saved")
         key = (_hashable(job._app_ref), _hashable(job._site_ref))
-        entry = resolved.get(key)
-        if entry is None:
-            app = await refs.resolve_job_app(
-                client, job._app_ref, job._site_ref, job._label(), sync=sync
+        app = resolved.get(key)
+        if app is None:
+            app = resolved[key] = await refs.lookup_app(
+                client, job._app_ref, job._site_ref, where=job._label(), sync=sync
             )
-            if app.site_id not in sites:
-                sites[app.site_id] = await refs.site_name(client, app.site_id)
-            entry = resolved[key] = (app, app_label(app.name, sites[app.site_id]))
-        app, label = entry
         resources = job._check_new()
         parameters = job.parameters
         inputs = (id(app), tuple(parameters), *job.transfers.items())
         if inputs not in passed:
-            check_job_inputs(app, label, job._label(), parameters, job.transfers)
+            problem = job_input_problem(app, parameters, job.transfers)
+            if problem is not None:
+                label = app_label(app.name, await refs.site_name(client, app.site_id))
+                raise JobError(f"{job._label()} of {label}: {problem}")
             passed.add(inputs)
         checked.resources.append(resources)
         checked.parameters.append(job._serialized_parameters())
@@ -115,7 +113,8 @@ async def create_jobs(jobs: Iterable[Job]) -> None:
 
     with _collector_paused():
         checked = await _check_jobs(jobs, client)
-        await client.backend.create_jobs(checked.documents(jobs), len(jobs), created)
+        apps = {app.id: app for app in checked.apps if app.id is not None}
+        await client.backend.create_jobs(checked.documents(jobs), len(jobs), created, apps)
 
 
 _pauses = 0  # bulk creations running in this process

@@ -1,5 +1,14 @@
-"""Resolving what users name to stored documents: sites (name, id or Site), apps (class,
-name or id), and syncing an ApplicationDefinition class."""
+"""The one resolver of what users name: sites (a name, an id, digits, a Site) and apps (an
+ApplicationDefinition class, an App, an id, a name or ``"module.Class"``), and syncing a class.
+
+One meaning per situation, whoever asks (``submit``, ``Job(...)``, filters, ``lookup``,
+the CLI): nothing matches → :class:`NotFound`; a name matches several →
+:class:`MultipleResults` listing them; a reference of the wrong kind → :class:`QueryError`.
+``where`` (what was being done, e.g. ``"Job 'w/1'"``) prefixes the message.
+
+What cannot change is cached on the client: site names by id (ids are never reused, sites
+are not renamed) and the App document of each class the client synced or loaded.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +19,11 @@ from balsam_mq.domain import App, Site
 from balsam_mq.domain.appspec import app_label
 from balsam_mq.domain.queries import Condition, QuerySpec, Resource
 from balsam_mq.domain.serialization import serialize_app
-from balsam_mq.errors import AppError, BalsamError, JobError, NotFound, QueryError
+from balsam_mq.errors import MultipleResults, NotFound, QueryError
 from balsam_mq.sdk.client import Client
 from balsam_mq.sdk.definition import app_spec, label_of
+
+_COLLECTIONS = (list, tuple, set, frozenset)
 
 
 def _spec(resource: Resource, **match: Any) -> QuerySpec:
@@ -22,60 +33,56 @@ def _spec(resource: Resource, **match: Any) -> QuerySpec:
     return QuerySpec(resource, conditions)
 
 
+def _prefix(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
 async def _ids(client: Client, spec: QuerySpec) -> list[int]:
     """The ids of the matches alone (an app document carries its whole class)."""
     return [d["id"] for d in await client.backend.values(spec, ("id",))]
 
 
-def _site_id_of(ref: Any) -> int | None:
-    """The id of a Site object (or a stored document with one)."""
+def _site_id(ref: Any) -> int | None:
+    """The id ``ref`` means directly: an int, or a Site (or any document with an int id)."""
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int):
+        return ref
     site_id = getattr(ref, "id", None)
-    return site_id if isinstance(site_id, int) else None
+    return site_id if isinstance(site_id, int) and not isinstance(site_id, bool) else None
 
 
-async def find_site(
-    client: Client, ref: Any, *, where: str, error: type[BalsamError] = AppError
-) -> Site:
-    """The one site ``ref`` names; unknown or ambiguous is an ``error`` naming ``where``."""
-    if isinstance(ref, bool) or (not isinstance(ref, int | str) and _site_id_of(ref) is None):
-        raise error(f"{where}: site must be a site name, id or Site object, got {ref!r}")
-    if isinstance(ref, str):
-        sites: list[Site] = await client.backend.find(_spec("sites", name=ref))
-    else:
-        site_id = ref if isinstance(ref, int) else _site_id_of(ref)
-        sites = await client.backend.find(_spec("sites", id=site_id))
-    if not sites:
-        raise NotFound(f"{where}: site {ref!r} does not exist")
-    if len(sites) > 1:
-        options = ", ".join(f"id {s.id} (owner {s.owner!r})" for s in sites)
-        raise error(f"{where}: site name {ref!r} is ambiguous: {options}; use the site id")
-    return sites[0]
+# --- sites -----------------------------------------------------------------------------
 
 
-async def lookup_site(client: Client, ref: Any) -> Site:
-    """The site a user names: a name, an id (also as digits, when no site has that name)
-    or a Site. Unknown is :class:`NotFound`; a name shared by owners is ambiguous."""
+async def lookup_site(client: Client, ref: Any, *, where: str | None = None) -> Site:
+    """The one site ``ref`` names: a name, an id (also as digits, when no site has that
+    name) or a Site."""
     sites: list[Site] = []
     if isinstance(ref, str):
         sites = await client.backend.find(_spec("sites", name=ref))
         if not sites and ref.isdigit():
             ref = int(ref)
     if not sites and not isinstance(ref, str):
-        site_id = ref if isinstance(ref, int) and not isinstance(ref, bool) else _site_id_of(ref)
+        site_id = _site_id(ref)
         if site_id is None:
-            raise QueryError(f"expected a site name, id or Site, got {ref!r}")
+            raise QueryError(f"{_prefix(where)}expected a site name, id or Site, got {ref!r}")
         sites = await client.backend.find(_spec("sites", id=site_id))
     if not sites:
-        raise NotFound(f"site {ref!r} does not exist")
+        raise NotFound(f"{_prefix(where)}site {ref!r} does not exist")
     if len(sites) > 1:
         options = ", ".join(f"id {s.id} (owner {s.owner!r})" for s in sites)
-        raise QueryError(f"site name {ref!r} is ambiguous: {options}; use the site id")
-    return sites[0]
+        raise MultipleResults(
+            f"{_prefix(where)}site name {ref!r} is ambiguous: {options}; use the site id"
+        )
+    site = sites[0]
+    if site.id is not None:
+        client.site_names[site.id] = site.name
+    return site
 
 
 async def site_name(client: Client, site_id: int) -> str:
-    """The name of site ``site_id`` (for messages), asked once per client: ids are never
-    reused and sites are not renamed."""
+    """The name of site ``site_id``, for messages (asked once per client)."""
     name = client.site_names.get(site_id)
     if name is None:
         sites = await client.backend.find(_spec("sites", id=site_id))
@@ -86,27 +93,34 @@ async def site_name(client: Client, site_id: int) -> str:
 
 
 async def site_ids(client: Client, ref: Any) -> list[int]:
-    """Every site id ``ref`` (a name, id, Site, or a list of them) may mean, for filters."""
-    if isinstance(ref, list | tuple | set | frozenset):
+    """Every site id ``ref`` (a name, id, Site, or a collection of them) may mean, for
+    filters: a name shared by owners means all of theirs, an unknown name none."""
+    if isinstance(ref, _COLLECTIONS):
         return sorted({i for r in ref for i in await site_ids(client, r)})
     if isinstance(ref, str):
         return await _ids(client, _spec("sites", name=ref))
-    site_id = ref if isinstance(ref, int) and not isinstance(ref, bool) else _site_id_of(ref)
+    site_id = _site_id(ref)
     if site_id is None:
-        raise JobError(f"site filter: expected a site name, id or Site, got {ref!r}")
+        raise QueryError(f"site filter: expected a site name, id or Site, got {ref!r}")
     return [site_id]
+
+
+# --- apps ------------------------------------------------------------------------------
+
+
+def is_definition(ref: Any) -> bool:
+    return isinstance(ref, type) and hasattr(ref, "command_template") and hasattr(ref, "sync")
 
 
 async def sync_class(client: Client, cls: type) -> App:
     """Check, serialize and store ``cls`` at its site (overwriting an earlier version)."""
     spec = app_spec(cls)
-    site = await find_site(client, getattr(cls, "site", None), where=label_of(cls))
+    site = await lookup_site(client, getattr(cls, "site", None), where=label_of(cls))
     assert site.id is not None
-    label = app_label(cls.__name__, site.name)
     app = spec.model_copy(
         update={
             "site_id": site.id,
-            "serialized_class": serialize_app(cls, what=label),
+            "serialized_class": serialize_app(cls, what=app_label(cls.__name__, site.name)),
             "source": _source(cls),
         }
     )
@@ -122,7 +136,7 @@ def _source(cls: type) -> str:
         return ""
 
 
-async def app_for_class(client: Client, cls: type, *, sync: bool = True) -> App:
+async def _class_app(client: Client, cls: type, *, sync: bool) -> App:
     """The App document of a class this client synced or loaded; else synced now, or with
     ``sync=False`` the app stored under the class's site and name."""
     known = client.known_app(cls)
@@ -130,58 +144,60 @@ async def app_for_class(client: Client, cls: type, *, sync: bool = True) -> App:
         return known
     if sync:
         return await sync_class(client, cls)
-    site = await find_site(client, getattr(cls, "site", None), where=label_of(cls))
+    site = await lookup_site(client, getattr(cls, "site", None), where=label_of(cls))
     apps: list[App] = await client.backend.find(_spec("apps", name=cls.__name__, site_id=site.id))
     if not apps:
         raise NotFound(f"{label_of(cls)} is not synced (jobs created by hooks never sync apps)")
     return apps[0]
 
 
-def is_definition(ref: Any) -> bool:
-    return isinstance(ref, type) and hasattr(ref, "command_template") and hasattr(ref, "sync")
-
-
-async def resolve_job_app(
-    client: Client, ref: Any, site_ref: Any, job: str, *, sync: bool = True
+async def lookup_app(
+    client: Client, ref: Any, site: Any = None, *, where: str | None = None, sync: bool = True
 ) -> App:
-    """The app a new job names: a class (synced if needed and ``sync``), an App, an id, or
-    a name (``"module.Class"`` accepted; ``site`` narrows a name used at several sites)."""
+    """The one app ``ref`` names: a class (synced first if this client has not, unless
+    ``sync`` is false), an App, an id, or a name (``"module.Class"`` accepted; ``site``
+    narrows a name used at several sites)."""
     if is_definition(ref):
-        return await app_for_class(client, ref, sync=sync)
-    app_id = getattr(ref, "id", None) if isinstance(ref, App) else ref
+        return await _class_app(client, ref, sync=sync)
+    app_id = ref.id if isinstance(ref, App) else ref
     if isinstance(app_id, int) and not isinstance(app_id, bool):
         apps: list[App] = await client.backend.find(_spec("apps", id=app_id))
         if not apps:
-            raise NotFound(f"{job}: App {app_id} does not exist")
+            raise NotFound(f"{_prefix(where)}App {app_id} does not exist")
         return apps[0]
     if not isinstance(ref, str):
-        raise JobError(f"{job}: app_id must be an ApplicationDefinition, name or id, got {ref!r}")
+        raise QueryError(
+            f"{_prefix(where)}expected an ApplicationDefinition, app name or id, got {ref!r}"
+        )
     match: dict[str, Any] = {}
-    if site_ref is not None:
-        site = await find_site(client, site_ref, where=job, error=JobError)
-        match["site_id"] = site.id
+    if site is not None:
+        match["site_id"] = (await lookup_site(client, site, where=where)).id
     apps = await client.backend.find(_spec("apps", name=ref, **match))
     if not apps and "." in ref:
         apps = await client.backend.find(_spec("apps", name=ref.rsplit(".", 1)[1], **match))
     if not apps:
-        where = f" at site {site_ref!r}" if site_ref is not None else ""
-        raise NotFound(f"{job}: no app named {ref!r}{where}")
+        at = f" at site {site!r}" if site is not None else ""
+        raise NotFound(f"{_prefix(where)}no app named {ref!r}{at}")
     if len(apps) > 1:
-        at = ", ".join(f"{a.id} (site {a.site_id})" for a in apps)
-        raise JobError(f"{job}: app name {ref!r} is ambiguous: apps {at}; give site= or app_id")
+        options = ", ".join(f"{a.id} (site {a.site_id})" for a in apps)
+        raise MultipleResults(
+            f"{_prefix(where)}app name {ref!r} is ambiguous: apps {options}; "
+            "give the site or the app id"
+        )
     return apps[0]
 
 
 async def app_ids(client: Client, ref: Any) -> list[int]:
-    """Every app id ``ref`` (a class, App, name, id, or a list of them) means, for filters."""
-    if isinstance(ref, list | tuple | set | frozenset):
+    """Every app id ``ref`` (a class, App, name, id, or a collection of them) may mean, for
+    filters: a name used at several sites means all of them, an unknown one none."""
+    if isinstance(ref, _COLLECTIONS):
         return sorted({i for r in ref for i in await app_ids(client, r)})
     if is_definition(ref):
         known = client.known_app(ref)
         if known is not None and known.id is not None:
             return [known.id]
         try:
-            site = await find_site(client, getattr(ref, "site", None), where=label_of(ref))
+            site = await lookup_site(client, getattr(ref, "site", None), where=label_of(ref))
         except NotFound:
             return []
         return await _ids(client, _spec("apps", name=ref.__name__, site_id=site.id))
@@ -194,4 +210,4 @@ async def app_ids(client: Client, ref: Any) -> list[int]:
         if not ids and "." in ref:
             ids = await _ids(client, _spec("apps", name=ref.rsplit(".", 1)[1]))
         return ids
-    raise JobError(f"app filter: expected an ApplicationDefinition, name or id, got {ref!r}")
+    raise QueryError(f"app filter: expected an ApplicationDefinition, name or id, got {ref!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+from pymongo.monitoring import CommandListener
 
 from balsam_mq.errors import StoreError
 from balsam_mq.store.apps import AppRepository
@@ -45,9 +46,15 @@ class Store:
 
 @asynccontextmanager
 async def open_store(
-    url: str, db_name: str, *, init_schema: bool = True, timeout_ms: int = 10_000
+    url: str,
+    db_name: str,
+    *,
+    init_schema: bool = True,
+    timeout_ms: int = 10_000,
+    listeners: Sequence[CommandListener] = (),
 ) -> AsyncIterator[Store]:
     """Connect to MongoDB, make sure the schema exists, and yield the repositories.
+    ``listeners`` see every command sent (PyMongo's command monitoring).
 
     Example::
 
@@ -55,7 +62,7 @@ async def open_store(
             job = await store.jobs.get(42)
     """
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms
+        url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, event_listeners=listeners
     )
     try:
         try:

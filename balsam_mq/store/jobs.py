@@ -187,12 +187,23 @@ class JobRepository:
                 raise JobError(f"Job {job.id} is already saved")
         docs = [job.to_doc() for job in jobs]
         first = await self._counters.reserve(JOBS, len(docs))
-        await self._tx.run(partial(self._create, docs, first), session=session)
+        await self._tx.run(partial(self._create, docs, first, None), session=session)
         return [Job.from_doc(doc) for doc in docs]
 
-    async def create_documents(self, docs: Iterable[Doc], count: int, created: Created) -> None:
+    async def create_documents(
+        self,
+        docs: Iterable[Doc],
+        count: int,
+        created: Created,
+        *,
+        apps: Mapping[int, App] | None = None,
+    ) -> None:
         """Create ``count`` new jobs from their documents (in the form of ``Job.to_doc()``,
         without ``_id``; their fields already checked), with their creation events.
+
+        ``apps`` are the app documents the jobs were checked against, followed for their
+        steps with no work instead of being read again (an app missing from it is read):
+        the version a client has just synced or resolved is the one its jobs are made for.
 
         Each job becomes READY (and goes on through every step with no work: see
         ``domain.pipeline``), AWAITING_PARENTS, or FAILED. Ids come from one block
@@ -221,7 +232,7 @@ class JobRepository:
             # another one failed (its jobs exist: their objects must have their ids)
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._tx.run(partial(self._create, chunk, first + offset))
+                    await self._tx.run(partial(self._create, chunk, first + offset, apps))
                     created(offset, chunk)
                 finally:
                     slots.release()
@@ -240,9 +251,15 @@ class JobRepository:
         if offset != count:
             raise StoreError(f"create_documents: {offset} documents for a count of {count}")
 
-    async def _create(self, docs: list[Doc], first: int, s: AsyncClientSession) -> None:
+    async def _create(
+        self,
+        docs: list[Doc],
+        first: int,
+        given: Mapping[int, App] | None,
+        s: AsyncClientSession,
+    ) -> None:
         """The body of a creation transaction: completes ``docs`` (ids from ``first`` on)
-        and inserts them with their events."""
+        and inserts them with their events; ``given`` apps are not read."""
         parent_ids = sorted({p for doc in docs for p in doc["parent_ids"]})
         parent_states: dict[int, str] = {}
         ancestors: dict[int, int] = {}  # failed parent -> the first failed ancestor
@@ -266,7 +283,8 @@ class JobRepository:
                     {"$set": {"last_child_at": utcnow()}},
                     session=s,
                 )
-        apps = await self._apps_of({doc["app_id"] for doc in docs}, s)
+        apps = dict(given or {})
+        apps.update(await self._apps_of({doc["app_id"] for doc in docs} - set(apps), s))
         now = utcnow()
         # jobs of one app, with the same transfer slots and no parent in the way, take
         # the same steps: their events differ only in the job id

@@ -13,7 +13,7 @@ import pytest
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.domain import JobState
-from balsam_mq.errors import AppError, JobError, NotFound
+from balsam_mq.errors import JobError, MultipleResults, NotFound
 from balsam_mq.sdk import Client, Site
 from balsam_mq.sdk.templates import render_command
 from balsam_mq.store import Store
@@ -69,7 +69,10 @@ async def test_an_unknown_or_ambiguous_site_is_a_clear_error(client: Client, sit
         site = "aurora"
         command_template = "true"
 
-    with pytest.raises(AppError, match=r"site name 'aurora' is ambiguous: id \d+ \(owner 'alice'"):
+    with pytest.raises(
+        MultipleResults,
+        match=r"at site 'aurora': site name 'aurora' is ambiguous: id \d+ \(owner 'alice'",
+    ):
         await Twice.sync()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from balsam_mq import ApplicationDefinition, BatchJob, EventLog, Job, blocking
 from balsam_mq.domain import BatchJobState
-from balsam_mq.errors import InUse, NotFound, QueryError
+from balsam_mq.errors import InUse, MultipleResults, NotFound, QueryError
 from balsam_mq.sdk import App, Client, Site
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store
@@ -32,7 +32,7 @@ async def test_lookup_by_name_id_or_digits(client: Client, site: Site) -> None:
     with pytest.raises(QueryError, match="expected a site name, id or Site"):
         await Site.objects.lookup(1.5)
     await Site.objects.create(name="polaris", owner="someone")
-    with pytest.raises(QueryError, match="site name 'polaris' is ambiguous"):
+    with pytest.raises(MultipleResults, match="site name 'polaris' is ambiguous"):
         await Site.objects.lookup("polaris")
 
 

@@ -1,0 +1,59 @@
+"""What one ``await App.submit()`` costs in MongoDB commands once the app is known."""
+
+from __future__ import annotations
+
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
+
+from balsam_mq import ApplicationDefinition, Site
+from balsam_mq.broker import Topology
+from balsam_mq.sdk import Client
+from balsam_mq.sdk.client import use_client
+from balsam_mq.sdk.direct import DirectBackend
+from balsam_mq.settings import Settings
+from balsam_mq.store import Store, open_store
+
+
+class Commands(CommandListener):
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.sent.append(f"{event.command_name} {event.command.get(event.command_name)}")
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_repeated_submit_sends_four_commands_id_job_event_commit(
+    settings: Settings, store: Store, topology: Topology, amqp: object
+) -> None:
+    commands = Commands()
+    async with open_store(settings.mongodb_url, settings.db, listeners=[commands]) as watched:
+        client = Client(settings, DirectBackend(watched, amqp, topology))  # type: ignore[arg-type]
+        async with use_client(client):
+            await Site.objects.create(name="polaris", path="/sites/polaris")
+
+            class Echo(ApplicationDefinition):
+                site = "polaris"
+                command_template = "echo {{ x }}"
+
+            await Echo.submit("first", x=0)
+            for i in range(3):
+                commands.sent.clear()
+                job = await Echo.submit(f"again/{i}", x=i)
+                assert commands.sent == [
+                    "findAndModify counters",
+                    "insert jobs",
+                    "insert events",
+                    "commitTransaction 1",
+                ]
+                assert job.state == "PREPROCESSED"
+        await client.aclose()
