@@ -26,50 +26,69 @@ class LauncherSettings(BaseModel):
 
     app_run: Literal["mpich", "openmpi", "srun", "local"] = Field(
         default="local",
-        description="How jobs are launched: mpiexec (MPICH/OpenMPI), srun, or local "
-        "(direct for one rank, local mpiexec for more).",
+        description="How jobs are launched; local runs one rank directly, more through a "
+        "local mpiexec.",
     )
     mpiexec: str = Field(default="mpiexec", description="The mpiexec executable.")
-    cores_per_node: int | None = Field(default=None, ge=1, description="Else discovered.")
-    gpus_per_node: int | None = Field(
-        default=None, ge=0, description="Else from CUDA_VISIBLE_DEVICES."
+    cores_per_node: int | None = Field(
+        default=None, ge=1, description="Cores per node (null: discovered)."
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Set for every job.")
-    heartbeat_s: float = Field(default=10.0, gt=0, description="Session heartbeat period.")
+    gpus_per_node: int | None = Field(
+        default=None, ge=0, description="GPUs per node (null: from CUDA_VISIBLE_DEVICES)."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables set for every job."
+    )
+    heartbeat_s: float = Field(
+        default=10.0, gt=0, description="Seconds between session heartbeats."
+    )
     idle_timeout_s: float | None = Field(
-        default=None, gt=0, description="Exit after this long with nothing to run."
+        default=None,
+        gt=0,
+        description="Exit after this many seconds with nothing to run (null: never).",
     )
     drain_margin_s: float | None = Field(
         default=None,
         ge=0,
         description="Stop claiming this long before the wall time ends "
-        "(default: 10% of the wall time, at most 60 s).",
+        "(null: 10% of it, at most 60 s).",
     )
     kill_grace_s: float = Field(
-        default=5.0, ge=0, description="SIGTERM to SIGKILL, when jobs are stopped."
+        default=5.0, ge=0, description="Seconds from SIGTERM to SIGKILL when jobs are stopped."
     )
-    max_prefetch: int = Field(default=200, ge=1, le=65535)
+    max_prefetch: int = Field(
+        default=200,
+        ge=1,
+        le=65535,
+        description="At most this many runnable jobs held (free slots plus claimed ahead).",
+    )
     claim_ahead_s: float = Field(
         default=0.1,
         ge=0,
-        description="Claim beyond the free slots as many jobs as the recent pace finishes "
-        "in this many seconds, so freed slots start their next job at once (0: never).",
+        description="Claim ahead of free slots what the recent pace finishes in this many "
+        "seconds, so a freed slot starts its next job at once (0: never).",
     )
     claim_ahead_max: int = Field(
         default=64, ge=0, le=10_000, description="At most this many jobs claimed ahead."
     )
     unfit_delay_s: float = Field(
-        default=30.0, gt=0, description="A job this launcher can never run comes back after."
+        default=30.0,
+        gt=0,
+        description="Seconds before a job this launcher can never run is offered again.",
     )
     other_tags_delay_s: float = Field(
-        default=5.0, gt=0, description="A job not matching --filter-tags comes back after."
+        default=5.0,
+        gt=0,
+        description="Seconds before a job not matching --filter-tags is offered again.",
     )
     warm_pool: bool = Field(
         default=True,
         description="Run single-rank Python jobs on the launcher's host in warm worker "
-        "processes, one job after another (else a fresh interpreter per job).",
+        "processes (false: a fresh interpreter per job).",
     )
-    output_tail_chars: int = Field(default=2000, ge=0)
+    output_tail_chars: int = Field(
+        default=2000, ge=0, description="Characters of the end of job.out kept with a failed run."
+    )
 
 
 class LauncherConfig(BaseModel):

@@ -53,14 +53,23 @@ class SchedulerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["local", "slurm", "pbs"] = "local"
-    interval_s: float = Field(default=10.0, gt=0, description="Seconds between passes.")
-    template: str | None = Field(
-        default=None, description="Job script template (default: <site>/job-template.sh)."
+    kind: Literal["local", "slurm", "pbs"] = Field(
+        default="local", description="The batch scheduler."
     )
-    extra_args: list[str] = Field(default_factory=list, description="More submit arguments.")
+    interval_s: float = Field(
+        default=10.0, gt=0, description="Seconds between syncs of the batch jobs with it."
+    )
+    template: str | None = Field(
+        default=None,
+        description="Jinja2 job script (null: <site>/job-template.sh, else built in).",
+    )
+    extra_args: list[str] = Field(
+        default_factory=list, description='More submit arguments, e.g. ["-C", "cpu"].'
+    )
     launcher_margin_min: float = Field(
-        default=1.0, ge=0, description="The launcher ends this long before the batch job."
+        default=1.0,
+        ge=0,
+        description="Minutes the launcher stops early (at most 20% of the wall time).",
     )
 
 

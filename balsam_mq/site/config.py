@@ -1,4 +1,4 @@
-"""A site's settings.yml: the validated model, its commented default text, and loading."""
+"""A site's settings.yml: the validated model of its own sections, and loading."""
 
 from __future__ import annotations
 
@@ -23,18 +23,38 @@ class _Section(BaseModel):
 
 
 class HookSettings(_Section):
-    workers: int = Field(default=2, ge=1, le=256)
-    batch_size: int = Field(default=50, ge=1, le=10_000)
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Worker processes that run preprocess/postprocess/error/timeout hooks.",
+    )
+    batch_size: int = Field(
+        default=50, ge=1, le=10_000, description="Jobs a consumer takes at once."
+    )
 
 
 class FileCleanerSettings(_Section):
-    enabled: bool = False
+    enabled: bool = Field(
+        default=False,
+        description="Delete each finished job's app.cleanup_files globs in its workdir.",
+    )
 
 
 class TransferSettings(_Section):
-    locations: dict[str, str] = Field(default_factory=dict)
-    retry_initial_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=120.0, gt=0)
+    locations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Alias to URI: local, local:/prefix or globus://<endpoint> "
+        '(jobs then say "alias:/abs/path").',
+    )
+    retry_initial_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="A job whose input is not there yet is retried after this many seconds.",
+    )
+    retry_max_s: float = Field(
+        default=120.0, gt=0, description="The wait doubles at each retry, up to this many seconds."
+    )
 
     @field_validator("locations")
     @classmethod
@@ -51,10 +71,17 @@ class TransferSettings(_Section):
 
 
 class ReaperSettings(_Section):
-    grace_s: float = Field(default=60.0, gt=0)
-    interval_s: float = Field(default=10.0, gt=0)
+    grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="RUNNING jobs of a launcher silent this many seconds go to RUN_TIMEOUT.",
+    )
+    interval_s: float = Field(
+        default=10.0, gt=0, description="Seconds between the reaper's passes."
+    )
 
 
+# validated by the modules that own them; site/template.py maps each to its model
 OTHER_SECTIONS = frozenset({"launcher", "scheduler", "elastic_queue"})
 
 
@@ -63,8 +90,10 @@ class SiteConfig(_Section):
 
     model_config = ConfigDict(extra="allow")  # sections owned by launcher/scheduler modules
 
-    site_id: int | None = None
-    name: str = ""
+    site_id: int | None = Field(
+        default=None, description="The site's id in the database, set by `balsam-mq site init`."
+    )
+    name: str = Field(default="", description="The site's name, set by `balsam-mq site init`.")
     hooks: HookSettings = Field(default_factory=HookSettings)
     file_cleaner: FileCleanerSettings = Field(default_factory=FileCleanerSettings)
     transfers: TransferSettings = Field(default_factory=TransferSettings)
@@ -84,58 +113,6 @@ class SiteConfig(_Section):
         if not isinstance(value, dict):
             raise ConfigError(f"settings.yml: {name}: must be a mapping")
         return value
-
-
-DEFAULT_SETTINGS = """\
-# balsam_mq site settings. Every key is optional; the values shown are the defaults.
-site_id: {site_id}
-name: {name}
-
-hooks:
-  workers: 2          # worker processes that run preprocess/postprocess/error/timeout hooks
-  batch_size: 50      # jobs a consumer takes at once
-
-file_cleaner:
-  enabled: false      # delete each finished job's app.cleanup_files globs in its workdir
-
-transfers:
-  locations: {{}}       # alias: URI, e.g. laptop: local   (then "laptop:/abs/path" in jobs)
-  retry_initial_s: 1  # a job whose input is not there yet is retried after this long,
-  retry_max_s: 120    # doubling up to this
-
-reaper:
-  grace_s: 60         # a launcher silent this long has its RUNNING jobs moved to RUN_TIMEOUT
-  interval_s: 10
-
-launcher:
-  app_run: local          # how jobs are wrapped: mpich | openmpi | srun | local
-  mpiexec: mpiexec
-  cores_per_node: null    # null: discovered
-  gpus_per_node: null     # null: from CUDA_VISIBLE_DEVICES
-  env: {{}}                 # set for every job
-  heartbeat_s: 10
-  idle_timeout_s: null    # exit after this many idle seconds
-  drain_margin_s: null    # stop claiming this long before the end (default 10%, <= 60 s)
-  claim_ahead_s: 0.1      # claim ahead of free slots what the recent pace runs in this long
-  warm_pool: true         # single-rank Python jobs in warm workers (false: fresh interpreters)
-
-scheduler:
-  kind: local             # local | slurm | pbs
-  interval_s: 10
-  template: null          # null: <site>/job-template.sh if present, else built in
-  extra_args: []          # extra submit arguments, e.g. ["-C", "cpu"]
-
-elastic_queue:
-  enabled: false          # submit batch jobs sized to the runnable backlog
-  project: ""
-  queue: ""
-  job_mode: mpi
-  min_nodes: 1
-  max_nodes: 1
-  max_queued: 1           # elastic batch jobs waiting in the queue at once
-  max_wall_time_min: 60
-  idle_timeout_s: 60      # its launchers exit when idle
-"""
 
 
 def parse_config(text: str, *, source: str = "settings.yml") -> SiteConfig:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from balsam_mq.errors import ConfigError
-from balsam_mq.site.config import DEFAULT_SETTINGS, SiteConfig, load_config
+from balsam_mq.site.config import SiteConfig, load_config
+from balsam_mq.site.template import settings_text
 
 SETTINGS_FILE = "settings.yml"
 
@@ -54,7 +55,7 @@ class SiteDirectory:
         path.mkdir(parents=True, exist_ok=True)
         site.data.mkdir(exist_ok=True)
         site.logs.mkdir(exist_ok=True)
-        site.settings_file.write_text(DEFAULT_SETTINGS.format(site_id=site_id, name=name))
+        site.settings_file.write_text(settings_text(site_id=site_id, name=name))
         return site
 
     @classmethod

@@ -45,16 +45,27 @@ class ElasticQueueSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
-    project: str = ""
-    queue: str = ""
-    job_mode: Literal["serial", "mpi"] = "mpi"
-    filter_tags: dict[str, str] = Field(default_factory=dict)
-    min_nodes: int = Field(default=1, ge=1)
-    max_nodes: int = Field(default=1, ge=1)
-    max_queued: int = Field(default=1, ge=1, description="Elastic batch jobs waiting at once.")
-    max_wall_time_min: int = Field(default=60, ge=1)
-    idle_timeout_s: float = Field(default=60.0, gt=0, description="Idle launchers exit.")
+    enabled: bool = Field(
+        default=False, description="Submit batch jobs sized to the runnable backlog."
+    )
+    project: str = Field(default="", description="The project (account) charged for them.")
+    queue: str = Field(default="", description="The scheduler queue they are submitted to.")
+    job_mode: Literal["serial", "mpi"] = Field(
+        default="mpi", description="Their launchers' job mode."
+    )
+    filter_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Only jobs with these tags count in the backlog, and only they run.",
+    )
+    min_nodes: int = Field(default=1, ge=1, description="Nodes of the smallest batch job.")
+    max_nodes: int = Field(default=1, ge=1, description="Nodes of the largest batch job.")
+    max_queued: int = Field(
+        default=1, ge=1, description="Elastic batch jobs waiting in the queue at once."
+    )
+    max_wall_time_min: int = Field(default=60, ge=1, description="Wall time of each, in minutes.")
+    idle_timeout_s: float = Field(
+        default=60.0, gt=0, description="Their launchers exit after this many idle seconds."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ElasticQueueSettings:
