@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from balsam_mq.domain.models import App
 from balsam_mq.domain.states import Actor, JobState
@@ -32,6 +33,13 @@ class DefaultMove:
     by: Actor
     reason: str | None = None  # recorded in state_data
     keep_data: bool = False  # carry the state_data of the move that led here
+
+    def state_data(self, previous: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``state_data`` of this move, after one that recorded ``previous``."""
+        state_data = dict(previous) if self.keep_data else {}
+        if self.reason is not None:
+            state_data = {"reason": self.reason, **state_data}
+        return state_data
 
 
 # from-state -> the move its consumer makes by default (hooks of ApplicationDefinition,
@@ -56,6 +64,8 @@ HOOK_OF_STATE: dict[JobState, str] = {
     S.RUN_TIMEOUT: "handle_timeout",
 }
 HOOKS: tuple[str, ...] = tuple(HOOK_OF_STATE.values())
+# hook -> the state its job is in when it runs
+STATE_OF_HOOK: dict[str, JobState] = {hook: state for state, hook in HOOK_OF_STATE.items()}
 
 
 @dataclass(frozen=True)

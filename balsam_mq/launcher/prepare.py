@@ -105,7 +105,7 @@ class Preparer:
         cls = self.app_class(app)
         preamble = ""
         if cls is not None and is_sdk_app(cls) and defines(cls, "shell_preamble"):
-            from balsam_mq.sdk.hooks import in_workdir
+            from balsam_mq.site.workdir import in_workdir
 
             try:
                 with in_workdir(workdir):  # like every hook: output to the job's balsam.log

@@ -47,7 +47,7 @@ def is_sdk_app(cls: type) -> bool:
 def make_app(cls: type, job: Any) -> Any:
     """An instance of the app class with ``self.job`` set, as the SDK builds it for hooks."""
     if is_sdk_app(cls):
-        from balsam_mq.sdk.hooks import app_for_job
+        from balsam_mq.sdk.app import app_for_job
 
         return app_for_job(cls, job)
     instance: Any = object.__new__(cls)

@@ -47,7 +47,9 @@ _PRELOAD = (
     "balsam_mq.domain",
     "balsam_mq.domain.serialization",
     "balsam_mq.launcher.python_runner",
-    "balsam_mq.sdk.hooks",
+    "balsam_mq.sdk.app",
+    "balsam_mq.sdk.job",
+    "balsam_mq.site.workdir",
     "balsam_mq.sdk.definition",
 )
 _PR_SET_PDEATHSIG = 1

@@ -91,10 +91,8 @@ class SiteAgent:
         await declare_site(channel, self.topology, self.site.id)
         await channel.close()
         with HookRunner(self.config.hooks.workers) as hooks:
-            client = Client(
-                Settings(db=self.store.db.name, namespace=self.topology.namespace),
-                DirectBackend(self.store, self.amqp, self.topology),
-            )
+            # jobs that hooks create are checked and built through the SDK on this store
+            client = Client(DirectBackend(self.store, self.amqp, self.topology))
             ctx = AgentContext(
                 store=self.store,
                 site=self.site,

@@ -1,20 +1,35 @@
-"""Inside a hook worker process: load the app class, run one hook in the job's workdir.
+"""Running one app hook for one job — the one way hooks run — and what it did, as the agent
+commits it.
 
-Runs with no event loop (an ``async def`` hook gets one of its own), the job's workdir
-as current directory, and stdout/stderr appended to ``balsam.log`` there. It returns
-what the hook changed; the agent commits it with the transition. Any exception in the
-hook is caught here and reported with its traceback, never raised into the pool.
+In a hook worker process, :func:`run_hook` loads the app class, makes the job's workdir
+the current directory with stdout/stderr appended to its ``balsam.log``
+(``site.workdir.in_workdir``) and calls the hook through :func:`call_hook`: ``self.job``
+is the user's view of the stored job, job creation is captured (nothing is written from
+the worker), an ``async def`` hook runs on a loop of its own. It returns a
+:class:`HookOutcome`; the agent turns it into the transition and the new jobs it commits
+in one transaction. An exception in the hook is caught and reported with its traceback,
+never raised into the pool.
 """
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balsam_mq.domain import Job
-from balsam_mq.domain.serialization import deserialize_app, serialize
+import anyio
+
+from balsam_mq.domain import Actor, Change, Job, JobState, pipeline
+from balsam_mq.domain.serialization import deserialize, deserialize_app, serialize
+from balsam_mq.errors import AppError
+from balsam_mq.sdk.app import app_for_job
+from balsam_mq.sdk.capture import capture
+from balsam_mq.sdk.fields import field_updates
+from balsam_mq.site.workdir import in_workdir
+
+HOOKS = frozenset(pipeline.HOOKS)
 
 
 @dataclass(frozen=True)
@@ -30,12 +45,71 @@ class HookRequest:
 
 @dataclass(frozen=True)
 class HookOutcome:
+    """What one hook call did to its job."""
+
     job_id: int
-    state: str | None = None  # the state the hook set, if it set one
+    state: JobState | None = None  # the state the hook set, if it changed it
     state_data: dict[str, Any] = field(default_factory=dict)  # with a state change
-    fields: dict[str, Any] = field(default_factory=dict)  # other changed fields (``data``...)
-    created: str | None = None  # serialized list of the (unsaved SDK) jobs the hook created
-    error: str | None = None  # traceback of an exception the hook raised
+    fields: dict[str, Any] = field(default_factory=dict)  # other changed fields, stored paths
+    created: str | None = None  # the (unsaved SDK) jobs the hook created, serialized
+    error: str | None = None  # why the hook could not run, or the traceback it raised
+
+    def created_jobs(self) -> list[Any]:
+        """The jobs the hook created, unsaved (the agent creates them with its transition)."""
+        if self.created is None:
+            return []
+        jobs: list[Any] = deserialize(self.created, what="jobs created by a hook")
+        return jobs
+
+    def change(self, expect: JobState, by: Actor) -> Change | None:
+        """The transition to commit, or ``None`` if the hook left the state alone
+        (its field changes, if any, are in :attr:`fields`)."""
+        if self.state is None:
+            return None
+        return Change(self.job_id, expect, self.state, self.state_data, self.fields, by=by)
+
+
+def call_hook(app_class: type, document: Job, hook: str) -> HookOutcome:
+    """Call ``hook`` of ``app_class`` for the job ``document`` here (no event loop needed),
+    with job creation captured; what it changed on ``self.job``, ``data`` changed in place
+    included. An exception in the hook propagates.
+
+    A hook that sets a state without setting ``state_data`` records nothing with it,
+    except when it takes its step's default move (``domain.pipeline.DEFAULT_MOVES``):
+    then the move's own ``state_data`` is recorded, as when the app leaves the step to
+    the agent — e.g. ``handle_error`` → FAILED keeps the launcher's ``return_code`` and
+    ``output_tail``."""
+    if hook not in HOOKS:
+        raise AppError(f"App {app_class.__name__!r}: {hook!r} is not a hook ({sorted(HOOKS)})")
+    assert document.id is not None
+    app = app_for_job(app_class, document)
+    with capture() as captured:
+        returned = getattr(app, hook)()
+        if inspect.isawaitable(returned):
+            awaitable = returned
+
+            async def finish() -> Any:
+                return await awaitable
+
+            anyio.run(finish)
+    job = app.job
+    changes = job._changes()
+    state = changes.pop("state", None)
+    # state_data belongs to the transition; without one it is an ordinary field change
+    state_data: dict[str, Any] = {}
+    if state is not None:
+        if "state_data" in changes:
+            state_data = changes.pop("state_data")
+        else:  # the default move's state_data, if the hook took it (diagnostics kept)
+            move = pipeline.DEFAULT_MOVES[pipeline.STATE_OF_HOOK[hook]]
+            state_data = move.state_data(job.state_data) if state is move.to else {}
+    return HookOutcome(
+        job_id=document.id,
+        state=state,
+        state_data=dict(state_data),
+        fields=field_updates(changes, job._label()),
+        created=serialize(captured.jobs, what="jobs created by a hook") if captured.jobs else None,
+    )
 
 
 _classes: dict[tuple[int, str], type] = {}
@@ -51,22 +125,12 @@ def _app_class(request: HookRequest) -> type:
 
 
 def run_hook(request: HookRequest) -> HookOutcome:
-    from balsam_mq.sdk import hooks
-
+    """In a worker process: the hook of ``request``, run in its job's workdir."""
     job = Job.from_doc(request.job)
     assert job.id is not None
     try:
         cls = _app_class(request)
-        with hooks.in_workdir(Path(request.workdir)):
-            outcome = hooks.run_hook(cls, job, request.hook)
-        return HookOutcome(
-            job_id=job.id,
-            state=outcome.state.value if outcome.state is not None else None,
-            state_data=outcome.state_data,
-            fields=outcome.fields,
-            created=serialize(outcome.created, what="jobs created by a hook")
-            if outcome.created
-            else None,
-        )
+        with in_workdir(Path(request.workdir)):
+            return call_hook(cls, job, request.hook)
     except Exception:
         return HookOutcome(job_id=job.id, error=traceback.format_exc()[-8000:])

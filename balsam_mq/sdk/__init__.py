@@ -1,9 +1,9 @@
 """The async SDK: ApplicationDefinition, Job and the other managed resources, connect().
 
 ``balsam_mq.sdk.blocking`` offers the same names without ``await`` for code that has
-no event loop; ``balsam_mq.sdk.hooks`` runs hooks for the site agent. Names are imported
-on first use: defining an app (``ApplicationDefinition``) loads no database or broker
-library, which only the client loads when it connects.
+no event loop. Names are imported on first use: defining an app
+(``ApplicationDefinition``) loads no database or broker library, which only the client
+loads when it connects.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from balsam_mq.domain.appspec import app_label, check_job_inputs
+from balsam_mq.domain.pipeline import DEFAULT_MOVES, STATE_OF_HOOK
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.domain.serialization import deserialize_app
 from balsam_mq.errors import SerializationError
@@ -20,6 +21,7 @@ from balsam_mq.sdk.capture import capturing
 from balsam_mq.sdk.definition import app_spec, check_kind, label_of, run_arguments
 
 if TYPE_CHECKING:
+    from balsam_mq.domain import Job as JobDocument
     from balsam_mq.sdk.job import Job
     from balsam_mq.sdk.managers import AppManager
     from balsam_mq.sdk.resources import App
@@ -116,19 +118,28 @@ class ApplicationDefinition:
 
     def preprocess(self) -> None:
         """STAGED_IN -> PREPROCESSED."""
-        self.job.state = "PREPROCESSED"
+        self._take_default_move("preprocess")
 
     def postprocess(self) -> None:
         """RUN_DONE -> POSTPROCESSED."""
-        self.job.state = "POSTPROCESSED"
+        self._take_default_move("postprocess")
 
     def handle_timeout(self) -> None:
-        """RUN_TIMEOUT -> RESTART_READY: run again when there is room."""
-        self.job.state = "RESTART_READY"
+        """RUN_TIMEOUT -> RESTART_READY: run again when there is room (why it timed out is
+        kept in ``state_data``)."""
+        self._take_default_move("handle_timeout")
 
     def handle_error(self) -> None:
-        """RUN_ERROR -> FAILED."""
-        self.job.state = "FAILED"
+        """RUN_ERROR -> FAILED, keeping what the launcher recorded (``return_code``,
+        ``output_tail``) in ``state_data``."""
+        self._take_default_move("handle_error")
+
+    def _take_default_move(self, hook: str) -> None:
+        """The move the site agent makes for an app without this hook
+        (``domain.pipeline.DEFAULT_MOVES``): an override calling ``super()`` gets it too."""
+        move = DEFAULT_MOVES[STATE_OF_HOOK[hook]]
+        self.job.state_data = move.state_data(self.job.state_data)
+        self.job.state = move.to.value
 
     # --- class-level API ------------------------------------------------------------------
 
@@ -205,3 +216,9 @@ class ApplicationDefinition:
         """Call ``run()`` with a job's parameters (``*args`` from the list of their name)."""
         args, kwargs = run_arguments(type(self), parameters)
         return self.run(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def app_for_job(app_class: type[ApplicationDefinition], document: JobDocument) -> Any:
+    """An instance of ``app_class`` whose ``self.job`` is the user's view of ``document``
+    (how hooks and ``run()`` see their job)."""
+    return app_class(app_class._job_class._from_document(document))

@@ -37,14 +37,16 @@ class Client:
             await Sleeper.submit("test/1", sleeptime=1)
     """
 
-    def __init__(self, settings: Settings, backend: Backend) -> None:
-        self.settings = settings
+    def __init__(self, backend: Backend, settings: Settings | None = None) -> None:
         self.backend = backend
+        self.settings = settings  # what it was opened from, if it was
         # ApplicationDefinition classes this client synced or loaded, with their documents
         self._apps: weakref.WeakKeyDictionary[type, App] = weakref.WeakKeyDictionary()
         self.site_names: dict[int, str] = {}  # site id -> name, for messages
 
     def __repr__(self) -> str:
+        if self.settings is None:
+            return f"<Client {type(self.backend).__name__}>"
         return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"
 
     def _direct(self) -> DirectBackend:
@@ -110,7 +112,7 @@ async def open_client(settings: Settings) -> AsyncIterator[Client]:
         open_store(settings.mongodb_url, settings.db) as store,
         open_amqp(settings.amqp_url) as amqp,
     ):
-        client = Client(settings, DirectBackend(store, amqp, build_topology(settings.namespace)))
+        client = Client(DirectBackend(store, amqp, build_topology(settings.namespace)), settings)
         try:
             yield client
         finally:

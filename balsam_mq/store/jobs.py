@@ -83,9 +83,7 @@ def _steps(change: Change, work: Work | None, *, has_children: bool) -> list[_St
     steps = [_Step(change.expect, change.to, change.by, change.state_data, quiet(change.to))]
     for move in passage(change.to, work):
         previous = steps[-1]
-        state_data = dict(previous.state_data) if move.keep_data else {}
-        if move.reason is not None:
-            state_data = {"reason": move.reason, **state_data}
+        state_data = move.state_data(previous.state_data)
         steps.append(_Step(previous.to, move.to, move.by, state_data, quiet(move.to)))
     return steps
 

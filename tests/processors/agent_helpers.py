@@ -30,7 +30,10 @@ class SiteEnv:
         return self.site.id
 
 
-Outcome = Callable[[Job], tuple[JobState, dict[str, Any]]]
+# (state, job fields) or (state, job fields, state_data) the launcher reports
+Outcome = Callable[
+    [Job], tuple[JobState, dict[str, Any]] | tuple[JobState, dict[str, Any], dict[str, Any]]
+]
 
 
 @dataclass
@@ -53,9 +56,11 @@ class StandInLauncher:
         self.runs += claimed.moved
         changes = []
         for job in jobs:
-            to, fields = self.outcome(job)
+            to, fields, *state_data = self.outcome(job)
             assert job.id is not None
-            changes.append(Change(job.id, S.RUNNING, to, fields=fields, by=Actor.LAUNCHER))
+            changes.append(
+                Change(job.id, S.RUNNING, to, *state_data, fields=fields, by=Actor.LAUNCHER)
+            )
         await self.store.jobs.transition(changes)
 
 

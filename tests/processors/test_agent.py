@@ -198,6 +198,32 @@ async def test_failing_or_illegal_hook_fails_only_its_job(
     )
 
 
+class Noting(ApplicationDefinition):
+    """handle_error writes a note, then leaves the rest to the default (super())."""
+
+    site = "polaris"
+    command_template = "x"
+
+    def handle_error(self) -> None:
+        print("exit code", self.job.state_data["return_code"])
+        super().handle_error()
+
+
+async def test_handle_error_calling_super_keeps_the_launchers_diagnostics(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    recorded = {"return_code": 2, "output_tail": "No such file"}
+    launcher.outcome = lambda job: (S.RUN_ERROR, {"return_code": 2}, recorded)
+    await start_agent()
+    overriding = await Noting.submit("n/1")
+    default = await Noop.submit("n/2")
+    await wait_for_states(store, [overriding.id, default.id], [S.FAILED], 60)
+    for job in (overriding, default):
+        assert (await store.jobs.get(job.id)).state_data == {"reason": "run error", **recorded}
+    log = site.dir.workdir("n/1") / "balsam.log"
+    assert log.read_text() == "exit code 2\n"
+
+
 class Versioned(ApplicationDefinition):
     site = "polaris"
     command_template = "x"

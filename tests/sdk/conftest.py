@@ -17,8 +17,9 @@ from support.driving import drive_jobs
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import Actor, Event, JobState, decode_events
+from balsam_mq.processors.hook_worker import HookOutcome, call_hook
 from balsam_mq.sdk import ApplicationDefinition, Client, Site
-from balsam_mq.sdk.hooks import HookOutcome, prepare_jobs, run_hook
+from balsam_mq.sdk.persist import prepare_jobs
 from balsam_mq.store import Store
 
 S = JobState
@@ -81,8 +82,8 @@ def commit_hook(store: Store) -> CommitHook:
         document = await store.jobs.get(job_id)
         site = await store.sites.get(document.site_id)
         cls = (await ApplicationDefinition.load_by_site(site.id))[app_name]
-        outcome = await anyio.to_thread.run_sync(run_hook, cls, document, hook)
-        new_jobs = await prepare_jobs(outcome.created)
+        outcome = await anyio.to_thread.run_sync(call_hook, cls, document, hook)
+        new_jobs = await prepare_jobs(outcome.created_jobs())
 
         async def create(session: Any) -> None:
             if new_jobs:

@@ -37,7 +37,7 @@ async def test_a_repeated_submit_sends_four_commands_id_job_event_commit(
 ) -> None:
     commands = Commands()
     async with open_store(settings.mongodb_url, settings.db, listeners=[commands]) as watched:
-        client = Client(settings, DirectBackend(watched, amqp, topology))  # type: ignore[arg-type]
+        client = Client(DirectBackend(watched, amqp, topology))  # type: ignore[arg-type]
         async with use_client(client):
             await Site.objects.create(name="polaris", path="/sites/polaris")
 

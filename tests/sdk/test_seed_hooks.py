@@ -13,6 +13,7 @@ from support.driving import forget_hooks
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.domain import Actor, Change, JobState
 from balsam_mq.sdk import Client, Site
+from balsam_mq.sdk.app import app_for_job
 from balsam_mq.store import Store
 
 S = JobState
@@ -67,9 +68,7 @@ async def test_preprocess_advances_or_fails_with_searchable_data(
     assert history[-1].state_data == {"error": "Preproc got bad coordinates"}
 
 
-async def test_shell_preamble_reads_the_job(
-    client: Client, site: Site, store: Store, commit_hook: CommitHook
-) -> None:
+async def test_shell_preamble_reads_the_job(client: Client, site: Site, store: Store) -> None:
     class MySimulation(ApplicationDefinition):
         site = "polaris"
         command_template = "sim.exe"
@@ -81,10 +80,11 @@ async def test_shell_preamble_reads_the_job(
             """
 
     job = await MySimulation.submit("sim/1", data={"env_vars": {"foo": "bar"}})
-    outcome = await commit_hook("MySimulation", job.id, "shell_preamble", Actor.LAUNCHER)
-    lines = [line.strip() for line in outcome.returned.strip().splitlines()]
+    # as the launcher calls it: the stored class, self.job the stored job
+    loaded = (await ApplicationDefinition.load_by_site("polaris"))["MySimulation"]
+    preamble = app_for_job(loaded, await store.jobs.get(job.id)).shell_preamble()
+    lines = [line.strip() for line in preamble.strip().splitlines()]
     assert lines == ["module load conda/tensorflow", "export FOO=bar"]
-    assert outcome.state is None and outcome.fields == {}
 
 
 async def test_postprocess_parses_output_and_may_restart(
@@ -163,7 +163,7 @@ async def test_handle_timeout_fails_and_creates_a_follow_up_job(
     job = await MySimulation.submit("sim/slow", steps=1000)
     await drive([job.id], S.RUN_TIMEOUT)
     outcome = await commit_hook("MySimulation", job.id, "handle_timeout", Actor.TIMEOUT)
-    assert len(outcome.created) == 1
+    assert len(outcome.created_jobs()) == 1
     failed = await store.jobs.get(job.id)  # type: ignore[arg-type]
     assert failed.state == S.FAILED and failed.state_data == {"reason": "Job Timed out"}
     follow_up = await Job.objects.get(tags={"follows": str(job.id)})

@@ -20,7 +20,6 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from balsam_mq.broker import Deferrals
 from balsam_mq.domain import Actor, Change, Job, JobState, is_legal
 from balsam_mq.domain.pipeline import DEFAULT_MOVES, HOOK_OF_STATE
-from balsam_mq.domain.serialization import deserialize
 from balsam_mq.processors.apps import LoadedApp
 from balsam_mq.processors.consumers.base import JobConsumer, Pending
 from balsam_mq.processors.hook_worker import HookOutcome, HookRequest
@@ -42,10 +41,7 @@ class HookConsumer(JobConsumer):
         """The step's default move (``domain.pipeline.DEFAULT_MOVES``)."""
         assert job.id is not None
         move = DEFAULT_MOVES[job.state]
-        state_data = dict(job.state_data) if move.keep_data else {}
-        if move.reason is not None:
-            state_data = {"reason": move.reason, **state_data}
-        return Change(job.id, job.state, move.to, state_data=state_data, by=move.by)
+        return Change(job.id, job.state, move.to, move.state_data(job.state_data), by=move.by)
 
     async def process(self, pending: list[Pending]) -> Deferrals | None:
         apps = await self.ctx.apps.get_many(p.job.app_id for p in pending)
@@ -72,8 +68,8 @@ class HookConsumer(JobConsumer):
                 deferrals[p.event_id] = self.backoff(p)
                 continue
             changes.append(change)
-            if outcome.created and outcome.error is None:
-                created += deserialize(outcome.created, what="jobs created by a hook")
+            if outcome.error is None:
+                created += outcome.created_jobs()
         new_jobs = await prepare_jobs(created, self.ctx.client) if created else []
 
         async def create(session: AsyncClientSession) -> None:
@@ -100,23 +96,12 @@ class HookConsumer(JobConsumer):
             return self._fail(job, outcome.error)
         if outcome.state is None or outcome.state == job.state:
             return None
-        try:
-            to = JobState(outcome.state)
-        except ValueError:
-            return self._fail(job, f"{self.hook} set unknown state {outcome.state!r}")
-        if not is_legal(job.state, to, self.actor):
+        if not is_legal(job.state, outcome.state, self.actor):
             return self._fail(
-                job, f"{self.hook} set state {to.value}, not allowed from {job.state.value}"
+                job,
+                f"{self.hook} set state {outcome.state.value}, not allowed from {job.state.value}",
             )
-        assert job.id is not None
-        return Change(
-            job.id,
-            job.state,
-            to,
-            state_data=outcome.state_data,
-            fields=outcome.fields,
-            by=self.actor,
-        )
+        return outcome.change(job.state, self.actor)
 
     def _fail(self, job: Job, reason: str, **extra: Any) -> Change:
         assert job.id is not None

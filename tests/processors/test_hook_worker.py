@@ -1,17 +1,21 @@
-"""The pieces the site agent will use to run hooks: capture (job creation without I/O, with or
-without await), run_hook / arun_hook / HookSession and what they report."""
+"""How the site agent runs a hook: capture (job creation without I/O, with or without await),
+call_hook / run_hook and the HookOutcome they report, the jobs hooks create prepared on the
+agent's client."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import anyio
 import pytest
 
 from balsam_mq import ApplicationDefinition, Job, blocking
 from balsam_mq.domain import Actor, Change, Job as JobDocument, JobState
-from balsam_mq.domain.serialization import deserialize, serialize
+from balsam_mq.domain.serialization import serialize_app
 from balsam_mq.errors import AppError
+from balsam_mq.processors.hook_worker import HookRequest, call_hook, run_hook
 from balsam_mq.sdk import capture, client
-from balsam_mq.sdk.hooks import HookSession, arun_hook, prepare_jobs, run_hook
+from balsam_mq.sdk.persist import prepare_jobs
 from balsam_mq.store import Store
 
 S = JobState
@@ -43,12 +47,13 @@ def document(state: JobState = S.RUN_DONE, **fields: object) -> JobDocument:
 
 def test_capture_records_creations_without_io() -> None:
     assert not client._defaults  # no default client exists before ...
-    outcome = run_hook(Spawner, document(data={"children": 0}), "postprocess")
+    outcome = call_hook(Spawner, document(data={"children": 0}), "postprocess")
     assert not client._defaults  # ... nor after: nothing did I/O
-    assert [j.workdir for j in outcome.created] == ["child/a", "child/b", "child/c", "child/d"]
-    assert all(j.id is None for j in outcome.created)
+    created = outcome.created_jobs()
+    assert [j.workdir for j in created] == ["child/a", "child/b", "child/c", "child/d"]
+    assert all(j.id is None for j in created)
     assert outcome.state == S.POSTPROCESSED and outcome.state_data == {}
-    assert outcome.fields == {"data": {"children": 4}} and outcome.data == {"children": 4}
+    assert outcome.fields == {"data": {"children": 4}}
     change = outcome.change(S.RUN_DONE, Actor.POSTPROCESS)
     assert change == Change(
         7, S.RUN_DONE, S.POSTPROCESSED, {}, {"data": {"children": 4}}, Actor.POSTPROCESS
@@ -56,14 +61,9 @@ def test_capture_records_creations_without_io() -> None:
 
 
 def test_captured_creations_can_be_awaited() -> None:
-    outcome = run_hook(Spawner, document(S.RUN_ERROR), "handle_error")  # an async def hook
-    assert [j.workdir for j in outcome.created] == ["retry", "retry2"]
+    outcome = call_hook(Spawner, document(S.RUN_ERROR), "handle_error")  # an async def hook
+    assert [j.workdir for j in outcome.created_jobs()] == ["retry", "retry2"]
     assert (outcome.state, outcome.state_data) == (S.FAILED, {"created": "retry"})
-
-
-async def test_arun_hook_awaits_async_hooks_in_the_running_loop() -> None:
-    outcome = await arun_hook(Spawner, document(S.RUN_ERROR), "handle_error")
-    assert outcome.state == S.FAILED and len(outcome.created) == 2
 
 
 def test_blocking_api_is_captured_too() -> None:
@@ -74,34 +74,84 @@ def test_blocking_api_is_captured_too() -> None:
     assert isinstance(job, blocking.Job) and job.id is None
 
 
-def test_hook_session_and_state_data_without_a_transition() -> None:
+def test_state_data_without_a_transition_is_a_field_change() -> None:
     class Annotate(ApplicationDefinition):
         site = "polaris"
         command_template = "true"
 
-        def shell_preamble(self):  # type: ignore[no-untyped-def]
+        def postprocess(self):  # type: ignore[no-untyped-def]
             self.job.state_data = {"note": "not a transition"}
-            return ["module load x"]
 
-    with HookSession(Annotate, document(S.RUNNING)) as session:
-        lines = session.app.shell_preamble()
-    outcome = session.changes(lines)
-    assert outcome.state is None and outcome.change(S.RUNNING, Actor.LAUNCHER) is None
+    outcome = call_hook(Annotate, document(S.RUN_DONE), "postprocess")
+    assert outcome.state is None and outcome.change(S.RUN_DONE, Actor.POSTPROCESS) is None
     assert outcome.fields == {"state_data": {"note": "not a transition"}}
-    assert outcome.returned == ["module load x"]
+
+
+def test_default_hooks_keep_what_the_launcher_recorded_also_when_called_by_super() -> None:
+    class Plain(ApplicationDefinition):
+        site = "polaris"
+        command_template = "true"
+
+    class Noting(ApplicationDefinition):
+        site = "polaris"
+        command_template = "true"
+
+        def handle_error(self) -> None:
+            print("failed with", self.job.state_data["return_code"])
+            super().handle_error()
+
+        def handle_timeout(self) -> None:
+            super().handle_timeout()
+
+    recorded = {"return_code": 3, "output_tail": "boom"}
+    for app in (Plain, Noting):
+        failed = call_hook(app, document(S.RUN_ERROR, state_data=recorded), "handle_error")
+        assert (failed.state, failed.state_data) == (
+            S.FAILED,
+            {"reason": "run error", "return_code": 3, "output_tail": "boom"},
+        )
+        lost = {"reason": "launcher lost"}
+        timed_out = call_hook(app, document(S.RUN_TIMEOUT, state_data=lost), "handle_timeout")
+        assert (timed_out.state, timed_out.state_data) == (S.RESTART_READY, lost)
+        done = call_hook(app, document(S.RUN_DONE, state_data={"return_code": 0}), "postprocess")
+        assert (done.state, done.state_data) == (S.POSTPROCESSED, {})
+
+
+def test_run_hook_reports_what_the_hook_raised_with_its_traceback(tmp_path: Path) -> None:
+    class Broken(ApplicationDefinition):
+        site = "polaris"
+        command_template = "true"
+
+        def postprocess(self) -> None:
+            print("about to fail")
+            raise RuntimeError("no output file")
+
+    request = HookRequest(
+        app_id=1,
+        app_version="v1",
+        app_name="Broken",
+        serialized_class=serialize_app(Broken, what="Broken"),
+        hook="postprocess",
+        job={**document().to_doc(), "_id": 7},
+        workdir=str(tmp_path / "w"),
+    )
+    outcome = run_hook(request)
+    assert outcome.state is None and outcome.error is not None
+    assert outcome.error.startswith("Traceback") and "RuntimeError: no output file" in outcome.error
+    assert (tmp_path / "w" / "balsam.log").read_text() == "about to fail\n"
 
 
 def test_unknown_hooks_are_refused() -> None:
     with pytest.raises(AppError, match="'run' is not a hook"):
-        run_hook(Spawner, document(), "run")
+        call_hook(Spawner, document(), "run")
 
 
 async def test_captured_jobs_are_prepared_for_the_agents_transaction(
     client: client.Client, site: object, store: object
 ) -> None:
     await Spawner.sync()
-    outcome = await anyio.to_thread.run_sync(run_hook, Spawner, document(), "postprocess")
-    prepared = await prepare_jobs(outcome.created)
+    outcome = await anyio.to_thread.run_sync(call_hook, Spawner, document(), "postprocess")
+    prepared = await prepare_jobs(outcome.created_jobs())
     assert [(d.workdir, d.app_id) for d in prepared] == [
         (f"child/{c}", prepared[0].app_id) for c in "abcd"
     ]
@@ -130,9 +180,9 @@ async def test_captured_jobs_cross_a_process_boundary_and_never_sync(
     await Child.sync()
     loaded = (await ApplicationDefinition.load_by_site("polaris"))["Parent"]
     outcome = await anyio.to_thread.run_sync(
-        run_hook, loaded, document(data={"n": 1}), "postprocess"
+        call_hook, loaded, document(data={"n": 1}), "postprocess"
     )
-    shipped = deserialize(serialize(outcome.created, what="created jobs"), what="created jobs")
+    shipped = outcome.created_jobs()  # as it crossed from the worker: serialized with dill
     assert shipped[0]._app_ref is not Child  # a copy, unknown to the client
     (prepared,) = await prepare_jobs(shipped)
     (child_app,) = await store.apps.by_name("Child")
