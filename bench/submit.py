@@ -24,6 +24,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench helpers, and this working 
 from _env import bench_settings, mongo_url, peak_rss_mib  # noqa: E402
 
 from balsam_mq import ApplicationDefinition, Job, Site, connect  # noqa: E402
+from balsam_mq.store import open_store  # noqa: E402
 
 
 class Sim(ApplicationDefinition):
@@ -36,7 +37,11 @@ class Sim(ApplicationDefinition):
 
 async def run(sizes: list[int]) -> None:
     with mongo_url() as url:
-        async with bench_settings(url) as settings, connect(settings) as client:
+        async with (
+            bench_settings(url) as settings,
+            open_store(url, settings.db) as store,
+            connect(settings),
+        ):
             try:
                 await Site.objects.create(name="bench")
                 await Sim.sync()
@@ -61,7 +66,7 @@ async def run(sizes: list[int]) -> None:
                     del jobs
                     await Job.objects.all().delete()
             finally:
-                await client.store.client.drop_database(settings.db)
+                await store.client.drop_database(settings.db)
 
 
 def main() -> None:

@@ -25,11 +25,10 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from balsam_mq import Job, stack
+from balsam_mq import Job, Site, stack
 from balsam_mq.demo.apps import DEMO_APPS, Adder, Energy, Hello
-from balsam_mq.domain import TERMINAL_STATES, JobState, Site
+from balsam_mq.domain import TERMINAL_STATES, JobState
 from balsam_mq.errors import BalsamError
-from balsam_mq.sdk.client import Client
 from balsam_mq.settings import Settings
 from balsam_mq.site.directory import SiteDirectory
 
@@ -138,8 +137,8 @@ async def run_demo(settings: Settings, options: DemoOptions, out: Console) -> De
     try:
         from balsam_mq import connect
 
-        async with connect(settings) as client:
-            site, site_dir = await _create_site(client, path)
+        async with connect(settings):
+            site, site_dir = await _create_site(path)
             out.print(f"[bold]site[/] {site.name!r} (id {site.id}) at {site_dir.path}")
             for app in DEMO_APPS:
                 app.site = site.name
@@ -148,11 +147,11 @@ async def run_demo(settings: Settings, options: DemoOptions, out: Console) -> De
             processes = _Processes(settings, site_dir, site.name, options.cores)
             await processes.start()
             out.print(f"[bold]started[/] a site agent and a launcher (logs in {site_dir.logs})")
-            report = await _submit_and_follow(client, site, site_dir, options, processes, out)
+            report = await _submit_and_follow(site, site_dir, options, processes, out)
             await processes.stop()
             processes = None
             if not options.keep:
-                await _remove_site(client, site)
+                await site.delete(force=True)
             report.kept = options.keep
             return report
     finally:
@@ -165,27 +164,14 @@ async def run_demo(settings: Settings, options: DemoOptions, out: Console) -> De
                 await anyio.to_thread.run_sync(stack.down, settings)
 
 
-async def _create_site(client: Client, path: Path) -> tuple[Site, SiteDirectory]:
+async def _create_site(path: Path) -> tuple[Site, SiteDirectory]:
     name = f"demo-{secrets.token_hex(3)}"
-    site = await client.store.sites.create(Site(name=name, path=str(path / "site")))
+    site = await Site.objects.create(name=name, path=str(path / "site"))
     assert site.id is not None
     return site, SiteDirectory.create(path / "site", name=name, site_id=site.id)
 
 
-async def _remove_site(client: Client, site: Site) -> None:
-    from balsam_mq.broker import delete_site
-
-    assert site.id is not None
-    await client.store.sites.remove(site.id, force=True)
-    channel = await client.amqp.channel()
-    try:
-        await delete_site(channel, client.topology, site.id)
-    finally:
-        await channel.close()
-
-
 async def _submit_and_follow(
-    client: Client,
     site: Site,
     site_dir: SiteDirectory,
     options: DemoOptions,
@@ -211,7 +197,7 @@ async def _submit_and_follow(
         f"[bold]submitted[/] {len(ids)} jobs: {options.hello} shell, {options.adds} Python, "
         f"{options.energies} postprocessed (each after a shell job), 1 waiting for all of those"
     )
-    counts = await _follow(client, site, ids, options, processes, out)
+    counts = await _follow(site, ids, options, processes, out)
     makespan = time.perf_counter() - t0
     sums = []
     for job in adds[:5]:
@@ -233,7 +219,6 @@ async def _submit_and_follow(
 
 
 async def _follow(
-    client: Client,
     site: Site,
     ids: list[int],
     options: DemoOptions,
@@ -254,8 +239,8 @@ async def _follow(
         task = progress.add_task("jobs", total=len(ids), states="")
         last_line = 0.0
         while True:
-            states = await client.store.jobs.states(ids)
-            counts: dict[str, Any] = Counter(s.value for s in states.values())
+            states = await Job.objects.filter(id=ids).values("state")
+            counts: dict[str, Any] = Counter(s["state"] for s in states)
             done = sum(n for s, n in counts.items() if s in terminal)
             summary = "  ".join(f"{s} {n}" for s, n in sorted(counts.items()))
             progress.update(task, completed=done, states=summary)

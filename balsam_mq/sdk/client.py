@@ -13,19 +13,12 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from balsam_mq.domain import App
 from balsam_mq.errors import ConfigError
 from balsam_mq.sdk.backend import Backend
 from balsam_mq.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from aio_pika.abc import AbstractRobustConnection
-
-    from balsam_mq.broker import Topology
-    from balsam_mq.sdk.direct import DirectBackend
-    from balsam_mq.store import Store
 
 
 class Client:
@@ -48,27 +41,6 @@ class Client:
         if self.settings is None:
             return f"<Client {type(self.backend).__name__}>"
         return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"
-
-    def _direct(self) -> DirectBackend:
-        from balsam_mq.sdk.direct import DirectBackend
-
-        if isinstance(self.backend, _Closed):
-            self.backend.closed()
-        if not isinstance(self.backend, DirectBackend):
-            raise ConfigError("this client does not talk to MongoDB and RabbitMQ directly")
-        return self.backend
-
-    @property
-    def store(self) -> Store:
-        return self._direct().store
-
-    @property
-    def amqp(self) -> AbstractRobustConnection:
-        return self._direct().connection
-
-    @property
-    def topology(self) -> Topology:
-        return self._direct().topology
 
     def known_app(self, cls: type) -> App | None:
         return self._apps.get(cls)

@@ -11,6 +11,7 @@ import pytest
 
 from balsam_mq import ApplicationDefinition, Site, connect
 from balsam_mq.domain import Job as JobDocument
+from balsam_mq.domain.queries import QuerySpec
 from balsam_mq.domain.serialization import deserialize, serialize_app, serialize_parameters
 from balsam_mq.errors import ConfigError
 from balsam_mq.sdk import Client, close_default_client, get_client
@@ -53,11 +54,11 @@ async def test_connect_makes_a_client_current_and_nests(
             assert await Site.objects.count() == 0
         assert current_client() is outer
         assert await Site.objects.count() == 1
-        await outer.store.client.drop_database(other_db)
+        await store.client.drop_database(other_db)
     assert current_client() is None
     assert repr(outer) == f"<Client db={settings.db!r} namespace={settings.namespace!r}>"
     with pytest.raises(ConfigError, match="client is closed"):
-        outer.store  # noqa: B018
+        await outer.backend.count(QuerySpec("sites"))
 
 
 IMPORT_ONLY = """

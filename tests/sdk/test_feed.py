@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -15,6 +15,7 @@ from balsam_mq.domain.queries import Condition, QuerySpec, matches
 from balsam_mq.errors import QueryError
 from balsam_mq.relay import Relay
 from balsam_mq.sdk import Client, Site
+from balsam_mq.sdk.direct import DirectBackend
 from balsam_mq.sdk.feed import EventFeed, routing_keys
 
 S = JobState
@@ -122,7 +123,8 @@ async def test_after_a_reconnection_the_store_is_read_again(
     async with EventLog.objects.follow(kind="job", to_state="FAILED") as feed:
         await Job.objects.filter(id=1).update(state="FAILED")
         (first,) = await take(feed, 1)
-        await client.amqp.reconnect()  # what a broker restart looks like to the client
+        # what a broker restart looks like to the client
+        await cast(DirectBackend, client.backend).connection.reconnect()
         await Job.objects.filter(id=2).update(state="FAILED")
         (second,) = await take(feed, 1)  # read from the store, or received: once either way
         await Job.objects.filter(id=1).update(state="RESTART_READY")
