@@ -1,9 +1,10 @@
 """balsam_mq: Balsam's user model on RabbitMQ and MongoDB.
 
-Public names: ``ApplicationDefinition``, ``Job``, ``Site``, ``BatchJob``, ``EventLog``,
-``connect`` and the ``errors`` module. They are imported on first use, so importing
-``balsam_mq.settings`` (the CLI) does not load the SDK. Code without an event loop uses
-``balsam_mq.blocking``, which has the same names without ``await``.
+Public names: ``ApplicationDefinition``, ``Job``, ``Site``, ``App`` (stored apps),
+``BatchJob``, ``EventLog``, ``connect`` and the ``errors`` module. They are imported on
+first use, so importing ``balsam_mq.settings`` (the CLI) does not load the SDK. Code
+without an event loop uses ``balsam_mq.blocking``, which has the same names without
+``await``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from typing import TYPE_CHECKING, Any
 from balsam_mq import errors
 
 if TYPE_CHECKING:
-    from balsam_mq.sdk import ApplicationDefinition, BatchJob, EventLog, Job, Site, connect
+    from balsam_mq.sdk import App, ApplicationDefinition, BatchJob, EventLog, Job, Site, connect
 
-__all__ = ["ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site", "connect", "errors"]
+__all__ = [
+    "App",
+    "ApplicationDefinition",
+    "BatchJob",
+    "EventLog",
+    "Job",
+    "Site",
+    "connect",
+    "errors",
+]
 
 
 def __getattr__(name: str) -> Any:

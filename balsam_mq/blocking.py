@@ -4,6 +4,23 @@ See :mod:`balsam_mq.sdk.blocking` for how it works.
 """
 
 from balsam_mq import errors
-from balsam_mq.sdk.blocking import ApplicationDefinition, BatchJob, EventLog, Job, Site, connect
+from balsam_mq.sdk.blocking import (
+    App,
+    ApplicationDefinition,
+    BatchJob,
+    EventLog,
+    Job,
+    Site,
+    connect,
+)
 
-__all__ = ["ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site", "connect", "errors"]
+__all__ = [
+    "App",
+    "ApplicationDefinition",
+    "BatchJob",
+    "EventLog",
+    "Job",
+    "Site",
+    "connect",
+    "errors",
+]

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 # the same names, with and without await
-TOP = ["ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site", "connect", "errors"]
+TOP = ["App", "ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site", "connect", "errors"]
 
 SURFACE: dict[str, list[str]] = {
     "balsam_mq": TOP,
@@ -36,5 +36,5 @@ def test_the_blocking_names_are_twins_of_the_async_ones() -> None:
     import balsam_mq.blocking as blocking
 
     assert blocking.__all__ == balsam_mq.__all__
-    for name in ("ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site"):
+    for name in ("App", "ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site"):
         assert issubclass(getattr(blocking, name), getattr(balsam_mq, name)), name

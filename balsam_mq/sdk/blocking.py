@@ -30,7 +30,7 @@ import atexit
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -62,6 +62,7 @@ T = TypeVar("T")
 J = TypeVar("J", bound=async_job.Job)
 
 __all__ = [
+    "App",
     "ApplicationDefinition",
     "BatchJob",
     "EventLog",
@@ -125,7 +126,8 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Clie
 
 
 class BlockingQuery(Generic[T]):
-    """:class:`~balsam_mq.sdk.query.Query` with plain calls; ``for x in query`` fetches."""
+    """:class:`~balsam_mq.sdk.query.Query` with plain calls; ``for x in query`` and
+    ``query[0]`` fetch (as in Balsam), ``len()`` and ``bool()`` are refused."""
 
     def __init__(self, query: Query[T]) -> None:
         self.query = query
@@ -148,8 +150,22 @@ class BlockingQuery(Generic[T]):
     def order_by(self, *fields: str) -> BlockingQuery[T]:
         return BlockingQuery(self.query.order_by(*fields))
 
-    def __getitem__(self, window: slice) -> BlockingQuery[T]:
-        return BlockingQuery(self.query[window])
+    @overload
+    def __getitem__(self, window: slice) -> BlockingQuery[T]: ...
+
+    @overload
+    def __getitem__(self, window: int) -> T: ...
+
+    def __getitem__(self, window: slice | int) -> BlockingQuery[T] | T:
+        """``query[10:20]`` narrows the query; ``query[0]`` fetches the first match."""
+        if isinstance(window, slice):
+            return BlockingQuery(self.query[window])
+        query, index = self.query, window
+
+        async def item() -> T:
+            return await query[index]
+
+        return call(item)
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.fetch())
@@ -232,13 +248,17 @@ class BlockingJobManager(BlockingManager[J]):
     def refresh(self, jobs: Sequence[J]) -> None:
         call(persist.refresh_jobs, jobs)
 
+    def bulk_update(self, jobs: Iterable[J]) -> None:
+        call(self.manager.bulk_update, jobs)
+
     def wait(
         self,
         jobs: Sequence[J],
         return_when: futures.ReturnWhen = "ALL_COMPLETED",
         timeout: float | None = None,
+        poll_interval: float | None = None,
     ) -> futures.DoneAndNotDone[J]:
-        return call(futures.wait, jobs, return_when, timeout)
+        return call(self.manager.wait, jobs, return_when, timeout, poll_interval)
 
     def as_completed(self, jobs: Sequence[J], timeout: float | None = None) -> Iterator[J]:
         client = current_client()
@@ -279,6 +299,9 @@ class Job(async_job.Job):
     def refresh(self) -> None:  # type: ignore[override]
         call(async_job.Job.refresh, self)
 
+    def refresh_from_db(self) -> None:  # type: ignore[override]
+        self.refresh()
+
     def done(self) -> bool:  # type: ignore[override]
         return call(async_job.Job.done, self)
 
@@ -299,6 +322,12 @@ class Site(resources.Site):
         return call(resources.Site.delete, self, force=force, dry_run=dry_run)
 
 
+class App(resources.App):
+    """A stored app (``ApplicationDefinition.objects`` lists them too)."""
+
+    objects: ClassVar[BlockingManager[App]]  # type: ignore[assignment]
+
+
 class BatchJob(resources.BatchJob):
     objects: ClassVar[BlockingManager[BatchJob]]  # type: ignore[assignment]
 
@@ -314,6 +343,7 @@ class EventLog(resources.EventLog):
 
 
 Site.objects = BlockingManager(SiteManager(Site))
+App.objects = BlockingManager(AppManager(App))
 BatchJob.objects = BlockingManager(BatchJobManager(BatchJob))
 EventLog.objects = BlockingManager(EventLogManager(EventLog))
 
@@ -322,9 +352,7 @@ class ApplicationDefinition(async_app.ApplicationDefinition):
     """:class:`balsam_mq.ApplicationDefinition` with plain ``sync()``, ``submit()`` and
     ``load_by_site()``; its jobs are blocking :class:`Job` objects."""
 
-    objects: ClassVar[BlockingManager[resources.App]] = BlockingManager(  # type: ignore[assignment]
-        AppManager(resources.App)
-    )
+    objects: ClassVar[BlockingManager[App]] = App.objects  # type: ignore[assignment]
     _job_class: ClassVar[type[async_job.Job]] = Job
 
     @classmethod

@@ -16,7 +16,7 @@ from balsam_mq.domain.serialization import (
     serialize_parameters,
 )
 from balsam_mq.domain.states import TERMINAL_STATES
-from balsam_mq.errors import JobError, JobFailed, NoResult
+from balsam_mq.errors import JobError, JobFailed, MultipleResults, NoResult, NotFound
 from balsam_mq.sdk import futures, persist
 from balsam_mq.sdk.capture import Ready, capturing
 from balsam_mq.sdk.fields import (
@@ -50,6 +50,12 @@ class Job:
 
     NoResult: ClassVar[type[NoResult]] = NoResult
     objects: ClassVar[JobManager[Job]]
+
+    class DoesNotExist(NotFound):
+        """``Job.objects.get(...)`` matched no job."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``Job.objects.get(...)`` matched more than one job."""
 
     __slots__ = (
         "__weakref__",
@@ -106,12 +112,15 @@ class Job:
         *,
         app_name: str | None = None,
         site: Any = None,
+        site_name: str | None = None,
     ) -> None:
         self.id: int | None = None
         self.app_id: int | None = app_id if isinstance(app_id, int) else None
         self.site_id: int | None = None
         self._app_ref: Any = app_id if app_id is not None else app_name
-        self._site_ref: Any = site
+        if site is not None and site_name is not None:
+            raise JobError(f"Job {workdir!r}: give site or site_name (the same thing), not both")
+        self._site_ref: Any = site if site is not None else site_name
         self.workdir = check_workdir(workdir)
         if self._app_ref is None:
             raise JobError(
@@ -211,6 +220,10 @@ class Job:
     async def refresh(self) -> None:
         """Reload every field from the store (local unsaved changes are dropped)."""
         await persist.refresh_jobs([self])
+
+    def refresh_from_db(self) -> Awaitable[None]:
+        """Balsam's name for :meth:`refresh`: ``await job.refresh_from_db()``."""
+        return self.refresh()
 
     def parent_query(self) -> Query[Any]:
         """The query of this job's parents."""

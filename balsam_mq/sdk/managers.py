@@ -12,8 +12,8 @@ from balsam_mq.domain import (
     Site as SiteDocument,
     parse_state,
 )
-from balsam_mq.domain.queries import Condition, QuerySpec, Resource
-from balsam_mq.errors import NotFound, QueryError
+from balsam_mq.domain.queries import Condition, QuerySpec, Resource, parse_condition
+from balsam_mq.errors import JobError, NotFound, QueryError
 from balsam_mq.sdk import futures, persist, refs
 from balsam_mq.sdk.capture import Ready, capturing
 from balsam_mq.sdk.client import Client, get_client
@@ -61,6 +61,9 @@ class Manager(Generic[T]):
 
     async def count(self) -> int:
         return await self.all().count()
+
+    def check_ref(self, key: str, value: Any) -> None:
+        """Refuse a bad value of a filter :meth:`resolve` will resolve, when it is built."""
 
     async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]:
         """Conditions for a filter that names other documents (``app=``, ``site=``)."""
@@ -119,13 +122,35 @@ class JobManager(Manager[J]):
         """Reload many jobs in one query."""
         await persist.refresh_jobs(jobs)
 
+    async def bulk_update(self, jobs: Iterable[J]) -> None:
+        """Save the changes of many loaded jobs, each its own, in order (one write per
+        changed job; unchanged ones cost nothing). Every job must be saved already:
+        new jobs go to :meth:`bulk_create`.
+
+        Example::
+
+            for job in failed:
+                job.num_nodes = 16 if job.return_code == 1 else 2
+            await Job.objects.bulk_update(failed)
+        """
+        jobs = list(jobs)
+        for job in jobs:
+            if job.id is None:
+                raise JobError(f"{job._label()} is not saved: bulk_create() creates new jobs")
+        for job in jobs:
+            await persist.save_job(job)
+
     async def wait(
         self,
         jobs: Sequence[J],
         return_when: futures.ReturnWhen = "ALL_COMPLETED",
         timeout: float | None = None,
+        poll_interval: float | None = None,
     ) -> futures.DoneAndNotDone[J]:
-        """``(done, not_done)`` when ``return_when`` holds or after ``timeout`` seconds."""
+        """``(done, not_done)`` when ``return_when`` holds or after ``timeout`` seconds.
+
+        Finished jobs are announced by events, so nothing polls: ``poll_interval`` (from
+        Balsam, where ``wait`` polled) is accepted and unused."""
         return await futures.wait(jobs, return_when, timeout)
 
     def as_completed(
@@ -225,8 +250,34 @@ class BatchJobManager(Manager[T]):
 
 
 class EventLogManager(Manager[T]):
+    """``EventLog.objects``. Two filters name jobs rather than fields of an event:
+    ``tags=`` (the events of the jobs with those tags) and ``batch_job_id=`` (the batch
+    job's own events and those of the jobs that ran in it, as Balsam lists them); each
+    costs one more round trip, to find the jobs, whose ids a live feed keeps as they were
+    when it opened."""
+
     resource = "events"
-    refs = frozenset({"site"})
+    refs = frozenset({"site", "tags", "batch_job_id"})
+
+    def check_ref(self, key: str, value: Any) -> None:
+        if key in ("tags", "batch_job_id"):
+            parse_condition("jobs", key, value)  # what resolve() asks of the jobs
+
+    async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]:
+        if key == "tags":
+            return [Condition("job_id", "in", await _job_ids(client, "tags", value))]
+        if key == "batch_job_id":
+            batch = parse_condition("events", key, value)  # eq one id, or in a list of them
+            batch_ids = batch.value if batch.op == "in" else [batch.value]
+            ran = await _job_ids(client, key, value)
+            # (its own events) or (events of its jobs), as conditions that must all hold:
+            # a batch job's events name no job, job events name no batch job
+            return [
+                Condition("kind", "in", ["job", "batchjob"]),
+                Condition("batch_job_id", "in", [*batch_ids, None]),
+                Condition("job_id", "in", [*ran, None]),
+            ]
+        return await super().resolve(client, key, value)
 
     def follow(self, history: int = 0, **filters: Any) -> EventFeed[T]:
         """Matching events live, after the ``history`` latest stored ones; filters are
@@ -247,3 +298,9 @@ class EventLogManager(Manager[T]):
 
     async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
         raise QueryError("the event log is append-only: events cannot be deleted")
+
+
+async def _job_ids(client: Client, key: str, value: Any) -> list[int]:
+    """The ids of the jobs that ``filter(key=value)`` matches."""
+    spec = QuerySpec("jobs", (parse_condition("jobs", key, value),))
+    return [row["id"] for row in await client.backend.values(spec, ("id",))]

@@ -2,13 +2,14 @@
 
 Building a query (``filter``, ``order_by``, slicing) does no I/O; ``await`` on a
 method does exactly one round trip (two when names must be resolved to ids first).
-No dunder touches the network: ``len(q)`` and ``bool(q)`` are refused with a hint.
+No dunder touches the network: ``len(q)`` and ``bool(q)`` are refused with a hint, and
+``q[0]`` is a coroutine that fetches when awaited (``await q[0]``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from balsam_mq.domain.queries import (
     Condition,
@@ -17,7 +18,7 @@ from balsam_mq.domain.queries import (
     check_order,
     parse_condition,
 )
-from balsam_mq.errors import MultipleResults, NotFound, QueryError
+from balsam_mq.errors import QueryError
 from balsam_mq.sdk.client import Client, get_client
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Query(Generic[T]):
         resource = self._manager.resource
         for key, value in filters.items():
             if key in self._manager.refs:
+                self._manager.check_ref(key, value)
                 refs.append((key, value))
             else:
                 conditions.append(parse_condition(resource, key, value))
@@ -89,12 +91,21 @@ class Query(Generic[T]):
         """Order by fields (``"-last_update"`` for descending); replaces an earlier order."""
         return self._copy(order=check_order(self._manager.resource, fields))
 
-    def __getitem__(self, window: slice) -> Query[T]:
+    @overload
+    def __getitem__(self, window: slice) -> Query[T]: ...
+
+    @overload
+    def __getitem__(self, window: int) -> Coroutine[Any, Any, T]: ...
+
+    def __getitem__(self, window: slice | int) -> Query[T] | Coroutine[Any, Any, T]:
+        """``q[10:20]``: the query narrowed to a window (no I/O); ``await q[i]``: the
+        ``i``-th match (fetched when awaited; :class:`IndexError` if there is none)."""
+        if isinstance(window, int) and not isinstance(window, bool):
+            if window < 0:
+                raise QueryError("query indexes cannot be negative")
+            return self._nth(window)
         if not isinstance(window, slice):
-            raise TypeError(
-                "indexing a query would do I/O: use `await query[i:i + 1].first()` "
-                "or `await query.get(...)`"
-            )
+            raise TypeError(f"a query is indexed by an int or a slice, not {window!r}")
         if window.step not in (None, 1):
             raise QueryError("query slices cannot have a step")
         lo, hi = window.start or 0, window.stop
@@ -105,6 +116,12 @@ class Query(Generic[T]):
         if self._stop is not None and stop is not None:
             stop = min(stop, self._stop)
         return self._copy(start=start, stop=stop)
+
+    async def _nth(self, index: int) -> T:
+        found = await self[index : index + 1].fetch()
+        if not found:
+            raise IndexError(f"{self!r} has no item {index}")
+        return found[0]
 
     def __repr__(self) -> str:
         parts = [f"{c.field}__{c.op}={c.value!r}" for c in self._conditions]
@@ -179,13 +196,25 @@ class Query(Generic[T]):
         return found[0] if found else None
 
     async def get(self, **filters: Any) -> T:
-        """The one item matching; :class:`NotFound` or :class:`MultipleResults` otherwise."""
+        """The one item matching; otherwise the model's ``DoesNotExist`` (a
+        :class:`NotFound`) or ``MultipleObjectsReturned`` (a :class:`MultipleResults`).
+
+        Example::
+
+            try:
+                job = await Job.objects.get(tags={"system": "H2O"})
+            except Job.DoesNotExist:
+                ...
+        """
         query = self.filter(**filters) if filters else self
         found = await query[:2].fetch()
+        model: Any = self._manager.model  # every model carries its own two errors
         if not found:
-            raise NotFound(f"no {self._manager.resource} match {query!r}")
+            raise model.DoesNotExist(f"no {self._manager.resource} match {query!r}")
         if len(found) > 1:
-            raise MultipleResults(f"more than one of {self._manager.resource} match {query!r}")
+            raise model.MultipleObjectsReturned(
+                f"more than one of {self._manager.resource} match {query!r}"
+            )
         return found[0]
 
     async def update(self, **fields: Any) -> int:

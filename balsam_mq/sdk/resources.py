@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from os import PathLike
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import PrivateAttr
+from pydantic import GetCoreSchemaHandler, PrivateAttr
+from pydantic_core import CoreSchema, core_schema
 
 from balsam_mq.domain import (
     App as AppDocument,
@@ -14,7 +17,7 @@ from balsam_mq.domain import (
     SiteRemoval,
 )
 from balsam_mq.domain.queries import Condition, QuerySpec
-from balsam_mq.errors import NotFound
+from balsam_mq.errors import MultipleResults, NotFound
 from balsam_mq.sdk.client import get_client
 from balsam_mq.sdk.managers import AppManager, BatchJobManager, EventLogManager, SiteManager
 
@@ -27,10 +30,34 @@ class _Stored:
         return cls.model_validate(document.model_dump())  # type: ignore[attr-defined]
 
 
+class SitePath(str):
+    """A site's directory as stored (text) that joins like a :class:`~pathlib.Path`:
+    ``site.path / "data" / job.workdir`` is a ``Path``, as in Balsam."""
+
+    __slots__ = ()
+
+    def __truediv__(self, other: str | PathLike[str]) -> Path:
+        return Path(self) / other
+
+    def __fspath__(self) -> str:
+        return str.__str__(self)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(cls, handler(str))
+
+
 class Site(_Stored, SiteDocument):
     """A site (where apps run). ``await Site.objects.get(name="polaris")``"""
 
     objects: ClassVar[SiteManager[Site]]
+    path: SitePath = SitePath()
+
+    class DoesNotExist(NotFound):
+        """``Site.objects.get(...)`` matched no site."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``Site.objects.get(...)`` matched more than one site."""
 
     async def delete(self, *, force: bool = False, dry_run: bool = False) -> SiteRemoval:
         """Remove the site with its apps, batch jobs and work queues; the event log stays.
@@ -56,12 +83,24 @@ class App(_Stored, AppDocument):
 
     objects: ClassVar[AppManager[App]]
 
+    class DoesNotExist(NotFound):
+        """``App.objects.get(...)`` matched no app."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``App.objects.get(...)`` matched more than one app."""
+
 
 class BatchJob(_Stored, BatchJobDocument):
     """A pilot allocation request. ``await BatchJob.objects.filter(site=site).count()``"""
 
     objects: ClassVar[BatchJobManager[BatchJob]]
     _saved: dict[str, Any] | None = PrivateAttr(default=None)
+
+    class DoesNotExist(NotFound):
+        """``BatchJob.objects.get(...)`` matched no batch job."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``BatchJob.objects.get(...)`` matched more than one batch job."""
 
     @classmethod
     def _from_document(cls, document: Any) -> Any:
@@ -100,6 +139,12 @@ class EventLog(_Stored, Event):
     """One state change of a job (or app, batch job). ``EventLog.objects.filter(job_id=42)``"""
 
     objects: ClassVar[EventLogManager[EventLog]]
+
+    class DoesNotExist(NotFound):
+        """``EventLog.objects.get(...)`` matched no event."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``EventLog.objects.get(...)`` matched more than one event."""
 
     @property
     def data(self) -> dict[str, Any]:
