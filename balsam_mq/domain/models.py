@@ -252,3 +252,21 @@ class SiteRemoval(BaseModel):
     apps: int = 0
     batch_jobs: int = 0
     active_batch_jobs: list[BatchJob] = Field(default_factory=list)  # still in the scheduler
+
+    @property
+    def in_use(self) -> bool:
+        """Whether removing the site needs ``force`` (it still has jobs or live batch jobs)."""
+        return bool(self.jobs or self.active_batch_jobs)
+
+    def refusal(self) -> str:
+        """Why the site cannot be removed without ``force``."""
+        parts = []
+        if self.jobs:
+            parts.append(f"{self.jobs} job{'s' if self.jobs != 1 else ''}")
+        if self.active_batch_jobs:
+            n = len(self.active_batch_jobs)
+            parts.append(f"{n} active batch job{'s' if n != 1 else ''}")
+        return (
+            f"Site {self.site.name!r} (id {self.site.id}) still has {' and '.join(parts)}; "
+            "remove it with force=True (CLI: --force) to delete them too"
+        )

@@ -14,10 +14,11 @@ for the log and for waiters, never to a work queue (:func:`has_work`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from balsam_mq.domain.changes import Change
 from balsam_mq.domain.models import App
 from balsam_mq.domain.states import Actor, JobState
 
@@ -122,3 +123,46 @@ def passage(state: JobState, work: Work | None) -> list[DefaultMove]:
         moves.append(move)
         state = move.to
     return moves
+
+
+@dataclass(frozen=True)
+class Step:
+    """One move of a job inside a transition: the change itself, or a default move after it."""
+
+    from_state: JobState
+    to: JobState
+    by: Actor | None
+    state_data: dict[str, Any]
+    quiet: bool  # no consumer has work for the job in ``to``
+
+
+def steps(change: Change, work: Work | None, *, has_children: bool) -> list[Step]:
+    """``change``, then the default move of every following step with no work."""
+
+    def quiet(state: JobState) -> bool:
+        return not has_work(state, work, has_children=has_children)
+
+    taken = [Step(change.expect, change.to, change.by, change.state_data, quiet(change.to))]
+    for move in passage(change.to, work):
+        previous = taken[-1]
+        state_data = move.state_data(previous.state_data)
+        taken.append(Step(previous.to, move.to, move.by, state_data, quiet(move.to)))
+    return taken
+
+
+def starting_state(
+    parents: Sequence[tuple[int, JobState, Mapping[str, Any]]],
+) -> tuple[JobState, dict[str, Any]]:
+    """Where a new job starts, given its parents' ids, states and state_data in order:
+    FAILED (naming the first failed parent and the ancestor whose failure it passes on)
+    if a parent failed, AWAITING_PARENTS while one is unfinished, else READY."""
+    for parent_id, state, state_data in parents:
+        if state is S.FAILED:
+            return S.FAILED, {
+                "reason": f"parent job {parent_id} failed",
+                "failed_parent": parent_id,
+                "failed_ancestor": state_data.get("failed_ancestor", parent_id),
+            }
+    if any(state is not S.JOB_FINISHED for _, state, _ in parents):
+        return S.AWAITING_PARENTS, {}
+    return S.READY, {}

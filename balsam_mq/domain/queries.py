@@ -85,6 +85,17 @@ FIELDS: dict[Resource, dict[str, Kind]] = {
     },
 }
 
+# fields a plain update may not set: ids, and states (their changes go through a
+# transition, which writes their events)
+GUARDED: dict[Resource, frozenset[str]] = {
+    "jobs": frozenset({"state", "_id", "id"}),
+    "batch_jobs": frozenset({"state", "_id", "id"}),
+    "events": frozenset({"_id", "id"}),
+    "sites": frozenset({"_id", "id"}),
+    "apps": frozenset({"_id", "id", "site_id", "name"}),
+}
+# resources whose documents get a new last_update with every update
+STAMPED: frozenset[Resource] = frozenset({"jobs", "apps"})
 # Balsam's spellings, kept so its scripts work unchanged
 ALIASES: dict[str, str] = {
     "parent_id": "parent_ids",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -25,7 +24,13 @@ from balsam_mq.domain import (
     utcnow,
 )
 from balsam_mq.domain.models import blank, plain, routing_key
-from balsam_mq.domain.pipeline import DEFAULT_MOVES, Work, has_work, passage
+from balsam_mq.domain.pipeline import (
+    DEFAULT_MOVES,
+    Step,
+    Work,
+    starting_state,
+    steps as steps_of,
+)
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store.counters import Counters
 from balsam_mq.store.schema import APPS, EVENTS, JOBS
@@ -48,17 +53,6 @@ _TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to
 _EVENT = blank(Event, site_id=0, to_state="")  # every field of a job event, in order
 
 
-@dataclass(frozen=True)
-class _Step:
-    """One move of a job inside a transition: the change itself, or a default move after it."""
-
-    from_state: JobState
-    to: JobState
-    by: Actor | None
-    state_data: dict[str, Any]
-    quiet: bool
-
-
 # what the passage of a job's steps depends on in its app
 _WORK_FIELDS = {"site_id": 1, "name": 1, "hooks": 1, "transfers": 1, "cleanup_files": 1}
 
@@ -74,26 +68,12 @@ def _may_pass(state: JobState) -> bool:
     return state in DEFAULT_MOVES or state is JobState.JOB_FINISHED
 
 
-def _steps(change: Change, work: Work | None, *, has_children: bool) -> list[_Step]:
-    """``change``, then the default move of every following step with no work."""
-
-    def quiet(state: JobState) -> bool:
-        return not has_work(state, work, has_children=has_children)
-
-    steps = [_Step(change.expect, change.to, change.by, change.state_data, quiet(change.to))]
-    for move in passage(change.to, work):
-        previous = steps[-1]
-        state_data = move.state_data(previous.state_data)
-        steps.append(_Step(previous.to, move.to, move.by, state_data, quiet(move.to)))
-    return steps
-
-
 # an event as written: its routing key, and its document
 _Row = tuple[str, Doc]
 
 
 def _events(
-    site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[_Step], now: Any
+    site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[Step], now: Any
 ) -> list[_Row]:
     """The events of ``steps``, numbered on from the job's ``seq``."""
     rows: list[_Row] = []
@@ -259,22 +239,17 @@ class JobRepository:
         """The body of a creation transaction: completes ``docs`` (ids from ``first`` on)
         and inserts them with their events; ``given`` apps are not read."""
         parent_ids = sorted({p for doc in docs for p in doc["parent_ids"]})
-        parent_states: dict[int, str] = {}
-        ancestors: dict[int, int] = {}  # failed parent -> the first failed ancestor
+        parents: dict[int, tuple[int, JobState, Mapping[str, Any]]] = {}
         if parent_ids:
             cursor = self._jobs.find(
                 {"_id": {"$in": parent_ids}}, {"state": 1, "state_data": 1}, session=s
             )
             async for d in cursor:
-                parent_states[d["_id"]] = d["state"]
-                if d["state"] == JobState.FAILED:
-                    ancestors[d["_id"]] = (d.get("state_data") or {}).get(
-                        "failed_ancestor", d["_id"]
-                    )
-            missing = [p for p in parent_ids if p not in parent_states]
+                parents[d["_id"]] = (d["_id"], JobState(d["state"]), d.get("state_data") or {})
+            missing = [p for p in parent_ids if p not in parents]
             if missing:
                 raise JobError(f"parent job(s) {missing} do not exist")
-            unfinished = [p for p, st in parent_states.items() if st != JobState.JOB_FINISHED]
+            unfinished = [p for p, (_, st, _) in parents.items() if st is not JobState.JOB_FINISHED]
             if unfinished:
                 await self._jobs.update_many(
                     {"_id": {"$in": unfinished}, "state": {"$ne": JobState.JOB_FINISHED.value}},
@@ -286,29 +261,16 @@ class JobRepository:
         now = utcnow()
         # jobs of one app, with the same transfer slots and no parent in the way, take
         # the same steps: their events differ only in the job id
-        passages: dict[tuple[Any, ...], tuple[_Step, list[tuple[list[Doc], Doc]]]] = {}
+        passages: dict[tuple[Any, ...], tuple[Step, list[tuple[list[Doc], Doc]]]] = {}
         events = _Runs()
         for offset, doc in enumerate(docs):
             job_id = first + offset
             app_id, site_id, transfers = doc["app_id"], doc["site_id"], doc["transfers"]
-            state = JobState.READY
-            state_data: dict[str, Any] = {}
-            if doc["parent_ids"]:
-                parents = doc["parent_ids"]
-                if any(parent_states[p] != JobState.JOB_FINISHED for p in parents):
-                    state = JobState.AWAITING_PARENTS
-                failed = [p for p in parents if p in ancestors]
-                if failed:
-                    state = JobState.FAILED
-                    state_data = {
-                        "reason": f"parent job {failed[0]} failed",
-                        "failed_parent": failed[0],
-                        "failed_ancestor": ancestors[failed[0]],
-                    }
+            state, state_data = starting_state([parents[p] for p in doc["parent_ids"]])
             key = (app_id, site_id, tuple(sorted(transfers)), state)
             known = None if state_data else passages.get(key)
             if known is None:
-                steps = _steps(
+                steps = steps_of(
                     Change(job_id, JobState.CREATED, state, state_data, by=Actor.CLIENT),
                     _work(apps, app_id, transfers),
                     has_children=False,
@@ -379,7 +341,7 @@ class JobRepository:
                 if doc is None or doc["state"] != c.expect:
                     unmoved[c.job_id] = None if doc is None else JobState(doc["state"])
                     continue
-                steps = _steps(
+                steps = steps_of(
                     c,
                     _work(followed, doc.get("app_id"), doc.get("transfers") or {}),
                     has_children=bool(doc.get("last_child_at")),

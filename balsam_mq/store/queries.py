@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import App, BatchJob, Event, Job, Site, utcnow
 from balsam_mq.domain.models import plain
-from balsam_mq.domain.queries import Condition, QuerySpec, Resource, field_value
+from balsam_mq.domain.queries import GUARDED, STAMPED, Condition, QuerySpec, Resource, field_value
 from balsam_mq.errors import QueryError, StoreError
 from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES
 
@@ -34,15 +34,6 @@ MODELS: dict[Resource, Any] = {
     "batch_jobs": BatchJob,
     "events": Event,
 }
-# fields whose changes must go through a transition (they write events)
-_GUARDED: dict[Resource, frozenset[str]] = {
-    "jobs": frozenset({"state", "_id", "id"}),
-    "batch_jobs": frozenset({"state", "_id", "id"}),
-    "events": frozenset({"_id", "id"}),
-    "sites": frozenset({"_id", "id"}),
-    "apps": frozenset({"_id", "id", "site_id", "name"}),
-}
-_STAMPED: frozenset[Resource] = frozenset({"jobs", "apps"})
 _MONGO_OPS = {"ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 
@@ -199,11 +190,11 @@ class QueryRepository:
         Returns the number of documents matched. State changes are refused here: they
         go through the transition functions, which write their events.
         """
-        guarded = sorted(set(fields) & _GUARDED[spec.resource])
+        guarded = sorted(set(fields) & GUARDED[spec.resource])
         if guarded:
             raise StoreError(f"{spec.resource}: {guarded} cannot be set by a plain update")
         values = {k: plain(v) for k, v in fields.items()}
-        if spec.resource in _STAMPED:
+        if spec.resource in STAMPED:
             values["last_update"] = utcnow()
         if not values:
             return 0

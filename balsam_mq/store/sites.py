@@ -77,11 +77,8 @@ class SiteRepository:
                     )
                 ],
             )
-            if not force and (removal.jobs or removal.active_batch_jobs):
-                raise InUse(
-                    f"{_label(site)} {_contents(removal)}; remove it with force=True "
-                    "(CLI: --force) to delete them too"
-                )
+            if not force and removal.in_use:
+                raise InUse(removal.refusal())
             if dry_run:
                 return removal
             for name in (JOBS, APPS, BATCH_JOBS, SESSIONS):
@@ -94,13 +91,3 @@ class SiteRepository:
 
 def _label(site: Site) -> str:
     return f"Site {site.name!r} (id {site.id})"
-
-
-def _contents(removal: SiteRemoval) -> str:
-    parts = []
-    if removal.jobs:
-        parts.append(f"{removal.jobs} job{'s' if removal.jobs != 1 else ''}")
-    if removal.active_batch_jobs:
-        n = len(removal.active_batch_jobs)
-        parts.append(f"{n} active batch job{'s' if n != 1 else ''}")
-    return "still has " + " and ".join(parts)

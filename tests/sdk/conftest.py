@@ -12,13 +12,15 @@ from typing import Any
 import anyio
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from support.driving import drive_jobs
+from support.driving import BackendJobs, drive_jobs
 
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import Actor, Event, JobState, decode_events
 from balsam_mq.processors.hook_worker import HookOutcome, call_hook
 from balsam_mq.sdk import ApplicationDefinition, Client, Site
+from balsam_mq.sdk.client import use_client
+from balsam_mq.sdk.memory import MemoryBackend
 from balsam_mq.sdk.persist import prepare_jobs
 from balsam_mq.store import Store
 
@@ -39,6 +41,31 @@ def drive(store: Store) -> Drive:
 async def site(client: Client) -> Site:
     """The site "polaris" of the seed's examples."""
     return await Site.objects.create(name="polaris", path="/sites/polaris")
+
+
+@pytest.fixture
+async def memory() -> AsyncIterator[Client]:
+    """A client on the in-memory backend, current for the test: SDK logic, no services."""
+    client = Client(MemoryBackend())
+    async with use_client(client):
+        yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def memory_site(memory: Client) -> Site:
+    """The site "polaris", in memory."""
+    return await Site.objects.create(name="polaris", path="/sites/polaris")
+
+
+@pytest.fixture
+def memory_drive(memory: Client) -> Drive:
+    """``drive`` for jobs in memory."""
+
+    async def run(job_ids: Sequence[int], to: JobState, **kw: Any) -> None:
+        await drive_jobs(BackendJobs(memory.backend), job_ids, to, **kw)
+
+    return run
 
 
 Listen = Callable[..., Any]

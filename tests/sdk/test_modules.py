@@ -66,7 +66,9 @@ def test_errors_name_the_source(tmp_path: Path) -> None:
         load_definitions(both)
 
 
-async def test_sync_checks_all_then_stores_all(client: Client, site: Site, tmp_path: Path) -> None:
+async def test_sync_checks_all_then_stores_all(
+    memory: Client, memory_site: Site, tmp_path: Path
+) -> None:
     path = tmp_path / "defs.py"
     path.write_text(SOURCE + "\nclass Bad(Base):\n    site = 'nowhere'\n")
     classes = load_definitions(path)
@@ -77,4 +79,4 @@ async def test_sync_checks_all_then_stores_all(client: Client, site: Site, tmp_p
     apps = await sync_definitions(classes[:3], on_synced=lambda app: seen.append(app.name))
     assert [a.name for a in apps] == seen == ["Base", "Child", "Blocking"]
     child = await App.objects.get(name="Child")
-    assert child.parameters["x"].required and child.site_id == site.id
+    assert child.parameters["x"].required and child.site_id == memory_site.id

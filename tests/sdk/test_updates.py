@@ -3,6 +3,8 @@ and the user's view of an illegal transition."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from balsam_mq import ApplicationDefinition, Job
@@ -11,6 +13,7 @@ from balsam_mq.errors import InvalidTransition, JobError, JobFailed, NoResult, Q
 from balsam_mq.sdk import Client, Site
 
 S = JobState
+Drive = Any
 
 
 class Sim(ApplicationDefinition):
@@ -27,7 +30,9 @@ async def two_jobs() -> list[Job]:
     return await Job.objects.bulk_create(jobs)
 
 
-async def test_update_sets_single_entries_of_tags_and_data(client: Client, site: Site) -> None:
+async def test_update_sets_single_entries_of_tags_and_data(
+    memory: Client, memory_site: Site
+) -> None:
     jobs = await two_jobs()
     query = Job.objects.filter(id=[j.id for j in jobs])
     assert await query.update(**{"tags.retry": "1", "data.note": {"by": "hand"}}) == 2
@@ -51,7 +56,11 @@ async def test_update_sets_single_entries_of_tags_and_data(client: Client, site:
     ],
 )
 async def test_update_refuses_bad_entries(
-    client: Client, site: Site, fields: dict[str, object], error: type[Exception], message: str
+    memory: Client,
+    memory_site: Site,
+    fields: dict[str, object],
+    error: type[Exception],
+    message: str,
 ) -> None:
     await two_jobs()
     with pytest.raises(error, match=message.replace("$", r"\$")):
@@ -59,7 +68,7 @@ async def test_update_refuses_bad_entries(
 
 
 async def test_illegal_user_transition_says_what_is_allowed(
-    client: Client, site: Site, drive: object
+    memory: Client, memory_site: Site, drive: object
 ) -> None:
     jobs = await two_jobs()
     with pytest.raises(InvalidTransition) as info:
@@ -70,7 +79,9 @@ async def test_illegal_user_transition_says_what_is_allowed(
     )
 
 
-async def test_to_dict_and_exception_nowait(client: Client, site: Site, drive: object) -> None:
+async def test_to_dict_and_exception_nowait(
+    memory: Client, memory_site: Site, memory_drive: Drive
+) -> None:
     jobs = await two_jobs()
     doc = jobs[0].to_dict()
     assert doc["parameters"] == {"n": 0} and doc["state"] == "PREPROCESSED"
@@ -78,8 +89,8 @@ async def test_to_dict_and_exception_nowait(client: Client, site: Site, drive: o
     assert set(doc) >= {"id", "site_id", "app_id", "workdir", "created_at", "last_update"}
     with pytest.raises(NoResult):
         jobs[0].exception_nowait()
-    await drive([jobs[0].id], S.JOB_FINISHED, result=5)  # type: ignore[operator]
-    await drive([jobs[1].id], S.FAILED, exception=KeyError("lost"))  # type: ignore[operator]
+    await memory_drive([jobs[0].id], S.JOB_FINISHED, result=5)
+    await memory_drive([jobs[1].id], S.FAILED, exception=KeyError("lost"))
     await Job.objects.refresh(jobs)
     assert jobs[0].exception_nowait() is None
     exc = jobs[1].exception_nowait()

@@ -9,8 +9,7 @@ import pytest
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.errors import AppError, JobError, SerializationError
-from balsam_mq.sdk import Client, Site
-from balsam_mq.store import Store
+from balsam_mq.sdk import App, Client, Site
 
 
 def app(**attributes: Any) -> type[ApplicationDefinition]:
@@ -77,16 +76,16 @@ SYNC_ERRORS = [
 
 @pytest.mark.parametrize(("attributes", "message"), SYNC_ERRORS)
 async def test_a_bad_definition_is_refused_at_sync(
-    client: Client, site: Site, store: Store, attributes: dict[str, Any], message: str
+    memory: Client, memory_site: Site, attributes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(AppError) as info:
         await app(**attributes).sync()
     assert str(info.value).startswith(message)
-    assert await store.apps.by_name("Sim") == []
+    assert await App.objects.filter(name="Sim").count() == 0
 
 
 async def test_valid_slots_and_template_names_missing_from_the_spec(
-    client: Client, site: Site, store: Store
+    memory: Client, memory_site: Site
 ) -> None:
     Sim = app(
         command_template="sim {{ x }} {{ mode }}",
@@ -94,7 +93,7 @@ async def test_valid_slots_and_template_names_missing_from_the_spec(
         transfers={"here": {"direction": "in", "local_path": ".", "recursive": True}},
     )
     await Sim.sync()
-    (stored,) = await store.apps.by_name("Sim")
+    (stored,) = await App.objects.filter(name="Sim")
     assert stored.parameters["x"].required  # named by the template, absent from the spec
     assert not stored.parameters["mode"].required
     assert stored.transfers["here"].local_path == "." and not stored.transfers["here"].required
@@ -111,7 +110,9 @@ def test_command_template_and_run_together_fail_at_class_definition() -> None:
                 pass
 
 
-async def test_a_class_over_100_kb_is_refused_with_its_size(client: Client, site: Site) -> None:
+async def test_a_class_over_100_kb_is_refused_with_its_size(
+    memory: Client, memory_site: Site
+) -> None:
     Big = app(blob="x" * 120_000)
     with pytest.raises(SerializationError, match=rf"{LABEL}: serialized size 1\d\d,\d\d\d bytes"):
         await Big.sync()
@@ -150,18 +151,18 @@ SUBMIT_ERRORS = [
 
 @pytest.mark.parametrize(("kwargs", "message"), SUBMIT_ERRORS)
 async def test_bad_inputs_are_refused_at_submit(
-    client: Client, site: Site, store: Store, kwargs: dict[str, Any], message: str
+    memory: Client, memory_site: Site, kwargs: dict[str, Any], message: str
 ) -> None:
     Runner = runner()
     with pytest.raises(JobError, match=r"Job 'w/1' of App 'Runner' at site 'polaris': " + message):
         Runner.submit("w/1", save=False, **kwargs)
     with pytest.raises(JobError, match=message):
         await Runner.submit("w/1", **kwargs)
-    assert await store.db["jobs"].count_documents({}) == 0
+    assert await Job.objects.count() == 0
 
 
 async def test_inputs_of_jobs_naming_their_app_are_checked_before_saving(
-    client: Client, site: Site, store: Store
+    memory: Client, memory_site: Site
 ) -> None:
     await runner().sync()
     with pytest.raises(JobError, match=r"Job 'w/2' of App 'Runner' at site 'polaris': missing"):
@@ -171,10 +172,10 @@ async def test_inputs_of_jobs_naming_their_app_are_checked_before_saving(
                 Job("w/2", app_id="Runner", parameters={}, transfers=DECK),
             ]
         )
-    assert await store.db["jobs"].count_documents({}) == 0
+    assert await Job.objects.count() == 0
 
 
-async def test_run_signature_is_the_parameter_spec(client: Client, site: Site) -> None:
+async def test_run_signature_is_the_parameter_spec(memory: Client, memory_site: Site) -> None:
     Runner = runner()
     job = await Runner.submit("w/1", x=1, rest=[3, 4], transfers=DECK)
     assert job.parameters == {"x": 1, "rest": [3, 4]}

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState
+from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState, TransitionResult
 from balsam_mq.domain.serialization import serialize_exception, serialize_result
+from balsam_mq.sdk.backend import Backend
 from balsam_mq.store import Store
 
 S = JobState
@@ -39,8 +40,27 @@ def actor(src: JobState, dst: JobState) -> Actor:
     return sorted(TRANSITIONS[src][dst])[0]
 
 
+class Jobs(Protocol):
+    """What moving jobs needs: ``store.jobs``, or :class:`BackendJobs` over an SDK backend."""
+
+    async def states(self, job_ids: Sequence[int]) -> dict[int, JobState]: ...
+
+    async def transition(self, changes: Sequence[Change]) -> TransitionResult: ...
+
+
+class BackendJobs:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def states(self, job_ids: Sequence[int]) -> dict[int, JobState]:
+        return {j.id: j.state for j in await self.backend.get_jobs(job_ids) if j.id is not None}
+
+    async def transition(self, changes: Sequence[Change]) -> TransitionResult:
+        return await self.backend.transition_jobs(changes)
+
+
 async def drive_jobs(
-    store: Store,
+    jobs: Jobs | Store,
     job_ids: Sequence[int],
     to: JobState,
     *,
@@ -54,10 +74,12 @@ async def drive_jobs(
     A job that the store passed through ``to`` (its app has no work there) is an error
     naming it: such a job never rests in ``to``.
     """
+    if isinstance(jobs, Store):
+        jobs = jobs.jobs
     route = ROUTES[to]
     for _ in route:
         by_state: dict[JobState, list[int]] = defaultdict(list)
-        for job_id, state in (await store.jobs.states(job_ids)).items():
+        for job_id, state in (await jobs.states(job_ids)).items():
             if state is not to:
                 if state not in route:
                     raise AssertionError(f"Job {job_id} is {state.value}, not on the way to {to}")
@@ -75,7 +97,7 @@ async def drive_jobs(
                     text, tb = serialize_exception(exception)
                     fields.update(exception=text, traceback=tb)
             changes = [Change(i, src, dst, fields=fields, by=actor(src, dst)) for i in ids]
-            moved = await store.jobs.transition(changes)
+            moved = await jobs.transition(changes)
             assert moved.all_moved, moved.unmoved
     raise AssertionError(f"jobs {list(job_ids)} did not reach {to}")
 
