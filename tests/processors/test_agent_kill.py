@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ class Counted(ApplicationDefinition):
     command_template = "true"
 
     def postprocess(self) -> None:
+        time.sleep(0.02)  # 300 jobs take longer than the agent lives before the third kill
         with open("postprocess.count", "a") as f:
             f.write("x")
         self.job.data = {**self.job.data, "post": True}
