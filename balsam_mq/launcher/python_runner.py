@@ -38,10 +38,9 @@ def mpi_rank() -> int:
 
 def is_sdk_app(cls: type) -> bool:
     """Whether ``cls`` is an ``ApplicationDefinition`` (else a plain class with a ``run()``)."""
-    return any(
-        k.__name__ == "ApplicationDefinition" and k.__module__ == "balsam_mq.sdk.app"
-        for k in getattr(cls, "__mro__", ())
-    )
+    from balsam_mq.sdk.definition import definition_base
+
+    return definition_base(cls) is not None
 
 
 def make_app(cls: type, job: Any) -> Any:

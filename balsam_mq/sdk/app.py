@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
 from balsam_mq.domain.appspec import app_label, check_job_inputs
 from balsam_mq.domain.pipeline import DEFAULT_MOVES, STATE_OF_HOOK
@@ -19,32 +19,19 @@ from balsam_mq.domain.serialization import deserialize_app
 from balsam_mq.errors import SerializationError
 from balsam_mq.sdk.capture import capturing
 from balsam_mq.sdk.definition import app_spec, check_kind, label_of, run_arguments
+from balsam_mq.sdk.fields import NEW_JOB_FIELDS
 
 if TYPE_CHECKING:
     from balsam_mq.domain import Job as JobDocument
     from balsam_mq.sdk.job import Job
     from balsam_mq.sdk.managers import AppManager
     from balsam_mq.sdk.resources import App
+    from balsam_mq.sdk.view import JobView
 
 T = TypeVar("T")
 
 # keywords of submit() that are Job fields; every other keyword is an app parameter
-JOB_KEYWORDS = frozenset(
-    {
-        "tags",
-        "data",
-        "parent_ids",
-        "transfers",
-        "num_nodes",
-        "ranks_per_node",
-        "threads_per_rank",
-        "threads_per_core",
-        "gpus_per_rank",
-        "node_packing_count",
-        "launch_params",
-        "wall_time_min",
-    }
-)
+JOB_KEYWORDS = frozenset(NEW_JOB_FIELDS)
 
 
 class _OnFirstUse(Generic[T]):
@@ -73,20 +60,10 @@ def _load_job_class() -> type[Job]:
     return Job
 
 
-class ApplicationDefinition:
-    """Subclass it to define an app; see the user documentation for every attribute.
-
-    Example::
-
-        class Adder(ApplicationDefinition):
-            site = "polaris"
-
-            def run(self, x, y):
-                return x + y
-
-        job = await Adder.submit("test/5plus5", x=5, y=5)
-        assert await job.result() == 10
-    """
+class ApplicationDefinitionBase:
+    """What every app class is, whichever SDK it is used with (``ApplicationDefinition`` of
+    ``balsam_mq`` or of ``balsam_mq.blocking``): its attributes, its hooks with their
+    default moves, and how a new job of it is built. No I/O."""
 
     site: ClassVar[Any] = None  # a site name, id, or Site
     command_template: ClassVar[str | None] = None
@@ -96,14 +73,9 @@ class ApplicationDefinition:
     cleanup_files: ClassVar[list[str]] = []
     python_exe: ClassVar[str] = sys.executable  # evaluated where the class is loaded
 
-    if TYPE_CHECKING:
-        objects: ClassVar[AppManager[App]]
-        _job_class: ClassVar[type[Job]]
-    else:
-        objects = _OnFirstUse(_app_manager)
-        _job_class = _OnFirstUse(_load_job_class)
+    _job_class: ClassVar[type[JobView]]  # the Job class of the SDK the app is used with
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Any) -> None:
         self.job = job
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -141,7 +113,61 @@ class ApplicationDefinition:
         self.job.state_data = move.state_data(self.job.state_data)
         self.job.state = move.to.value
 
-    # --- class-level API ------------------------------------------------------------------
+    # --- new jobs -------------------------------------------------------------------------
+
+    @classmethod
+    def _new_job(
+        cls, workdir: str, *, save: bool, job_class: type[JobView] | None = None, **kwargs: Any
+    ) -> tuple[Any, bool]:
+        """A new job of this app (a ``job_class``, by default the app's SDK's) from
+        ``submit()``'s arguments (keywords are Job fields or app parameters; missing,
+        unknown or malformed inputs are refused here), and whether a capture took it
+        (inside a hook: the agent creates it)."""
+        parameters = dict(kwargs.pop("parameters", None) or {})
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in JOB_KEYWORDS}
+        parameters.update(kwargs)
+        spec = app_spec(cls)
+        label = label_of(cls)
+        check_job_inputs(spec, label, f"Job {workdir!r}", parameters, fields.get("transfers") or {})
+        job_class = job_class or cls._job_class
+        captured = capturing() if save else None
+        if captured is not None:
+            captured_job: Callable[..., Any] = getattr(job_class, "_captured", job_class)
+            job = captured_job(workdir, cls, parameters, **fields)
+            captured.record(job)
+            return job, True
+        return job_class(workdir, cls, parameters, **fields), False
+
+    # --- for the launcher -----------------------------------------------------------------
+
+    def _run_with(self, parameters: dict[str, Any]) -> Any:
+        """Call ``run()`` with a job's parameters (``*args`` from the list of their name)."""
+        args, kwargs = run_arguments(type(self), parameters)
+        run: Callable[..., Any] = getattr(self, "run")  # noqa: B009
+        return run(*args, **kwargs)
+
+
+class ApplicationDefinition(ApplicationDefinitionBase):
+    """Subclass it to define an app; see the user documentation for every attribute.
+
+    Example::
+
+        class Adder(ApplicationDefinition):
+            site = "polaris"
+
+            def run(self, x, y):
+                return x + y
+
+        job = await Adder.submit("test/5plus5", x=5, y=5)
+        assert await job.result() == 10
+    """
+
+    if TYPE_CHECKING:
+        objects: ClassVar[AppManager[App]]
+        _job_class: ClassVar[type[Job]]
+    else:
+        objects = _OnFirstUse(_app_manager)
+        _job_class = _OnFirstUse(_load_job_class)
 
     @classmethod
     async def sync(cls) -> None:
@@ -166,21 +192,9 @@ class ApplicationDefinition:
         """Sync (once per client) and create a job; ``save=False`` returns it unsaved for
         ``Job.objects.bulk_create``. Keywords are Job fields or app parameters; missing,
         unknown or malformed inputs are refused here."""
-        parameters = dict(kwargs.pop("parameters", None) or {})
-        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in JOB_KEYWORDS}
-        parameters.update(kwargs)
-        spec = app_spec(cls)
-        label = label_of(cls)
-        check_job_inputs(spec, label, f"Job {workdir!r}", parameters, fields.get("transfers") or {})
-        job_class = cls._job_class
-        captured = capturing() if save else None
-        if captured is not None:
-            job = job_class._captured(workdir, cls, parameters, **fields)
-            captured.record(job)
-            return job
-        job = job_class(workdir, cls, parameters, **fields)
-        if not save:
-            return job
+        job, captured = cls._new_job(workdir, save=save, **kwargs)
+        if captured or not save:
+            return cast("Job", job)
         return cls._save(job)
 
     @classmethod
@@ -189,36 +203,35 @@ class ApplicationDefinition:
         return job
 
     @classmethod
-    async def load_by_site(cls, site: Any) -> dict[str, type[ApplicationDefinition]]:
+    async def load_by_site(cls, site: Any) -> dict[str, type[ApplicationDefinitionBase]]:
         """``{name: class}`` of every app synced at ``site`` (a name, id or Site), usable
         exactly like classes defined here."""
-        from balsam_mq.sdk import refs
-        from balsam_mq.sdk.client import get_client
-
-        client = await get_client()
-        found = await refs.lookup_site(client, site, where="load_by_site")
-        apps: list[App] = await client.backend.find(
-            QuerySpec("apps", (Condition("site_id", "eq", found.id),))
-        )
-        classes: dict[str, type[ApplicationDefinition]] = {}
-        for app in apps:
-            label = app_label(app.name, found.name)
-            loaded = deserialize_app(app.serialized_class, what=label)
-            if not issubclass(loaded, ApplicationDefinition):
-                raise SerializationError(f"{label}: stored class is not an ApplicationDefinition")
-            client.remember_app(loaded, app)
-            classes[app.name] = loaded
-        return classes
-
-    # --- for the launcher -----------------------------------------------------------------
-
-    def _run_with(self, parameters: dict[str, Any]) -> Any:
-        """Call ``run()`` with a job's parameters (``*args`` from the list of their name)."""
-        args, kwargs = run_arguments(type(self), parameters)
-        return self.run(*args, **kwargs)  # type: ignore[attr-defined]
+        return await load_classes(site)
 
 
-def app_for_job(app_class: type[ApplicationDefinition], document: JobDocument) -> Any:
+async def load_classes(site: Any) -> dict[str, type[ApplicationDefinitionBase]]:
+    """``{name: class}`` of every app synced at ``site``, each known to the current client
+    as synced (submitting a job of one does not sync it again)."""
+    from balsam_mq.sdk import refs
+    from balsam_mq.sdk.client import get_client
+
+    client = await get_client()
+    found = await refs.lookup_site(client, site, where="load_by_site")
+    apps: list[App] = await client.backend.find(
+        QuerySpec("apps", (Condition("site_id", "eq", found.id),))
+    )
+    classes: dict[str, type[ApplicationDefinitionBase]] = {}
+    for app in apps:
+        label = app_label(app.name, found.name)
+        loaded = deserialize_app(app.serialized_class, what=label)
+        if not issubclass(loaded, ApplicationDefinitionBase):
+            raise SerializationError(f"{label}: stored class is not an ApplicationDefinition")
+        client.remember_app(loaded, app)
+        classes[app.name] = loaded
+    return classes
+
+
+def app_for_job(app_class: type[ApplicationDefinitionBase], document: JobDocument) -> Any:
     """An instance of ``app_class`` whose ``self.job`` is the user's view of ``document``
     (how hooks and ``run()`` see their job)."""
     return app_class(app_class._job_class._from_document(document))

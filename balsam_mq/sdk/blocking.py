@@ -35,7 +35,9 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from balsam_mq.domain import SiteRemoval
-from balsam_mq.sdk import app as async_app, futures, job as async_job, persist, resources
+from balsam_mq.domain.states import TERMINAL_STATES
+from balsam_mq.sdk import futures, persist, refs, resources
+from balsam_mq.sdk.app import ApplicationDefinitionBase, load_classes
 from balsam_mq.sdk.capture import capturing
 from balsam_mq.sdk.client import (
     Client,
@@ -56,10 +58,11 @@ from balsam_mq.sdk.managers import (
     SiteManager,
 )
 from balsam_mq.sdk.query import Query
+from balsam_mq.sdk.view import JobView
 from balsam_mq.settings import Settings, load_settings
 
 T = TypeVar("T")
-J = TypeVar("J", bound=async_job.Job)
+J = TypeVar("J", bound=JobView)
 
 __all__ = [
     "App",
@@ -233,20 +236,26 @@ class BlockingJobManager(BlockingManager[J]):
     manager: JobManager[J]
 
     def create(self, workdir: str, app_id: Any = None, **fields: Any) -> J:
-        if capturing() is not None:
-            return cast(J, self.manager.create(workdir, app_id, **fields))
-        return call(self.manager._create, self.manager.model(workdir, app_id, **fields))
+        job = self.manager.model(workdir, app_id, **fields)
+        captured = capturing()
+        if captured is not None:
+            captured.record(job)
+            return job
+        call(persist.create_views, [job])
+        return job
 
     def bulk_create(self, jobs: Iterable[J]) -> list[J]:
         jobs = list(jobs)
-        if capturing() is not None:
+        captured = capturing()
+        if captured is not None:
             for job in jobs:
-                cast(Any, capturing()).record(job)
+                captured.record(job)
             return jobs
-        return call(self.manager._bulk_create, jobs)
+        call(persist.create_views, list(jobs))
+        return jobs
 
     def refresh(self, jobs: Sequence[J]) -> None:
-        call(persist.refresh_jobs, jobs)
+        call(persist.refresh_views, jobs)
 
     def bulk_update(self, jobs: Iterable[J]) -> None:
         call(self.manager.bulk_update, jobs)
@@ -279,67 +288,76 @@ class BlockingJobManager(BlockingManager[J]):
             portal().call(steps.aclose)
 
 
-class Job(async_job.Job):
+class Job(JobView):
     """:class:`balsam_mq.Job` with plain calls: ``job.save()``, ``job.result(timeout=60)``."""
 
-    objects: ClassVar[BlockingJobManager[Job]]  # type: ignore[assignment]
+    objects: ClassVar[BlockingJobManager[Job]]
 
     __slots__ = ()
 
-    def save(self) -> None:  # type: ignore[override]
+    def save(self) -> None:
+        """Create the job, or write the fields changed since it was loaded."""
         captured = capturing()
         if captured is not None and self.id is None:
             captured.record(self)
             return
-        call(persist.save_job, self)
+        call(persist.save_view, self)
 
-    def delete(self) -> None:  # type: ignore[override]
-        call(async_job.Job.delete, self)
+    def delete(self) -> None:
+        call(persist.delete_view, self)
 
-    def refresh(self) -> None:  # type: ignore[override]
-        call(async_job.Job.refresh, self)
+    def refresh(self) -> None:
+        """Reload every field from the store (local unsaved changes are dropped)."""
+        call(persist.refresh_views, [self])
 
-    def refresh_from_db(self) -> None:  # type: ignore[override]
+    def refresh_from_db(self) -> None:
+        """Balsam's name for :meth:`refresh`."""
         self.refresh()
 
-    def done(self) -> bool:  # type: ignore[override]
-        return call(async_job.Job.done, self)
+    def done(self) -> bool:
+        """Whether the job reached JOB_FINISHED or FAILED (refreshes the job)."""
+        self.refresh()
+        return self.state in TERMINAL_STATES
 
     def result(self, timeout: float | None = None) -> Any:
-        return call(async_job.Job.result, self, timeout)
+        """Wait until the job is finished; ``run()``'s return value, or its exception."""
+        call(futures.wait_one, self, timeout)
+        return self.result_nowait()
 
-    def parent_query(self) -> BlockingQuery[Job]:  # type: ignore[override]
+    def parent_query(self) -> BlockingQuery[Job]:
+        """The query of this job's parents."""
         return type(self).objects.filter(id=list(self.parent_ids))
 
 
 Job.objects = BlockingJobManager(JobManager(Job))
 
 
-class Site(resources.Site):
-    objects: ClassVar[BlockingManager[Site]]  # type: ignore[assignment]
+class Site(resources.SiteBase):
+    objects: ClassVar[BlockingManager[Site]]
 
-    def delete(self, *, force: bool = False, dry_run: bool = False) -> SiteRemoval:  # type: ignore[override]
-        return call(resources.Site.delete, self, force=force, dry_run=dry_run)
+    def delete(self, *, force: bool = False, dry_run: bool = False) -> SiteRemoval:
+        """Remove the site with its apps, batch jobs and work queues (see the async one)."""
+        return call(resources.delete_site, self, force=force, dry_run=dry_run)
 
 
-class App(resources.App):
+class App(resources.AppBase):
     """A stored app (``ApplicationDefinition.objects`` lists them too)."""
 
-    objects: ClassVar[BlockingManager[App]]  # type: ignore[assignment]
+    objects: ClassVar[BlockingManager[App]]
 
 
-class BatchJob(resources.BatchJob):
-    objects: ClassVar[BlockingManager[BatchJob]]  # type: ignore[assignment]
+class BatchJob(resources.BatchJobBase):
+    objects: ClassVar[BlockingManager[BatchJob]]
 
-    def save(self) -> None:  # type: ignore[override]
-        call(resources.BatchJob.save, self)
+    def save(self) -> None:
+        call(resources.save_batch_job, self)
 
-    def refresh(self) -> None:  # type: ignore[override]
-        call(resources.BatchJob.refresh, self)
+    def refresh(self) -> None:
+        call(resources.refresh_batch_job, self)
 
 
-class EventLog(resources.EventLog):
-    objects: ClassVar[BlockingManager[EventLog]]  # type: ignore[assignment]
+class EventLog(resources.EventLogBase):
+    objects: ClassVar[BlockingManager[EventLog]]
 
 
 Site.objects = BlockingManager(SiteManager(Site))
@@ -348,47 +366,61 @@ BatchJob.objects = BlockingManager(BatchJobManager(BatchJob))
 EventLog.objects = BlockingManager(EventLogManager(EventLog))
 
 
-class ApplicationDefinition(async_app.ApplicationDefinition):
+class ApplicationDefinition(ApplicationDefinitionBase):
     """:class:`balsam_mq.ApplicationDefinition` with plain ``sync()``, ``submit()`` and
     ``load_by_site()``; its jobs are blocking :class:`Job` objects."""
 
-    objects: ClassVar[BlockingManager[App]] = App.objects  # type: ignore[assignment]
-    _job_class: ClassVar[type[async_job.Job]] = Job
+    objects: ClassVar[BlockingManager[App]] = App.objects
+    _job_class: ClassVar[type[Job]] = Job
 
     @classmethod
-    def sync(cls) -> None:  # type: ignore[override]
-        call(super().sync)
+    def sync(cls) -> None:
+        """Store this class at its site, overwriting an earlier version of the same name."""
+        call(_sync, cls)
 
     @classmethod
-    def submit(cls, workdir: str, *, save: bool = True, **kwargs: Any) -> Job:  # type: ignore[override]
-        submitted = super().submit(workdir, save=False, **kwargs)
-        job = cast(Job, submitted)
-        if save:
+    def submit(cls, workdir: str, *, save: bool = True, **kwargs: Any) -> Job:
+        """Sync (once per client) and create a job; ``save=False`` returns it unsaved."""
+        job, captured = cls._new_job(workdir, save=save, **kwargs)
+        if save and not captured:
             job.save()
-        return job
+        return cast(Job, job)
 
     @classmethod
-    def load_by_site(cls, site: Any) -> dict[str, type[async_app.ApplicationDefinition]]:  # type: ignore[override]
-        return call(_load_blocking, site)
-
-
-async def _load_blocking(site: Any) -> dict[str, type[async_app.ApplicationDefinition]]:
-    """Stored classes, each given the blocking class-level API (and known as synced)."""
-    loaded = await async_app.ApplicationDefinition.load_by_site(site)
-    client = await get_client()
-    out: dict[str, type[async_app.ApplicationDefinition]] = {}
-    for name, cls in loaded.items():
-        if issubclass(cls, ApplicationDefinition):
-            out[name] = cls
-            continue
-        namespace: dict[str, Any] = {
-            "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__,
-            "__doc__": cls.__dict__.get("__doc__"),
+    def load_by_site(cls, site: Any) -> dict[str, Any]:
+        """``{name: app}`` of every app synced at ``site``: classes defined with this SDK as
+        they are, the others each behind a :class:`BlockingApp` with the same calls."""
+        loaded = call(load_classes, site)
+        return {
+            name: app if issubclass(app, ApplicationDefinition) else BlockingApp(app)
+            for name, app in loaded.items()
         }
-        wrapper = type(cls.__name__, (ApplicationDefinition, cls), namespace)
-        app = client.known_app(cls)
-        if app is not None:
-            client.remember_app(wrapper, app)
-        out[name] = wrapper
-    return out
+
+
+async def _sync(cls: type) -> None:
+    await refs.sync_class(await get_client(), cls)
+
+
+class BlockingApp:
+    """A stored app class defined with the async SDK, used with plain calls:
+    ``apps["Adder"].submit("w/1", x=1, y=2)`` submits a job of that very class."""
+
+    def __init__(self, cls: type[ApplicationDefinitionBase]) -> None:
+        self.cls = cls
+        self.__name__ = cls.__name__
+
+    def __repr__(self) -> str:
+        return f"<blocking app {self.cls.__name__}>"
+
+    @property
+    def objects(self) -> BlockingManager[App]:
+        return App.objects
+
+    def sync(self) -> None:
+        call(_sync, self.cls)
+
+    def submit(self, workdir: str, *, save: bool = True, **kwargs: Any) -> Job:
+        job, captured = self.cls._new_job(workdir, save=save, job_class=Job, **kwargs)
+        if save and not captured:
+            job.save()
+        return cast(Job, job)

@@ -41,16 +41,22 @@ def has_run(cls: type) -> bool:
     return callable(getattr(cls, "run", None))
 
 
-def defines(cls: type, method: str) -> bool:
-    """Whether ``cls`` has its own ``method`` rather than ApplicationDefinition's."""
-    base = next(
+def definition_base(cls: type) -> type | None:
+    """The ``ApplicationDefinitionBase`` among the classes ``cls`` derives from, if any,
+    found by name: a class loaded from the store may come with another copy of it."""
+    return next(
         (
             k
-            for k in cls.__mro__
-            if k.__name__ == "ApplicationDefinition" and k.__module__ == "balsam_mq.sdk.app"
+            for k in getattr(cls, "__mro__", ())
+            if k.__name__ == "ApplicationDefinitionBase" and k.__module__ == "balsam_mq.sdk.app"
         ),
         None,
     )
+
+
+def defines(cls: type, method: str) -> bool:
+    """Whether ``cls`` has its own ``method`` rather than ApplicationDefinition's."""
+    base = definition_base(cls)
     mine = getattr(cls, method, None)
     if mine is None:
         return False

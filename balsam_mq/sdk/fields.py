@@ -1,4 +1,5 @@
-"""Job fields as users see them and as they are stored: tracked names, checks, conversions."""
+"""Job fields as users see them and as they are stored — the one field table — with their
+checks and conversions."""
 
 from __future__ import annotations
 
@@ -11,8 +12,21 @@ from balsam_mq.domain import Job as JobDocument, Resources
 from balsam_mq.domain.serialization import serialize_parameters
 from balsam_mq.errors import JobError, QueryError
 
+# --- the field table: the SDK Job's attributes, derived from the stored model -----------
+
 RESOURCE_FIELDS: tuple[str, ...] = tuple(Resources.model_fields)
-# fields a user may change and save; compared with the snapshot taken at load time
+# stored fields that are not attributes of their own: the id is ``_id`` in the store,
+# ``parameters`` are deserialized on access, each resource field is an attribute,
+# ``result``/``exception`` come from ``result()``, and a new ``state`` is checked
+_NOT_ATTRIBUTES = frozenset({"id", "parameters", "resources", "result", "exception", "state"})
+# attribute -> its path in the stored document
+PATHS: dict[str, tuple[str, ...]] = {
+    **{name: (name,) for name in JobDocument.model_fields if name not in _NOT_ATTRIBUTES},
+    **{name: ("resources", name) for name in RESOURCE_FIELDS},
+}
+# attributes a new job is given (keywords of ``Job(...)`` and of ``App.submit(...)``)
+NEW_JOB_FIELDS: tuple[str, ...] = ("tags", "data", "parent_ids", "transfers", *RESOURCE_FIELDS)
+# attributes a user may change and save; compared with the snapshot taken at load time
 TRACKED: tuple[str, ...] = (
     "workdir",
     "tags",

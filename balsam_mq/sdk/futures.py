@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 import anyio
 
@@ -19,11 +19,9 @@ from balsam_mq.domain import JobState
 from balsam_mq.domain.states import TERMINAL_STATES
 from balsam_mq.errors import JobError, NotFound
 from balsam_mq.sdk.client import get_client
+from balsam_mq.sdk.view import JobView
 
-if TYPE_CHECKING:
-    from balsam_mq.sdk.job import Job
-
-J = TypeVar("J", bound="Job")
+J = TypeVar("J", bound=JobView)
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -86,7 +84,7 @@ async def completions(jobs: Sequence[J], timeout: float | None) -> AsyncGenerato
         watch.close()
 
 
-async def wait_one(job: Job, timeout: float | None) -> None:
+async def wait_one(job: JobView, timeout: float | None) -> None:
     """Until ``job`` is final (refreshed in place); ``TimeoutError`` after ``timeout`` s."""
     async with aclosing(completions([job], timeout)) as batches:
         async for _ in batches:

@@ -3,8 +3,8 @@ plus what each resource adds (job creation and futures, site and batch job creat
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from balsam_mq.domain import (
     BatchJob as BatchJobDocument,
@@ -20,12 +20,10 @@ from balsam_mq.sdk.client import Client, get_client
 from balsam_mq.sdk.feed import EventFeed
 from balsam_mq.sdk.fields import field_updates
 from balsam_mq.sdk.query import Query
-
-if TYPE_CHECKING:
-    from balsam_mq.sdk.job import Job
+from balsam_mq.sdk.view import JobView
 
 T = TypeVar("T")
-J = TypeVar("J", bound="Job")
+J = TypeVar("J", bound=JobView)
 
 
 class Manager(Generic[T]):
@@ -41,8 +39,8 @@ class Manager(Generic[T]):
         return f"<{type(self).__name__} of {self.model.__name__}>"
 
     def wrap(self, document: Any) -> T:
-        item: T = self.model._from_document(document)  # type: ignore[attr-defined]
-        return item
+        from_document: Callable[[Any], T] = getattr(self.model, "_from_document")  # noqa: B009
+        return from_document(document)
 
     def all(self) -> Query[T]:
         return Query(self)
@@ -95,13 +93,14 @@ class JobManager(Manager[J]):
         """Create and save one job: ``await Job.objects.create(workdir=..., app_id=App, ...)``."""
         captured = capturing()
         if captured is not None:
-            job = self.model._captured(workdir, app_id, **fields)
+            captured_job: Callable[..., J] = getattr(self.model, "_captured", self.model)
+            job = captured_job(workdir, app_id, **fields)
             captured.record(job)
             return cast(Awaitable[J], job)
         return self._create(self.model(workdir, app_id, **fields))
 
     async def _create(self, job: J) -> J:
-        await persist.create_jobs([job])
+        await persist.create_views([job])
         return job
 
     def bulk_create(self, jobs: Iterable[J]) -> Awaitable[list[J]]:
@@ -115,12 +114,12 @@ class JobManager(Manager[J]):
         return self._bulk_create(jobs)
 
     async def _bulk_create(self, jobs: list[J]) -> list[J]:
-        await persist.create_jobs(jobs)
+        await persist.create_views(list(jobs))
         return jobs
 
     async def refresh(self, jobs: Sequence[J]) -> None:
         """Reload many jobs in one query."""
-        await persist.refresh_jobs(jobs)
+        await persist.refresh_views(jobs)
 
     async def bulk_update(self, jobs: Iterable[J]) -> None:
         """Save the changes of many loaded jobs, each its own, in order (one write per
@@ -138,7 +137,7 @@ class JobManager(Manager[J]):
             if job.id is None:
                 raise JobError(f"{job._label()} is not saved: bulk_create() creates new jobs")
         for job in jobs:
-            await persist.save_job(job)
+            await persist.save_view(job)
 
     async def wait(
         self,

@@ -17,12 +17,12 @@ from typing import Any
 from balsam_mq.domain import App
 from balsam_mq.errors import AppError, NotFound
 from balsam_mq.sdk import refs
-from balsam_mq.sdk.app import ApplicationDefinition
+from balsam_mq.sdk.app import ApplicationDefinitionBase
 from balsam_mq.sdk.client import get_client
 from balsam_mq.sdk.definition import app_spec, label_of
 
 
-def load_definitions(source: str | Path) -> list[type[ApplicationDefinition]]:
+def load_definitions(source: str | Path) -> list[type[ApplicationDefinitionBase]]:
     """The ApplicationDefinition subclasses defined (not merely imported) in ``source``,
     a ``.py`` file or a dotted module name, in the order they are defined.
 
@@ -43,7 +43,7 @@ def load_definitions(source: str | Path) -> list[type[ApplicationDefinition]]:
         value
         for value in namespace.values()
         if isinstance(value, type)
-        and issubclass(value, ApplicationDefinition)
+        and issubclass(value, ApplicationDefinitionBase)
         and value.__module__ == module_name
     ]
     if not found:
@@ -64,7 +64,7 @@ def _execute(source: str, run: Any) -> dict[str, Any]:
 
 
 async def sync_definitions(
-    classes: Sequence[type[ApplicationDefinition]],
+    classes: Sequence[type[ApplicationDefinitionBase]],
     on_synced: Callable[[App], object] | None = None,
 ) -> list[App]:
     """Sync every class (each to its own ``site``); all are checked before the first is

@@ -1,12 +1,12 @@
-"""Job I/O: from user jobs to stored documents (apps resolved, inputs checked) and back."""
+"""Job I/O in documents: new jobs checked and created (apps resolved, inputs checked), changes
+saved, documents read and deleted. Views of jobs are made elsewhere (``view``)."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from balsam_mq.domain import Actor, App, Change, Job as JobDocument, JobState
 from balsam_mq.domain.appspec import app_label, job_input_problem
@@ -15,73 +15,55 @@ from balsam_mq.errors import JobError, NotFound
 from balsam_mq.sdk import refs
 from balsam_mq.sdk.client import Client, get_client
 from balsam_mq.sdk.fields import field_updates
-
-if TYPE_CHECKING:
-    from balsam_mq.sdk.job import Job
+from balsam_mq.sdk.view import JobView, NewJob
 
 
 def _id_spec(ids: list[int]) -> QuerySpec:
     return QuerySpec("jobs", (Condition("id", "in", ids),))
 
 
-@dataclass
-class _Checked:
-    """New jobs once every check has passed: the app, serialized parameters and
-    ``resources`` document of each (in lists: no object per job to collect)."""
-
-    apps: list[App] = field(default_factory=list)
-    parameters: list[str] = field(default_factory=list)
-    resources: list[dict[str, Any]] = field(default_factory=list)
-
-    def documents(self, jobs: Sequence[Job]) -> Iterator[dict[str, Any]]:
-        """The stored documents of ``jobs`` (the jobs checked, in order), built one by one."""
-        for job, app, parameters, resources in zip(
-            jobs, self.apps, self.parameters, self.resources, strict=True
-        ):
-            assert app.id is not None
-            yield job._new_document(app.id, app.site_id, parameters, resources)
-
-
-async def _check_jobs(jobs: Sequence[Job], client: Client, *, sync: bool = True) -> _Checked:
-    """Each unsaved job checked: its app resolved (once per distinct reference), its
-    parameters and transfers checked against the app, its fields checked, its parameters
-    serialized. Apps given as classes are synced if this client has not (unless ``sync``
-    is false); nothing else is written."""
+async def _check(new: Sequence[NewJob], client: Client, *, sync: bool = True) -> list[App]:
+    """The app of each new job (resolved once per distinct reference), its parameters and
+    transfers checked against the app. Apps given as classes are synced if this client
+    has not (unless ``sync`` is false); nothing else is written."""
     resolved: dict[tuple[Any, Any], App] = {}
     # jobs with the same app, parameter names and transfers pass the same input checks
     passed: set[tuple[Any, ...]] = set()
-    checked = _Checked()
-    for job in jobs:
-        if job.id is not None:
-            raise JobError(f"Job {job.id} is already saved")
-        key = (_hashable(job._app_ref), _hashable(job._site_ref))
+    apps = []
+    for job in new:
+        key = (_hashable(job.app_ref), _hashable(job.site_ref))
         app = resolved.get(key)
         if app is None:
             app = resolved[key] = await refs.lookup_app(
-                client, job._app_ref, job._site_ref, where=job._label(), sync=sync
+                client, job.app_ref, job.site_ref, where=job.label, sync=sync
             )
-        resources = job._check_new()
-        parameters = job.parameters
-        inputs = (id(app), tuple(parameters), *job.transfers.items())
+        inputs = (id(app), tuple(job.parameters), *job.transfers.items())
         if inputs not in passed:
-            problem = job_input_problem(app, parameters, job.transfers)
+            problem = job_input_problem(app, job.parameters, job.transfers)
             if problem is not None:
                 label = app_label(app.name, await refs.site_name(client, app.site_id))
-                raise JobError(f"{job._label()} of {label}: {problem}")
+                raise JobError(f"{job.label} of {label}: {problem}")
             passed.add(inputs)
-        checked.resources.append(resources)
-        checked.parameters.append(job._serialized_parameters())
-        checked.apps.append(app)
-    return checked
+        apps.append(app)
+    return apps
 
 
-async def prepare_jobs(jobs: Sequence[Job], client: Client | None = None) -> list[JobDocument]:
+def _documents(new: Sequence[NewJob], apps: Sequence[App]) -> Iterator[dict[str, Any]]:
+    """The stored documents of the new jobs, built one by one as the store reads them."""
+    for job, app in zip(new, apps, strict=True):
+        doc = job.document()
+        doc["app_id"] = app.id
+        doc["site_id"] = app.site_id
+        yield doc
+
+
+async def prepare(new: Sequence[NewJob], client: Client) -> list[JobDocument]:
     """New job documents for jobs created inside hooks (captured, possibly shipped from a
     worker process with dill): apps resolved once per distinct reference, parameters and
     transfers checked. Nothing is written, and no app is synced: an app class stands for
     the app stored under its site and name."""
-    checked = await _check_jobs(jobs, client or await get_client(), sync=False)
-    return [JobDocument.from_doc(doc) for doc in checked.documents(jobs)]
+    apps = await _check(new, client, sync=False)
+    return [JobDocument.from_doc(doc) for doc in _documents(new, apps)]
 
 
 def _hashable(ref: Any) -> Any:
@@ -92,29 +74,23 @@ def _hashable(ref: Any) -> Any:
     return ref
 
 
-async def create_jobs(jobs: Iterable[Job]) -> None:
-    """Create ``jobs`` in as few round trips as the store allows; each job object gets its
-    id, state and app/site ids.
+async def create(
+    new: Sequence[NewJob], created: Callable[[int, list[dict[str, Any]]], None]
+) -> None:
+    """Create the ``new`` jobs in as few round trips as the store allows;
+    ``created(offset, documents)`` receives their stored documents a chunk at a time.
 
     Every job is checked before the first one is written, so bad inputs create nothing.
     The documents are then built as the store writes them, a chunk of jobs per
     transaction (which bounds the client's memory); should a chunk fail to be written
     (data MongoDB cannot store), no chunk is sent after it, and those already sent stay
-    created, their job objects with ids.
+    created.
     """
-    jobs = list(jobs)
-    if len({id(j) for j in jobs}) != len(jobs):
-        raise JobError("the same Job object appears twice in one bulk_create")
     client = await get_client()
-
-    def created(offset: int, docs: list[dict[str, Any]]) -> None:
-        for job, doc in zip(jobs[offset : offset + len(docs)], docs, strict=True):
-            job._load_stored(doc)
-
     with _collector_paused():
-        checked = await _check_jobs(jobs, client)
-        apps = {app.id: app for app in checked.apps if app.id is not None}
-        await client.backend.create_jobs(checked.documents(jobs), len(jobs), created, apps)
+        apps = await _check(new, client)
+        known = {app.id: app for app in apps if app.id is not None}
+        await client.backend.create_jobs(_documents(new, apps), len(new), created, known)
 
 
 _pauses = 0  # bulk creations running in this process
@@ -144,58 +120,96 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-async def save_job(job: Job) -> None:
-    if job.id is None:
-        await create_jobs([job])
-        return
-    changes = job._changes()
-    if not changes:
-        return
+async def save(job_id: int, label: str, expect: JobState, changes: dict[str, Any]) -> JobDocument:
+    """Write the ``changes`` of a saved job (user attributes, ``state`` included) and give
+    its document back. A changed state is a transition made as the user from ``expect``,
+    refused if the job has moved on since it was loaded."""
     client = await get_client()
-    label = job._label()
     state = changes.pop("state", None)
     state_data = changes.pop("state_data", {}) if state is not None else {}
     fields = field_updates(changes, label)
     if state is not None:
-        expect = job._saved_state or JobState.CREATED
         result = await client.backend.transition_jobs(
-            [Change(job.id, expect, state, dict(state_data), fields, by=Actor.USER)]
+            [Change(job_id, expect, state, dict(state_data), fields, by=Actor.USER)]
         )
         if not result.all_moved:
-            found = result.unmoved[job.id]
+            found = result.unmoved[job_id]
             if found is None:
                 raise NotFound(f"{label} does not exist")
             raise JobError(
                 f"{label}: its state changed to {found.value} since it was loaded "
                 f"(expected {expect.value}); refresh it and try again"
             )
-    else:
-        matched = await client.backend.update(_id_spec([job.id]), fields)
-        if not matched:
+    elif fields:
+        if not await client.backend.update(_id_spec([job_id]), fields):
             raise NotFound(f"{label} does not exist")
-    await refresh_jobs([job], client)
+    doc = (await get([job_id])).get(job_id)
+    if doc is None:
+        raise NotFound(f"{label} does not exist")
+    return doc
 
 
-async def refresh_jobs(jobs: Sequence[Job], client: Client | None = None) -> None:
+async def get(job_ids: Sequence[int]) -> dict[int, JobDocument]:
+    """The stored documents of ``job_ids`` that exist, in one query."""
+    client = await get_client()
+    return {d.id: d for d in await client.backend.get_jobs(job_ids) if d.id is not None}
+
+
+async def delete(job_id: int) -> None:
+    client = await get_client()
+    if not await client.backend.delete(_id_spec([job_id])):
+        raise NotFound(f"Job {job_id} does not exist")
+
+
+# --- views: the I/O of the async and the blocking Job ------------------------------------
+
+
+async def create_views(jobs: list[JobView]) -> None:
+    """Create unsaved ``jobs``; each gets its id, state and app/site ids (see
+    :func:`create`: bad inputs create nothing)."""
+    if len({id(j) for j in jobs}) != len(jobs):
+        raise JobError("the same Job object appears twice in one bulk_create")
+
+    def created(offset: int, docs: list[dict[str, Any]]) -> None:
+        for job, doc in zip(jobs[offset : offset + len(docs)], docs, strict=True):
+            job._load_stored(doc)
+
+    await create([job._new() for job in jobs], created)
+
+
+async def prepare_views(jobs: Sequence[JobView], client: Client | None = None) -> list[JobDocument]:
+    """The documents of unsaved ``jobs`` (created by hooks), checked (see :func:`prepare`)."""
+    return await prepare([job._new() for job in jobs], client or await get_client())
+
+
+async def save_view(job: JobView) -> None:
+    if job.id is None:
+        await create_views([job])
+        return
+    changes = job._changes()
+    if changes:
+        expect = job._saved_state or JobState.CREATED
+        job._load(await save(job.id, job._label(), expect, changes))
+
+
+async def refresh_views(jobs: Sequence[JobView]) -> None:
     """Reload ``jobs`` in one query."""
-    client = client or await get_client()
     ids = []
     for job in jobs:
         if job.id is None:
             raise JobError(f"{job._label()} is not saved")
         ids.append(job.id)
-    found = {d.id: d for d in await client.backend.get_jobs(ids)}
+    found = await get(ids)
     for job in jobs:
+        assert job.id is not None
         doc = found.get(job.id)
         if doc is None:
             raise NotFound(f"Job {job.id} does not exist")
         job._load(doc)
 
 
-async def delete_job(job: Job) -> None:
-    assert job.id is not None
-    client = await get_client()
-    if not await client.backend.delete(_id_spec([job.id])):
-        raise NotFound(f"Job {job.id} does not exist")
-    job.id = None
-    job._saved = None
+async def delete_view(job: JobView) -> None:
+    if job.id is None:
+        raise JobError(f"{job._label()} is not saved")
+    await delete(job.id)
+    job._forget()

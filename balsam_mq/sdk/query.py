@@ -8,12 +8,13 @@ No dunder touches the network: ``len(q)`` and ``bool(q)`` are refused with a hin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from balsam_mq.domain.queries import (
     Condition,
     QuerySpec,
+    Resource,
     check_fields,
     check_order,
     parse_condition,
@@ -21,10 +22,28 @@ from balsam_mq.domain.queries import (
 from balsam_mq.errors import QueryError
 from balsam_mq.sdk.client import Client, get_client
 
-if TYPE_CHECKING:
-    from balsam_mq.sdk.managers import Manager
-
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Source(Protocol[T_co]):
+    """What a query asks of the manager it comes from (``managers.Manager``)."""
+
+    resource: ClassVar[Resource]
+    refs: ClassVar[frozenset[str]]
+    model: Any
+
+    def check_ref(self, key: str, value: Any) -> None: ...
+
+    async def resolve(self, client: Client, key: str, value: Any) -> list[Condition]: ...
+
+    def wrap(self, document: Any) -> T_co: ...
+
+    async def update_matching(
+        self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
+    ) -> int: ...
+
+    async def delete_matching(self, client: Client, spec: QuerySpec) -> int: ...
 
 
 class Query(Generic[T]):
@@ -43,7 +62,7 @@ class Query(Generic[T]):
 
     def __init__(
         self,
-        manager: Manager[T],
+        manager: Source[T],
         conditions: tuple[Condition, ...] = (),
         refs: tuple[tuple[str, Any], ...] = (),
         order: tuple[str, ...] = (),

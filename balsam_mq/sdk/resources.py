@@ -6,7 +6,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import GetCoreSchemaHandler, PrivateAttr
+from pydantic import BaseModel, GetCoreSchemaHandler, PrivateAttr
 from pydantic_core import CoreSchema, core_schema
 
 from balsam_mq.domain import (
@@ -22,12 +22,12 @@ from balsam_mq.sdk.client import get_client
 from balsam_mq.sdk.managers import AppManager, BatchJobManager, EventLogManager, SiteManager
 
 
-class _Stored:
+class _Stored(BaseModel):
     """``_from_document`` for pydantic documents: the same fields, as the SDK class."""
 
     @classmethod
-    def _from_document(cls, document: Any) -> Any:
-        return cls.model_validate(document.model_dump())  # type: ignore[attr-defined]
+    def _from_document(cls, document: BaseModel) -> Any:
+        return cls.model_validate(document.model_dump())
 
 
 class SitePath(str):
@@ -47,10 +47,9 @@ class SitePath(str):
         return core_schema.no_info_after_validator_function(cls, handler(str))
 
 
-class Site(_Stored, SiteDocument):
-    """A site (where apps run). ``await Site.objects.get(name="polaris")``"""
+class SiteBase(_Stored, SiteDocument):
+    """A site, as both SDKs give it (the async and the blocking ``Site`` add I/O)."""
 
-    objects: ClassVar[SiteManager[Site]]
     path: SitePath = SitePath()
 
     class DoesNotExist(NotFound):
@@ -58,6 +57,12 @@ class Site(_Stored, SiteDocument):
 
     class MultipleObjectsReturned(MultipleResults):
         """``Site.objects.get(...)`` matched more than one site."""
+
+
+class Site(SiteBase):
+    """A site (where apps run). ``await Site.objects.get(name="polaris")``"""
+
+    objects: ClassVar[SiteManager[Site]]
 
     async def delete(self, *, force: bool = False, dry_run: bool = False) -> SiteRemoval:
         """Remove the site with its apps, batch jobs and work queues; the event log stays.
@@ -72,17 +77,17 @@ class Site(_Stored, SiteDocument):
             removal = await (await Site.objects.lookup("laptop")).delete(force=True)
             print(removal.jobs, "jobs deleted")
         """
-        if self.id is None:
-            raise NotFound(f"Site {self.name!r} is not saved")
-        client = await get_client()
-        return await client.backend.delete_site(self.id, force=force, dry_run=dry_run)
+        return await delete_site(self, force=force, dry_run=dry_run)
 
 
-class App(_Stored, AppDocument):
-    """An app as stored by ``sync()`` (its class is ``ApplicationDefinition.load_by_site``)."""
+async def delete_site(site: SiteBase, *, force: bool, dry_run: bool) -> SiteRemoval:
+    if site.id is None:
+        raise NotFound(f"Site {site.name!r} is not saved")
+    client = await get_client()
+    return await client.backend.delete_site(site.id, force=force, dry_run=dry_run)
 
-    objects: ClassVar[AppManager[App]]
 
+class AppBase(_Stored, AppDocument):
     class DoesNotExist(NotFound):
         """``App.objects.get(...)`` matched no app."""
 
@@ -90,10 +95,13 @@ class App(_Stored, AppDocument):
         """``App.objects.get(...)`` matched more than one app."""
 
 
-class BatchJob(_Stored, BatchJobDocument):
-    """A pilot allocation request. ``await BatchJob.objects.filter(site=site).count()``"""
+class App(AppBase):
+    """An app as stored by ``sync()`` (its class is ``ApplicationDefinition.load_by_site``)."""
 
-    objects: ClassVar[BatchJobManager[BatchJob]]
+    objects: ClassVar[AppManager[App]]
+
+
+class BatchJobBase(_Stored, BatchJobDocument):
     _saved: dict[str, Any] | None = PrivateAttr(default=None)
 
     class DoesNotExist(NotFound):
@@ -108,37 +116,48 @@ class BatchJob(_Stored, BatchJobDocument):
         item._saved = item.model_dump()
         return item
 
+
+class BatchJob(BatchJobBase):
+    """A pilot allocation request. ``await BatchJob.objects.filter(site=site).count()``"""
+
+    objects: ClassVar[BatchJobManager[BatchJob]]
+
     async def save(self) -> None:
         """Create it, or write the fields changed since it was loaded (a changed ``state``
         writes an event)."""
-        client = await get_client()
-        if self.id is None:
-            stored = await client.backend.create_batch_job(self)
-            self.id = stored.id
-            self.created_at = stored.created_at
-            self._saved = self.model_dump()
-            return
-        current = self.model_dump()
-        changed = {k: v for k, v in current.items() if self._saved is None or self._saved[k] != v}
-        if not changed:
-            return
-        spec = QuerySpec("batch_jobs", (Condition("id", "eq", self.id),))
-        # a manager of our own: ``objects`` may be the blocking facade's
-        if not await BatchJobManager(type(self)).update_matching(client, spec, changed):
-            raise NotFound(f"BatchJob {self.id} does not exist")
-        await self.refresh()
+        await save_batch_job(self)
 
     async def refresh(self) -> None:
-        fresh = await BatchJobManager(type(self)).get(id=self.id)
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(fresh, name))
-        self._saved = self.model_dump()
+        await refresh_batch_job(self)
 
 
-class EventLog(_Stored, Event):
+async def save_batch_job(item: BatchJobBase) -> None:
+    client = await get_client()
+    if item.id is None:
+        stored = await client.backend.create_batch_job(item)
+        item.id = stored.id
+        item.created_at = stored.created_at
+        item._saved = item.model_dump()
+        return
+    current = item.model_dump()
+    changed = {k: v for k, v in current.items() if item._saved is None or item._saved[k] != v}
+    if not changed:
+        return
+    spec = QuerySpec("batch_jobs", (Condition("id", "eq", item.id),))
+    if not await BatchJobManager(type(item)).update_matching(client, spec, changed):
+        raise NotFound(f"BatchJob {item.id} does not exist")
+    await refresh_batch_job(item)
+
+
+async def refresh_batch_job(item: BatchJobBase) -> None:
+    fresh = await BatchJobManager(type(item)).get(id=item.id)
+    for name in type(item).model_fields:
+        setattr(item, name, getattr(fresh, name))
+    item._saved = item.model_dump()
+
+
+class EventLogBase(_Stored, Event):
     """One state change of a job (or app, batch job). ``EventLog.objects.filter(job_id=42)``"""
-
-    objects: ClassVar[EventLogManager[EventLog]]
 
     class DoesNotExist(NotFound):
         """``EventLog.objects.get(...)`` matched no event."""
@@ -150,6 +169,12 @@ class EventLog(_Stored, Event):
     def data(self) -> dict[str, Any]:
         """Balsam's name for the event's ``state_data``."""
         return self.state_data
+
+
+class EventLog(EventLogBase):
+    """One state change of a job (or app, batch job). ``EventLog.objects.filter(job_id=42)``"""
+
+    objects: ClassVar[EventLogManager[EventLog]]
 
 
 Site.objects = SiteManager(Site)

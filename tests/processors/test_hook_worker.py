@@ -15,7 +15,7 @@ from balsam_mq.domain.serialization import serialize_app
 from balsam_mq.errors import AppError
 from balsam_mq.processors.hook_worker import HookRequest, call_hook, run_hook
 from balsam_mq.sdk import capture, client
-from balsam_mq.sdk.persist import prepare_jobs
+from balsam_mq.sdk.persist import prepare_views
 from balsam_mq.store import Store
 
 S = JobState
@@ -151,7 +151,7 @@ async def test_captured_jobs_are_prepared_for_the_agents_transaction(
 ) -> None:
     await Spawner.sync()
     outcome = await anyio.to_thread.run_sync(call_hook, Spawner, document(), "postprocess")
-    prepared = await prepare_jobs(outcome.created_jobs())
+    prepared = await prepare_views(outcome.created_jobs())
     assert [(d.workdir, d.app_id) for d in prepared] == [
         (f"child/{c}", prepared[0].app_id) for c in "abcd"
     ]
@@ -184,7 +184,7 @@ async def test_captured_jobs_cross_a_process_boundary_and_never_sync(
     )
     shipped = outcome.created_jobs()  # as it crossed from the worker: serialized with dill
     assert shipped[0]._app_ref is not Child  # a copy, unknown to the client
-    (prepared,) = await prepare_jobs(shipped)
+    (prepared,) = await prepare_views(shipped)
     (child_app,) = await store.apps.by_name("Child")
     assert (prepared.app_id, prepared.workdir) == (child_app.id, "next")
     assert await store.events.count(kind="app") == 2  # nothing was synced again

@@ -21,7 +21,7 @@ from balsam_mq.processors.hook_worker import HookOutcome, call_hook
 from balsam_mq.sdk import ApplicationDefinition, Client, Site
 from balsam_mq.sdk.client import use_client
 from balsam_mq.sdk.memory import MemoryBackend
-from balsam_mq.sdk.persist import prepare_jobs
+from balsam_mq.sdk.persist import prepare_views
 from balsam_mq.store import Store
 
 S = JobState
@@ -110,7 +110,7 @@ def commit_hook(store: Store) -> CommitHook:
         site = await store.sites.get(document.site_id)
         cls = (await ApplicationDefinition.load_by_site(site.id))[app_name]
         outcome = await anyio.to_thread.run_sync(call_hook, cls, document, hook)
-        new_jobs = await prepare_jobs(outcome.created_jobs())
+        new_jobs = await prepare_views(outcome.created_jobs())
 
         async def create(session: Any) -> None:
             if new_jobs:

@@ -23,7 +23,7 @@ from balsam_mq.domain.pipeline import DEFAULT_MOVES, HOOK_OF_STATE
 from balsam_mq.processors.apps import LoadedApp
 from balsam_mq.processors.consumers.base import JobConsumer, Pending
 from balsam_mq.processors.hook_worker import HookOutcome, HookRequest
-from balsam_mq.sdk.persist import prepare_jobs
+from balsam_mq.sdk.persist import prepare_views
 
 
 class HookConsumer(JobConsumer):
@@ -70,7 +70,7 @@ class HookConsumer(JobConsumer):
             changes.append(change)
             if outcome.error is None:
                 created += outcome.created_jobs()
-        new_jobs = await prepare_jobs(created, self.ctx.client) if created else []
+        new_jobs = await prepare_views(created, self.ctx.client) if created else []
 
         async def create(session: AsyncClientSession) -> None:
             await self.ctx.store.jobs.create_many(new_jobs, session=session)

@@ -1,0 +1,360 @@
+"""The user's view of a job: its stored document, a snapshot of it for change tracking, and an
+attribute for each row of the field table (``fields.PATHS``). No I/O: the async
+:class:`~balsam_mq.sdk.job.Job` and the blocking one add that on top.
+
+The rest of the SDK exchanges documents with a view, never its attributes one by one:
+:meth:`JobView._new` gives what a new job asks for (app, site, parameters and the
+document to store), :meth:`JobView._load` takes a stored document back, and
+:meth:`JobView._changes` tells what was changed since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from balsam_mq.domain import Job as JobDocument, JobState, parse_state
+from balsam_mq.domain.models import blank
+from balsam_mq.domain.serialization import (
+    deserialize,
+    deserialize_exception,
+    deserialize_parameters,
+    serialize_parameters,
+)
+from balsam_mq.errors import JobError, JobFailed, MultipleResults, NoResult, NotFound
+from balsam_mq.sdk.fields import (
+    NEW_JOB_FIELDS,
+    PATHS,
+    RESOURCE_FIELDS,
+    TRACKED,
+    check_container,
+    check_data,
+    check_ids,
+    check_resources,
+    check_strings,
+    check_workdir,
+    snapshot,
+    stored_resources,
+    unchanged,
+)
+
+_NEW = blank(JobDocument, app_id=0, site_id=0, workdir="")  # every stored field, in order
+_NEW.pop("_id", None)
+_EDITABLE_NEW = frozenset({*TRACKED, *NEW_JOB_FIELDS})
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What an unsaved job asks the store for: its app and site (as the user named them),
+    its parameters and transfers (checked against the app), and its document — built
+    when the store is about to write it, so that a bulk creation holds no document per
+    job while it checks them all."""
+
+    label: str
+    app_ref: Any
+    site_ref: Any
+    parameters: dict[str, Any]
+    transfers: dict[str, str]
+    document: Callable[[], dict[str, Any]]  # stored form, ``app_id``/``site_id`` to fill
+
+
+class _Attribute:
+    """One row of the field table: reads from the document, writes where allowed."""
+
+    __slots__ = ("name", "path")
+
+    def __init__(self, name: str, path: tuple[str, ...]) -> None:
+        self.name = name
+        self.path = path
+
+    def __get__(self, view: JobView | None, owner: type | None = None) -> Any:
+        if view is None:
+            return self
+        value = view._doc
+        for key in self.path:
+            value = value[key]
+        return value
+
+    def __set__(self, view: JobView, value: Any) -> None:
+        editable = TRACKED if view._saved is not None else _EDITABLE_NEW
+        if self.name not in editable:
+            raise AttributeError(f"{view._label()}: {self.name} cannot be changed")
+        if len(self.path) == 1:
+            view._doc[self.name] = value
+        else:  # a nested document may be shared with other jobs: replace, never change it
+            (outer, inner) = self.path
+            view._doc[outer] = {**view._doc[outer], inner: value}
+
+
+class JobView:
+    """A job: one run of an app in ``workdir`` with ``parameters``."""
+
+    NoResult: ClassVar[type[NoResult]] = NoResult
+
+    class DoesNotExist(NotFound):
+        """``Job.objects.get(...)`` matched no job."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``Job.objects.get(...)`` matched more than one job."""
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would refuse the table's names
+        __slots__ = ("__weakref__", "_app_ref", "_doc", "_params", "_saved", "_site_ref")
+
+    if TYPE_CHECKING:  # the attributes the field table makes (a test keeps them in step)
+        _app_ref: Any
+        _site_ref: Any
+        _doc: dict[str, Any]
+        _params: dict[str, Any] | None
+        _saved: tuple[Any, ...] | None
+        app_id: int | None
+        site_id: int | None
+        owner: str
+        workdir: str
+        tags: dict[str, str]
+        data: dict[str, Any]
+        parent_ids: list[int]
+        transfers: dict[str, str]
+        state_data: dict[str, Any]
+        created_at: Any
+        last_update: Any
+        return_code: int | None
+        traceback: str | None
+        session_id: int | None
+        batch_job_id: int | None
+        seq: int
+        unfit: dict[str, Any] | None
+        num_nodes: int
+        ranks_per_node: int
+        threads_per_rank: int
+        threads_per_core: int
+        gpus_per_rank: float
+        node_packing_count: int
+        launch_params: dict[str, str]
+        wall_time_min: int
+
+    def __init__(
+        self,
+        workdir: str,
+        app_id: Any = None,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        app_name: str | None = None,
+        site: Any = None,
+        site_name: str | None = None,
+        **fields: Any,
+    ) -> None:
+        label = f"Job {workdir!r}"
+        unknown = sorted(set(fields) - set(NEW_JOB_FIELDS))
+        if unknown:
+            known = ", ".join(NEW_JOB_FIELDS)
+            raise JobError(f"{label}: unknown field(s) {', '.join(unknown)} (fields: {known})")
+        if site is not None and site_name is not None:
+            raise JobError(f"{label}: give site or site_name (the same thing), not both")
+        self._app_ref: Any = app_id if app_id is not None else app_name
+        if self._app_ref is None:
+            raise JobError(f"{label}: app_id is required (an ApplicationDefinition, name or id)")
+        self._site_ref: Any = site if site is not None else site_name
+        resources = check_resources(label, **{k: fields[k] for k in RESOURCE_FIELDS if k in fields})
+        doc = dict(_NEW)
+        doc["id"] = None
+        doc["workdir"] = check_workdir(workdir)
+        doc["app_id"] = app_id if isinstance(app_id, int) and not isinstance(app_id, bool) else None
+        doc["site_id"] = None
+        doc["tags"] = check_strings(label, "tags", fields.get("tags"))
+        doc["data"] = dict(fields.get("data") or {})
+        doc["parent_ids"] = check_ids(label, fields.get("parent_ids"))
+        doc["transfers"] = check_strings(label, "transfers", fields.get("transfers"))
+        doc["state_data"] = {}
+        doc["resources"] = resources.model_dump()
+        doc["state"] = JobState.CREATED
+        doc["created_at"] = doc["last_update"] = None
+        self._doc: dict[str, Any] = doc
+        self._params: dict[str, Any] | None = dict(parameters or {})
+        self._saved: tuple[Any, ...] | None = None  # snapshot of TRACKED + state; None: new
+
+    # --- attributes with their own rules --------------------------------------------------
+
+    @property
+    def id(self) -> int | None:
+        job_id: int | None = self._doc["id"]
+        return job_id
+
+    @property
+    def state(self) -> JobState:
+        state: JobState = self._doc["state"]
+        return state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        try:
+            self._doc["state"] = JobState(parse_state(str(value)))
+        except ValueError as exc:
+            raise JobError(f"{self._label()}: {exc}") from None
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The app's parameters (deserialized on first access)."""
+        if self._params is None:
+            what = f"{self._label()} parameters"
+            self._params = deserialize_parameters(self._doc["parameters"], what=what)
+        return self._params
+
+    @parameters.setter
+    def parameters(self, value: Mapping[str, Any]) -> None:
+        self._params = dict(value)
+
+    def __repr__(self) -> str:
+        app = self.app_id
+        if app is None:
+            app = getattr(self._app_ref, "__name__", self._app_ref)
+        state = self.state.value
+        return f"Job(id={self.id}, app={app!r}, workdir={self.workdir!r}, state={state})"
+
+    def resolve_workdir(self, data_path: str | Path) -> Path:
+        """The job's absolute working directory under a site's ``data/`` directory."""
+        return Path(data_path).joinpath(self.workdir)
+
+    # --- results, as last loaded ----------------------------------------------------------
+
+    def result_nowait(self) -> Any:
+        """The result if the job (as last loaded) is finished; else :class:`Job.NoResult`."""
+        if self.state == JobState.JOB_FINISHED:
+            text = self._doc["result"]
+            return None if text is None else deserialize(text, what=f"{self._label()} result")
+        if self.state == JobState.FAILED:
+            raise self._failure()
+        raise NoResult(f"{self._label()} is {self.state.value}: no result yet")
+
+    def exception_nowait(self) -> BaseException | None:
+        """Like ``Future.exception()``: for a FAILED job (as last loaded) the exception
+        ``result()`` would raise, ``None`` for a finished one; else :class:`Job.NoResult`."""
+        if self.state == JobState.FAILED:
+            return self._failure()
+        if self.state == JobState.JOB_FINISHED:
+            return None
+        raise NoResult(f"{self._label()} is {self.state.value}: not done yet")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job's fields as plain data (``parameters`` deserialized; datetimes kept).
+
+        Example::
+
+            print(json.dumps((await Job.objects.get(id=3)).to_dict(), default=str))
+        """
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "parameters": dict(self.parameters),
+            **{name: getattr(self, name) for name in PATHS},
+        }
+
+    def _failure(self) -> BaseException:
+        text = self._doc["exception"]
+        if text:
+            what = f"{self._label()} exception"
+            exc: BaseException = deserialize_exception(text, self.traceback, what=what)
+            return exc
+        assert self.id is not None
+        return JobFailed(self.id, self.state_data)
+
+    # --- what the rest of the SDK exchanges with a view -----------------------------------
+
+    def _label(self) -> str:
+        return f"Job {self.id}" if self.id is not None else f"Job {self.workdir!r}"
+
+    @classmethod
+    def _from_document(cls, doc: JobDocument) -> Any:
+        view = cls.__new__(cls)
+        view._load(doc)
+        return view
+
+    def _load(self, doc: JobDocument) -> None:
+        """Take every field from ``doc`` and remember them as the saved values."""
+        loaded = dict(vars(doc))
+        loaded["resources"] = dict(vars(doc.resources))
+        self._take(loaded)
+
+    def _load_stored(self, doc: Mapping[str, Any]) -> None:
+        """:meth:`_load` from the stored form of the job (``Job.to_doc()`` with ``_id``)."""
+        loaded = dict(doc)
+        loaded["id"] = loaded.pop("_id")
+        loaded["resources"] = dict(loaded["resources"])
+        loaded["state"] = JobState(loaded["state"])
+        self._take(loaded)
+
+    def _take(self, doc: dict[str, Any]) -> None:
+        resources = doc["resources"]
+        resources["launch_params"] = dict(resources["launch_params"])  # may be shared
+        self._doc = doc
+        self._app_ref = doc["app_id"]
+        self._site_ref = None
+        self._params = None
+        self._saved = (*(snapshot(getattr(self, name)) for name in TRACKED), doc["state"])
+
+    def _new(self) -> NewJob:
+        """This unsaved job, checked as it is now (fields may have been set since it was
+        built): what it asks the store for."""
+        if self.id is not None:
+            raise JobError(f"Job {self.id} is already saved")
+        label = self._label()
+        doc = self._doc
+        for name in ("tags", "transfers", "parent_ids"):
+            check_container(label, name, doc[name])
+        check_strings(label, "tags", doc["tags"])
+        check_strings(label, "transfers", doc["transfers"])
+        check_data(label, doc["data"])
+        check_ids(label, doc["parent_ids"])
+        resources = stored_resources(label, tuple(doc["resources"][n] for n in RESOURCE_FIELDS))
+        parameters = self.parameters
+        serialized = serialize_parameters(parameters, what=f"{label} parameters")
+        workdir = check_workdir(doc["workdir"])
+
+        def document() -> dict[str, Any]:
+            new = dict(_NEW)
+            new["workdir"] = workdir
+            new["tags"] = _exact(dict, doc["tags"])
+            new["data"] = _exact(dict, doc["data"])
+            new["resources"] = resources
+            new["parent_ids"] = _exact(list, doc["parent_ids"])
+            new["transfers"] = _exact(dict, doc["transfers"])
+            new["parameters"] = serialized
+            return new
+
+        return NewJob(label, self._app_ref, self._site_ref, parameters, doc["transfers"], document)
+
+    @property
+    def _saved_state(self) -> JobState | None:
+        return None if self._saved is None else self._saved[-1]
+
+    def _changes(self) -> dict[str, Any]:
+        """Attributes whose value differs from the saved one (``state`` included)."""
+        if self._saved is None:
+            raise JobError(f"{self._label()} is not saved")
+        changed = {
+            name: getattr(self, name)
+            for name, saved in zip(TRACKED, self._saved, strict=False)
+            if not unchanged(getattr(self, name), saved)
+        }
+        if self.state != self._saved[-1]:
+            changed["state"] = self.state
+        if self._params is not None:
+            text = serialize_parameters(self._params, what=f"{self._label()} parameters")
+            if text != self._doc["parameters"]:
+                changed["parameters"] = self._params
+        return changed
+
+    def _forget(self) -> None:
+        """Deleted from the store: a new job again, for the record."""
+        self._doc["id"] = None
+        self._saved = None
+
+
+for _name, _path in PATHS.items():
+    setattr(JobView, _name, _Attribute(_name, _path))
+
+
+def _exact(kind: type[Any], value: Any) -> Any:
+    """``value`` if it is a ``kind`` itself (not a subclass or look-alike), else converted."""
+    return value if type(value) is kind else kind(value)
