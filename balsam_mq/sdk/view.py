@@ -10,7 +10,7 @@ document to store), :meth:`JobView._load` takes a stored document back, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,7 +32,6 @@ from balsam_mq.sdk.fields import (
     check_container,
     check_data,
     check_ids,
-    check_resources,
     check_strings,
     check_workdir,
     snapshot,
@@ -42,50 +41,73 @@ from balsam_mq.sdk.fields import (
 
 _NEW = blank(JobDocument, app_id=0, site_id=0, workdir="")  # every stored field, in order
 _NEW.pop("_id", None)
+_RESOURCE_DEFAULTS = tuple(_NEW["resources"][name] for name in RESOURCE_FIELDS)
+# a view keeps each stored field in a slot of its own (a dict per job would double a bulk
+# creation's memory); the slot of field ``f`` is ``_f_<f>``
+_FIELDS: tuple[str, ...] = (
+    "id",
+    *(f for f in JobDocument.model_fields if f not in ("id", "resources")),
+)
+_SLOTS = tuple(f"_f_{f}" for f in (*_FIELDS, *RESOURCE_FIELDS))
 _EDITABLE_NEW = frozenset({*TRACKED, *NEW_JOB_FIELDS})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """What an unsaved job asks the store for: its app and site (as the user named them),
     its parameters and transfers (checked against the app), and its document — built
     when the store is about to write it, so that a bulk creation holds no document per
     job while it checks them all."""
 
-    label: str
     app_ref: Any
     site_ref: Any
     parameters: dict[str, Any]
-    transfers: dict[str, str]
-    document: Callable[[], dict[str, Any]]  # stored form, ``app_id``/``site_id`` to fill
+    workdir: str
+    serialized: str  # the parameters
+    resources: dict[str, Any]  # shared by the jobs asking for the same: never change it
+    view: JobView
+
+    @property
+    def label(self) -> str:
+        return f"Job {self.workdir!r}"
+
+    @property
+    def transfers(self) -> dict[str, str]:
+        return self.view.transfers
+
+    def document(self) -> dict[str, Any]:
+        """The stored form of the new job, ``app_id`` and ``site_id`` to fill."""
+        view = self.view
+        new = dict(_NEW)
+        new["workdir"] = self.workdir
+        new["tags"] = _exact(dict, view.tags)
+        new["data"] = _exact(dict, view.data)
+        new["resources"] = self.resources
+        new["parent_ids"] = _exact(list, view.parent_ids)
+        new["transfers"] = _exact(dict, view.transfers)
+        new["parameters"] = self.serialized
+        return new
 
 
 class _Attribute:
-    """One row of the field table: reads from the document, writes where allowed."""
+    """One row of the field table: reads the view's field, writes it where allowed."""
 
-    __slots__ = ("name", "path")
+    __slots__ = ("name", "slot")
 
-    def __init__(self, name: str, path: tuple[str, ...]) -> None:
+    def __init__(self, name: str, slot: Any) -> None:
         self.name = name
-        self.path = path
+        self.slot = slot  # the member descriptor of the field's slot
 
     def __get__(self, view: JobView | None, owner: type | None = None) -> Any:
         if view is None:
             return self
-        value = view._doc
-        for key in self.path:
-            value = value[key]
-        return value
+        return self.slot.__get__(view, owner)
 
     def __set__(self, view: JobView, value: Any) -> None:
         editable = TRACKED if view._saved is not None else _EDITABLE_NEW
         if self.name not in editable:
             raise AttributeError(f"{view._label()}: {self.name} cannot be changed")
-        if len(self.path) == 1:
-            view._doc[self.name] = value
-        else:  # a nested document may be shared with other jobs: replace, never change it
-            (outer, inner) = self.path
-            view._doc[outer] = {**view._doc[outer], inner: value}
+        self.slot.__set__(view, value)
 
 
 class JobView:
@@ -100,14 +122,19 @@ class JobView:
         """``Job.objects.get(...)`` matched more than one job."""
 
     if not TYPE_CHECKING:  # hidden from type checkers, which would refuse the table's names
-        __slots__ = ("__weakref__", "_app_ref", "_doc", "_params", "_saved", "_site_ref")
+        __slots__ = ("__weakref__", "_app_ref", "_params", "_saved", "_site_ref", *_SLOTS)
 
     if TYPE_CHECKING:  # the attributes the field table makes (a test keeps them in step)
         _app_ref: Any
         _site_ref: Any
-        _doc: dict[str, Any]
         _params: dict[str, Any] | None
         _saved: tuple[Any, ...] | None
+        _f_id: int | None
+        _f_state: JobState
+        _f_parameters: str
+        _f_result: str | None
+        _f_exception: str | None
+        _f_launch_params: dict[str, str]
         app_id: int | None
         site_id: int | None
         owner: str
@@ -156,9 +183,15 @@ class JobView:
         if self._app_ref is None:
             raise JobError(f"{label}: app_id is required (an ApplicationDefinition, name or id)")
         self._site_ref: Any = site if site is not None else site_name
-        resources = check_resources(label, **{k: fields[k] for k in RESOURCE_FIELDS if k in fields})
+        values = tuple(
+            fields.get(name, default)
+            for name, default in zip(RESOURCE_FIELDS, _RESOURCE_DEFAULTS, strict=True)
+        )
+        resources = stored_resources(label, values)  # checked once per distinct values
         doc = dict(_NEW)
         doc["id"] = None
+        doc["state"] = JobState.CREATED
+        doc["created_at"] = doc["last_update"] = None
         doc["workdir"] = check_workdir(workdir)
         doc["app_id"] = app_id if isinstance(app_id, int) and not isinstance(app_id, bool) else None
         doc["site_id"] = None
@@ -167,10 +200,8 @@ class JobView:
         doc["parent_ids"] = check_ids(label, fields.get("parent_ids"))
         doc["transfers"] = check_strings(label, "transfers", fields.get("transfers"))
         doc["state_data"] = {}
-        doc["resources"] = resources.model_dump()
-        doc["state"] = JobState.CREATED
-        doc["created_at"] = doc["last_update"] = None
-        self._doc: dict[str, Any] = doc
+        doc["resources"] = resources
+        self._put(doc)
         self._params: dict[str, Any] | None = dict(parameters or {})
         self._saved: tuple[Any, ...] | None = None  # snapshot of TRACKED + state; None: new
 
@@ -178,18 +209,18 @@ class JobView:
 
     @property
     def id(self) -> int | None:
-        job_id: int | None = self._doc["id"]
+        job_id: int | None = self._f_id
         return job_id
 
     @property
     def state(self) -> JobState:
-        state: JobState = self._doc["state"]
+        state: JobState = self._f_state
         return state
 
     @state.setter
     def state(self, value: str) -> None:
         try:
-            self._doc["state"] = JobState(parse_state(str(value)))
+            self._f_state = JobState(parse_state(str(value)))
         except ValueError as exc:
             raise JobError(f"{self._label()}: {exc}") from None
 
@@ -198,7 +229,7 @@ class JobView:
         """The app's parameters (deserialized on first access)."""
         if self._params is None:
             what = f"{self._label()} parameters"
-            self._params = deserialize_parameters(self._doc["parameters"], what=what)
+            self._params = deserialize_parameters(self._f_parameters, what=what)
         return self._params
 
     @parameters.setter
@@ -221,7 +252,7 @@ class JobView:
     def result_nowait(self) -> Any:
         """The result if the job (as last loaded) is finished; else :class:`Job.NoResult`."""
         if self.state == JobState.JOB_FINISHED:
-            text = self._doc["result"]
+            text = self._f_result
             return None if text is None else deserialize(text, what=f"{self._label()} result")
         if self.state == JobState.FAILED:
             raise self._failure()
@@ -251,7 +282,7 @@ class JobView:
         }
 
     def _failure(self) -> BaseException:
-        text = self._doc["exception"]
+        text = self._f_exception
         if text:
             what = f"{self._label()} exception"
             exc: BaseException = deserialize_exception(text, self.traceback, what=what)
@@ -276,18 +307,26 @@ class JobView:
         loaded["resources"] = dict(vars(doc.resources))
         self._take(loaded)
 
-    def _load_stored(self, doc: Mapping[str, Any]) -> None:
-        """:meth:`_load` from the stored form of the job (``Job.to_doc()`` with ``_id``)."""
-        loaded = dict(doc)
+    def _load_stored(self, doc: dict[str, Any]) -> None:
+        """:meth:`_load` from the stored form of the job (``Job.to_doc()`` with ``_id``),
+        handed over: the view keeps it as its document."""
+        loaded = doc
         loaded["id"] = loaded.pop("_id")
         loaded["resources"] = dict(loaded["resources"])
         loaded["state"] = JobState(loaded["state"])
         self._take(loaded)
 
-    def _take(self, doc: dict[str, Any]) -> None:
+    def _put(self, doc: Mapping[str, Any]) -> None:
+        """Every field from ``doc`` (a view's fields, ``id`` included)."""
+        for member, name in _MEMBERS:
+            member.__set__(self, doc[name])
         resources = doc["resources"]
-        resources["launch_params"] = dict(resources["launch_params"])  # may be shared
-        self._doc = doc
+        for member, name in _RESOURCE_MEMBERS:
+            member.__set__(self, resources[name])
+        self._f_launch_params = dict(resources["launch_params"])  # the stored one may be shared
+
+    def _take(self, doc: dict[str, Any]) -> None:
+        self._put(doc)
         self._app_ref = doc["app_id"]
         self._site_ref = None
         self._params = None
@@ -299,30 +338,21 @@ class JobView:
         if self.id is not None:
             raise JobError(f"Job {self.id} is already saved")
         label = self._label()
-        doc = self._doc
-        for name in ("tags", "transfers", "parent_ids"):
-            check_container(label, name, doc[name])
-        check_strings(label, "tags", doc["tags"])
-        check_strings(label, "transfers", doc["transfers"])
-        check_data(label, doc["data"])
-        check_ids(label, doc["parent_ids"])
-        resources = stored_resources(label, tuple(doc["resources"][n] for n in RESOURCE_FIELDS))
+        tags, data, parent_ids, transfers = self.tags, self.data, self.parent_ids, self.transfers
+        check_container(label, "tags", tags)
+        check_container(label, "transfers", transfers)
+        check_container(label, "parent_ids", parent_ids)
+        check_strings(label, "tags", tags)
+        check_strings(label, "transfers", transfers)
+        check_data(label, data)
+        check_ids(label, parent_ids)
+        resources = stored_resources(label, tuple(getattr(self, n) for n in RESOURCE_FIELDS))
         parameters = self.parameters
         serialized = serialize_parameters(parameters, what=f"{label} parameters")
-        workdir = check_workdir(doc["workdir"])
-
-        def document() -> dict[str, Any]:
-            new = dict(_NEW)
-            new["workdir"] = workdir
-            new["tags"] = _exact(dict, doc["tags"])
-            new["data"] = _exact(dict, doc["data"])
-            new["resources"] = resources
-            new["parent_ids"] = _exact(list, doc["parent_ids"])
-            new["transfers"] = _exact(dict, doc["transfers"])
-            new["parameters"] = serialized
-            return new
-
-        return NewJob(label, self._app_ref, self._site_ref, parameters, doc["transfers"], document)
+        workdir = check_workdir(self.workdir)
+        return NewJob(
+            self._app_ref, self._site_ref, parameters, workdir, serialized, resources, self
+        )
 
     @property
     def _saved_state(self) -> JobState | None:
@@ -341,18 +371,22 @@ class JobView:
             changed["state"] = self.state
         if self._params is not None:
             text = serialize_parameters(self._params, what=f"{self._label()} parameters")
-            if text != self._doc["parameters"]:
+            if text != self._f_parameters:
                 changed["parameters"] = self._params
         return changed
 
     def _forget(self) -> None:
         """Deleted from the store: a new job again, for the record."""
-        self._doc["id"] = None
+        self._f_id = None
         self._saved = None
 
 
-for _name, _path in PATHS.items():
-    setattr(JobView, _name, _Attribute(_name, _path))
+_MEMBERS: tuple[tuple[Any, str], ...] = tuple((getattr(JobView, f"_f_{f}"), f) for f in _FIELDS)
+_RESOURCE_MEMBERS: tuple[tuple[Any, str], ...] = tuple(
+    (getattr(JobView, f"_f_{f}"), f) for f in RESOURCE_FIELDS
+)
+for _name in PATHS:
+    setattr(JobView, _name, _Attribute(_name, getattr(JobView, f"_f_{_name}")))
 
 
 def _exact(kind: type[Any], value: Any) -> Any:

@@ -100,3 +100,22 @@ async def test_to_dict_and_exception_nowait(
     await plain.refresh()
     failed = plain.exception_nowait()
     assert isinstance(failed, JobFailed) and failed.state_data == {"why": "x"}
+
+
+async def test_jobs_built_alike_share_no_field_a_change_could_leak_through(
+    memory: Client, memory_site: Site
+) -> None:
+    unsaved = [Sim.submit(f"s/{i}", n=i, num_nodes=2, save=False) for i in (0, 1)]
+    unsaved[0].launch_params["cpu_bind"] = "depth"
+    unsaved[0].num_nodes = 4
+    assert unsaved[1].launch_params == {} and unsaved[1].num_nodes == 2
+    jobs = await Job.objects.bulk_create(unsaved)
+    jobs[1].launch_params["cpu_bind"] = "core"
+    jobs[1].tags["k"] = "v"
+    assert jobs[0].launch_params == {"cpu_bind": "depth"} and jobs[0].tags == {}
+    await jobs[1].save()
+    await Job.objects.refresh(jobs)
+    assert [j.num_nodes for j in jobs] == [4, 2]
+    assert [j.launch_params for j in jobs] == [{"cpu_bind": "depth"}, {"cpu_bind": "core"}]
+    with pytest.raises(AttributeError, match="Job 2: app_id cannot be changed"):
+        jobs[1].app_id = 7
