@@ -15,8 +15,9 @@ SURFACE: dict[str, list[str]] = {
     "balsam_mq.blocking": TOP,
     "balsam_mq.sdk": [
         "ALL_COMPLETED", "App", "ApplicationDefinition", "BatchJob", "Client", "EventFeed",
-        "EventLog", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Job", "Query", "Site", "capture",
-        "close_default_client", "connect", "get_client", "load_definitions", "sync_definitions",
+        "EventLog", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Job", "MemoryBackend", "Query", "Site",
+        "capture", "close_default_client", "connect", "get_client", "load_definitions",
+        "sync_definitions", "use_client",
     ],
 }  # fmt: skip
 

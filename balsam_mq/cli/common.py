@@ -16,7 +16,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from balsam_mq.errors import BalsamError
+from balsam_mq.errors import BalsamError, QueryError
 from balsam_mq.settings import load_settings
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ T = TypeVar("T")
 class BalsamGroup(TyperGroup):
     """The root command group: a `BalsamError` from any command, in any subgroup, becomes
     `error: <message>` on stderr and exit code 1 instead of a traceback; a usage error
-    (unknown option, missing or malformed argument) becomes one `error:` line and exit
-    code 2."""
+    (unknown option, missing or malformed argument, a filter or field the query refuses:
+    `QueryError`) becomes one `error:` line and exit code 2."""
 
     # Recent typer vendors click: `Any` avoids naming its private Context class.
     def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
@@ -42,19 +42,21 @@ class BalsamGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except QueryError as exc:  # what the user typed names no field, state or operator
+            fail(str(exc), code=2)
         except BalsamError as exc:
             fail(str(exc))
         except typer.TyperException as exc:
             usage_fail(exc)
 
 
-def fail(message: str) -> NoReturn:
-    """Print `error: <first line>` (then any detail lines) to stderr and exit with 1."""
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    """Print `error: <first line>` (then any detail lines) to stderr and exit with ``code``."""
     reason, _, detail = message.partition("\n")
     typer.echo(f"error: {reason}", err=True)
     if detail:
         typer.echo(detail, err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def usage_fail(exc: typer.TyperException) -> NoReturn:

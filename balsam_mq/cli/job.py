@@ -26,6 +26,7 @@ from balsam_mq.cli.job_views import (
     show_listing,
     watch_display,
 )
+from balsam_mq.domain.states import parse_state
 from balsam_mq.errors import NotFound
 
 app = typer.Typer(help="List, create, modify, delete and inspect jobs.", no_args_is_help=True)
@@ -214,7 +215,10 @@ def modify(
     """
     changes: dict[str, Any] = {}
     if state is not None:
-        changes["state"] = state
+        try:
+            changes["state"] = parse_state(state)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--state") from None
     for key, value in parse_pairs(tags, "--tag").items():
         changes[f"tags.{key}"] = value
     for key, value in parse_json_object(data_json, "--data-json").items():

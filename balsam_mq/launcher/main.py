@@ -10,7 +10,6 @@ import anyio
 
 from balsam_mq.broker import build_topology, open_amqp
 from balsam_mq.domain import Site
-from balsam_mq.errors import ConfigError, NotFound
 from balsam_mq.launcher.config import LauncherConfig, LauncherSettings, parse_launcher_settings
 from balsam_mq.launcher.nodes import NodePool, discover_nodes
 from balsam_mq.launcher.pilot import Pilot, PilotReport
@@ -57,16 +56,10 @@ async def build_allocation(config: LauncherConfig) -> tuple[NodePool, Executor]:
 
 
 async def resolve_site(store: Store, site: str) -> Site:
-    """A site by id (digits) or by name."""
-    if site.isdigit():
-        return await store.sites.get(int(site))
-    found = await store.sites.by_name(site)
-    if not found:
-        raise NotFound(f"Site {site!r} does not exist")
-    if len(found) > 1:
-        ids = ", ".join(str(s.id) for s in found)
-        raise ConfigError(f"several sites are named {site!r} (ids {ids}): pass the id")
-    return found[0]
+    """A site by name, or by id (digits) when no site has that name (``sdk.refs``)."""
+    from balsam_mq.sdk.refs import find_site
+
+    return await find_site(store.queries.find, site)
 
 
 def site_launcher_settings(site_path: Path) -> LauncherSettings:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below imports t
         close_default_client as close_default_client,
         connect as connect,
         get_client as get_client,
+        use_client as use_client,
     )
     from balsam_mq.sdk.feed import EventFeed as EventFeed
     from balsam_mq.sdk.futures import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below imports t
         FIRST_EXCEPTION as FIRST_EXCEPTION,
     )
     from balsam_mq.sdk.job import Job as Job
+    from balsam_mq.sdk.memory import MemoryBackend as MemoryBackend
     from balsam_mq.sdk.modules import (
         load_definitions as load_definitions,
         sync_definitions as sync_definitions,
@@ -53,6 +55,7 @@ _WHERE = {
     "EventFeed": "feed",
     "EventLog": "resources",
     "Job": "job",
+    "MemoryBackend": "memory",
     "Query": "query",
     "Site": "resources",
     "close_default_client": "client",
@@ -60,6 +63,7 @@ _WHERE = {
     "get_client": "client",
     "load_definitions": "modules",
     "sync_definitions": "modules",
+    "use_client": "client",
 }
 
 __all__ = sorted([*_WHERE, "capture"])

@@ -13,6 +13,7 @@ are not renamed) and the App document of each class the client synced or loaded.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from balsam_mq.domain import App, Site
@@ -58,16 +59,28 @@ def _site_id(ref: Any) -> int | None:
 async def lookup_site(client: Client, ref: Any, *, where: str | None = None) -> Site:
     """The one site ``ref`` names: a name, an id (also as digits, when no site has that
     name) or a Site."""
+    site = await find_site(client.backend.find, ref, where=where)
+    if site.id is not None:
+        client.site_names[site.id] = site.name
+    return site
+
+
+Find = Callable[[QuerySpec], Awaitable[list[Any]]]
+
+
+async def find_site(find: Find, ref: Any, *, where: str | None = None) -> Site:
+    """:func:`lookup_site` through any ``find`` of a ``QuerySpec`` (a backend's, or a
+    store's ``queries.find`` where there is no SDK client: the launcher, the CLI)."""
     sites: list[Site] = []
     if isinstance(ref, str):
-        sites = await client.backend.find(_spec("sites", name=ref))
+        sites = await find(_spec("sites", name=ref))
         if not sites and ref.isdigit():
             ref = int(ref)
     if not sites and not isinstance(ref, str):
         site_id = _site_id(ref)
         if site_id is None:
             raise QueryError(f"{_prefix(where)}expected a site name, id or Site, got {ref!r}")
-        sites = await client.backend.find(_spec("sites", id=site_id))
+        sites = await find(_spec("sites", id=site_id))
     if not sites:
         raise NotFound(f"{_prefix(where)}site {ref!r} does not exist")
     if len(sites) > 1:
@@ -75,9 +88,7 @@ async def lookup_site(client: Client, ref: Any, *, where: str | None = None) -> 
         raise MultipleResults(
             f"{_prefix(where)}site name {ref!r} is ambiguous: {options}; use the site id"
         )
-    site = sites[0]
-    if site.id is not None:
-        client.site_names[site.id] = site.name
+    site: Site = sites[0]
     return site
 
 

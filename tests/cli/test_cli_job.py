@@ -95,8 +95,10 @@ async def test_modify_errors(cli: Cli, world: World, store: Store) -> None:
         "error: Job 2: transition RUNNING -> FAILED by user is not allowed; "
         "a user cannot move a RUNNING job"
     )
-    assert await cli.error("job", "modify", "1", "--state", "DONE") == (
-        f"error: Job query update: unknown job state 'DONE'; expected one of: {STATES}"
+    # refused before anything is read: 999 does not exist either
+    assert await cli.error("job", "modify", "999", "--state", "DONE", code=2) == (
+        f"error: Invalid value for --state: unknown job state 'DONE'; expected one of: {STATES}"
+        " (see 'balsam-mq job modify --help')"
     )
     assert await cli.error("job", "modify", "1", "7", "9", "--tag", "a=b") == (
         "error: job(s) 7, 9 do not exist"

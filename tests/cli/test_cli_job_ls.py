@@ -94,7 +94,9 @@ async def test_a_listing_reads_only_what_it_shows(
 
 
 async def test_errors_name_the_problem(cli: Cli, world: World) -> None:
-    assert await cli.error("job", "ls", "--state", "DONE") == (
+    # a filter the query refuses is a usage error (exit 2), a site that does not exist a
+    # failure (exit 1)
+    assert await cli.error("job", "ls", "--state", "DONE", code=2) == (
         f"error: jobs filter 'state': unknown job state 'DONE'; expected one of: {STATES}"
     )
     assert await cli.error("job", "ls", "--site", "nowhere") == (
@@ -105,7 +107,7 @@ async def test_errors_name_the_problem(cli: Cli, world: World) -> None:
     assert await cli.error("job", "ls", "--app", "Sim", "--site", "theta") == (
         "error: no app 'Sim' at site 'theta'"
     )
-    assert (await cli.error("job", "ls", "--order-by", "tags")).startswith(
+    assert (await cli.error("job", "ls", "--order-by", "tags", code=2)).startswith(
         "error: jobs cannot be ordered by 'tags'; fields: app_id, batch_job_id, created_at, id,"
     )
     assert "must look like key=value" in await cli.error("job", "ls", "--tag", "run", code=2)

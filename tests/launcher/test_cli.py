@@ -70,7 +70,7 @@ async def test_unknown_site_is_a_clear_error(world: World, settings: Settings) -
     )  # fmt: skip
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
-    assert err.decode().strip() == "error: Site 'nowhere' does not exist"
+    assert err.decode().strip() == "error: site 'nowhere' does not exist"  # as the SDK says
 
 
 def _processes_in(workdirs: list[Path]) -> set[int]:

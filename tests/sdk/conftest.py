@@ -18,9 +18,7 @@ from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import Actor, Event, JobState, decode_events
 from balsam_mq.processors.hook_worker import HookOutcome, call_hook
-from balsam_mq.sdk import ApplicationDefinition, Client, Site
-from balsam_mq.sdk.client import use_client
-from balsam_mq.sdk.memory import MemoryBackend
+from balsam_mq.sdk import ApplicationDefinition, Client, MemoryBackend, Site, use_client
 from balsam_mq.sdk.persist import prepare_views
 from balsam_mq.store import Store
 

@@ -68,4 +68,4 @@ async def test_queue_submit_ls_rm(store: Store, settings: Settings) -> None:
     assert again.exit_code == 1
     assert again.output.strip() == "error: BatchJob 1 is already finished"
     unknown = await _cli(settings, "queue", "ls", "--site", "nowhere")
-    assert unknown.exit_code == 1 and "error: Site 'nowhere' does not exist" in unknown.output
+    assert unknown.exit_code == 1 and "error: site 'nowhere' does not exist" in unknown.output
