@@ -56,6 +56,18 @@ async def memory_site(memory: Client) -> Site:
     return await Site.objects.create(name="polaris", path="/sites/polaris")
 
 
+@pytest.fixture(params=["memory", "direct"])
+def either(request: pytest.FixtureRequest) -> tuple[Client, Site, Drive]:
+    """The client (current), the site "polaris" and ``drive``: once in memory, once on the
+    real stack. For tests of what both backends must do alike (queries, above all)."""
+    if request.param == "memory":
+        names = ("memory", "memory_site", "memory_drive")
+    else:
+        names = ("client", "site", "drive")
+    client, site, drive = (request.getfixturevalue(name) for name in names)
+    return client, site, drive
+
+
 @pytest.fixture
 def memory_drive(memory: Client) -> Drive:
     """``drive`` for jobs in memory."""

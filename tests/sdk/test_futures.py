@@ -50,16 +50,16 @@ async def test_result_waits_for_the_run_value(
 
 
 async def test_a_finished_job_is_seen_without_any_event(
-    client: Client, site: Site, drive: Drive
+    memory: Client, memory_site: Site, memory_drive: Drive
 ) -> None:
     """No relay runs here: the re-check after subscribing finds the job already final."""
     (job,) = await submit(1)
-    await drive([job.id], S.JOB_FINISHED, result={"answer": 42})
+    await memory_drive([job.id], S.JOB_FINISHED, result={"answer": 42})
     assert await job.result(timeout=5) == {"answer": 42}
 
 
 async def test_run_exception_is_raised_again_with_its_traceback(
-    client: Client, site: Site, relay: object, drive: Drive
+    memory: Client, memory_site: Site, memory_drive: Drive
 ) -> None:
     (job,) = await submit(1)
 
@@ -71,7 +71,7 @@ async def test_run_exception_is_raised_again_with_its_traceback(
     except ZeroDivisionError as exc:
         error = exc
     async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(drive, [job.id], S.FAILED, exception=error))
+        tg.start_soon(functools.partial(memory_drive, [job.id], S.FAILED, exception=error))
         with pytest.raises(ZeroDivisionError, match="x / 0 on the compute node") as info:
             await job.result(timeout=30)
     assert "in compute" in info.value.remote_traceback  # type: ignore[attr-defined]
@@ -79,33 +79,33 @@ async def test_run_exception_is_raised_again_with_its_traceback(
 
 
 async def test_a_failure_without_an_exception_names_the_job(
-    client: Client, site: Site, drive: Drive
+    memory: Client, memory_site: Site, memory_drive: Drive
 ) -> None:
     (job,) = await submit(1)
-    await drive([job.id], S.FAILED, return_code=3)
+    await memory_drive([job.id], S.FAILED, return_code=3)
     with pytest.raises(JobFailed, match=rf"Job {job.id} FAILED"):
         await job.result(timeout=5)
 
 
-async def test_result_times_out(client: Client, site: Site, relay: object) -> None:
+async def test_result_times_out(memory: Client, memory_site: Site) -> None:
     (job,) = await submit(1)
     with pytest.raises(TimeoutError, match=rf"Job {job.id} did not finish within 0.2 s"):
         await job.result(timeout=0.2)
 
 
-async def test_wait(client: Client, site: Site, relay: object, drive: Drive) -> None:
+async def test_wait(memory: Client, memory_site: Site, memory_drive: Drive) -> None:
     jobs = await submit(4)
-    await drive([jobs[0].id], S.JOB_FINISHED, result=1)
+    await memory_drive([jobs[0].id], S.JOB_FINISHED, result=1)
     done, not_done = await Job.objects.wait(jobs, timeout=0.2)
     assert (done, not_done) == ([jobs[0]], jobs[1:])
     done, not_done = await Job.objects.wait(jobs, return_when="FIRST_COMPLETED")
     assert done == [jobs[0]]
     async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(drive, [jobs[1].id], S.FAILED))
+        tg.start_soon(functools.partial(memory_drive, [jobs[1].id], S.FAILED))
         done, not_done = await Job.objects.wait(jobs[1:], return_when="FIRST_EXCEPTION")
     assert done == [jobs[1]] and jobs[1].state == S.FAILED
     async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(drive, [jobs[2].id, jobs[3].id], S.JOB_FINISHED))
+        tg.start_soon(functools.partial(memory_drive, [jobs[2].id, jobs[3].id], S.JOB_FINISHED))
         done, not_done = await Job.objects.wait(jobs, timeout=30)
     assert done == jobs and not_done == []
 
@@ -132,7 +132,7 @@ async def test_as_completed_over_200_jobs(
     assert {j.id for j in seen[:100]} == {j.id for j in early}
 
 
-async def test_as_completed_times_out(client: Client, site: Site, relay: object) -> None:
+async def test_as_completed_times_out(memory: Client, memory_site: Site) -> None:
     jobs = await submit(2)
     with pytest.raises(TimeoutError, match=r"2 of 2 jobs unfinished after 0\.2 s"):
         async for _ in Job.objects.as_completed(jobs, timeout=0.2):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from balsam_mq.sdk import App, Client, Site
 from balsam_mq.store import Store
 
 S = JobState
+Drive = Any
 
 
 def apps() -> tuple[type[ApplicationDefinition], type[ApplicationDefinition]]:
@@ -46,7 +48,8 @@ def ids(jobs: list[Job]) -> list[int | None]:
     return [j.id for j in jobs]
 
 
-async def test_filters(client: Client, site: Site, drive: object) -> None:
+async def test_filters(either: tuple[Client, Site, Drive]) -> None:
+    _, site, drive = either
     sims, posts = await make_jobs()
     _, Post = apps()  # another class object of the same app: found by site and name
     await drive([sims[0].id, sims[1].id], S.FAILED)
@@ -74,7 +77,7 @@ async def test_filters(client: Client, site: Site, drive: object) -> None:
     assert await q.filter(state="FAILED", tags={"run": "H2O"}).count() == 1
 
 
-async def test_order_windows_and_single_reads(client: Client, site: Site, drive: object) -> None:
+async def test_order_windows_and_single_reads(either: tuple[Client, Site, Drive]) -> None:
     sims, _ = await make_jobs()
     q = Job.objects.filter(app="Sim").order_by("-id")
     assert ids(await q) == ids(sims[::-1])
@@ -153,7 +156,7 @@ async def test_update_sets_fields_and_moves_states_in_one_call(
         await Job.objects.all().update(colour="red")
 
 
-async def test_delete_a_query(client: Client, site: Site, drive: object) -> None:
+async def test_delete_a_query(either: tuple[Client, Site, Drive]) -> None:
     sims, _ = await make_jobs()
     assert await Job.objects.filter(app="Post").delete() == 2
     assert await Job.objects.filter(app="Sim").order_by("id")[4:].delete() == 2
