@@ -83,7 +83,7 @@ async def test_a_stale_state_is_refused(
         await job.save()
 
 
-async def test_refresh_delete_and_repr(client: Client, site: Site) -> None:
+async def test_refresh_delete_and_repr(either: tuple[Client, Site, Drive]) -> None:
     job = await sim().submit("w/1", n=1)
     copy = await Job.objects.get(id=job.id)
     copy.data = {"x": 1}
@@ -99,7 +99,8 @@ async def test_refresh_delete_and_repr(client: Client, site: Site) -> None:
         await job.delete()
 
 
-async def test_parents_and_workdir(client: Client, site: Site, drive: Drive) -> None:
+async def test_parents_and_workdir(either: tuple[Client, Site, Drive]) -> None:
+    _, _, drive = either
     Sim = sim()
     parents = await Job.objects.bulk_create(
         [Sim.submit(f"p/{i}", n=i, save=False) for i in range(2)]
