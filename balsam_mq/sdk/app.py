@@ -226,7 +226,7 @@ async def load_classes(site: Any) -> dict[str, type[ApplicationDefinitionBase]]:
         loaded = deserialize_app(app.serialized_class, what=label)
         if not issubclass(loaded, ApplicationDefinitionBase):
             raise SerializationError(f"{label}: stored class is not an ApplicationDefinition")
-        client.remember_app(loaded, app)
+        refs.remember_app(client, loaded, app)
         classes[app.name] = loaded
     return classes
 

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
 from typing import Any, NoReturn, cast
 
-from balsam_mq.domain import App
 from balsam_mq.errors import ConfigError
 from balsam_mq.sdk.backend import Backend
 from balsam_mq.settings import Settings, load_settings
@@ -33,20 +32,11 @@ class Client:
     def __init__(self, backend: Backend, settings: Settings | None = None) -> None:
         self.backend = backend
         self.settings = settings  # what it was opened from, if it was
-        # ApplicationDefinition classes this client synced or loaded, with their documents
-        self._apps: weakref.WeakKeyDictionary[type, App] = weakref.WeakKeyDictionary()
-        self.site_names: dict[int, str] = {}  # site id -> name, for messages
 
     def __repr__(self) -> str:
         if self.settings is None:
             return f"<Client {type(self.backend).__name__}>"
         return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"
-
-    def known_app(self, cls: type) -> App | None:
-        return self._apps.get(cls)
-
-    def remember_app(self, cls: type, app: App) -> None:
-        self._apps[cls] = app
 
     async def aclose(self) -> None:
         """Close the backend and let go of it (a closed client keeps no connections alive)."""

@@ -6,13 +6,14 @@ the CLI): nothing matches → :class:`NotFound`; a name matches several →
 :class:`MultipleResults` listing them; a reference of the wrong kind → :class:`QueryError`.
 ``where`` (what was being done, e.g. ``"Job 'w/1'"``) prefixes the message.
 
-What cannot change is cached on the client: site names by id (ids are never reused, sites
-are not renamed) and the App document of each class the client synced or loaded.
+What cannot change is cached per client, here: site names by id (ids are never reused,
+sites are not renamed) and the App document of each class the client synced or loaded.
 """
 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,33 @@ from balsam_mq.sdk.client import Client
 from balsam_mq.sdk.definition import app_spec, label_of
 
 _COLLECTIONS = (list, tuple, set, frozenset)
+
+
+class _Known:
+    """What a client has learned: its classes' App documents, site names by id."""
+
+    def __init__(self) -> None:
+        self.apps: weakref.WeakKeyDictionary[type, App] = weakref.WeakKeyDictionary()
+        self.site_names: dict[int, str] = {}
+
+
+_known: weakref.WeakKeyDictionary[Client, _Known] = weakref.WeakKeyDictionary()
+
+
+def _of(client: Client) -> _Known:
+    known = _known.get(client)
+    if known is None:
+        known = _known[client] = _Known()
+    return known
+
+
+def known_app(client: Client, cls: type) -> App | None:
+    """The App document of ``cls`` if ``client`` synced or loaded it."""
+    return _of(client).apps.get(cls)
+
+
+def remember_app(client: Client, cls: type, app: App) -> None:
+    _of(client).apps[cls] = app
 
 
 def _spec(resource: Resource, **match: Any) -> QuerySpec:
@@ -61,7 +89,7 @@ async def lookup_site(client: Client, ref: Any, *, where: str | None = None) -> 
     name) or a Site."""
     site = await find_site(client.backend.find, ref, where=where)
     if site.id is not None:
-        client.site_names[site.id] = site.name
+        _of(client).site_names[site.id] = site.name
     return site
 
 
@@ -94,12 +122,13 @@ async def find_site(find: Find, ref: Any, *, where: str | None = None) -> Site:
 
 async def site_name(client: Client, site_id: int) -> str:
     """The name of site ``site_id``, for messages (asked once per client)."""
-    name = client.site_names.get(site_id)
+    names = _of(client).site_names
+    name = names.get(site_id)
     if name is None:
         sites = await client.backend.find(_spec("sites", id=site_id))
         if not sites:
             return str(site_id)
-        name = client.site_names[site_id] = sites[0].name
+        name = names[site_id] = sites[0].name
     return name
 
 
@@ -136,7 +165,7 @@ async def sync_class(client: Client, cls: type) -> App:
         }
     )
     stored = await client.backend.sync_app(app)
-    client.remember_app(cls, stored)
+    remember_app(client, cls, stored)
     return stored
 
 
@@ -150,7 +179,7 @@ def _source(cls: type) -> str:
 async def _class_app(client: Client, cls: type, *, sync: bool) -> App:
     """The App document of a class this client synced or loaded; else synced now, or with
     ``sync=False`` the app stored under the class's site and name."""
-    known = client.known_app(cls)
+    known = known_app(client, cls)
     if known is not None:
         return known
     if sync:
@@ -204,7 +233,7 @@ async def app_ids(client: Client, ref: Any) -> list[int]:
     if isinstance(ref, _COLLECTIONS):
         return sorted({i for r in ref for i in await app_ids(client, r)})
     if is_definition(ref):
-        known = client.known_app(ref)
+        known = known_app(client, ref)
         if known is not None and known.id is not None:
             return [known.id]
         try:
