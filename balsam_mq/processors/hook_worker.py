@@ -8,7 +8,7 @@ is the user's view of the stored job, job creation is captured (nothing is writt
 the worker), an ``async def`` hook runs on a loop of its own. It returns a
 :class:`HookOutcome`; the agent turns it into the transition and the new jobs it commits
 in one transaction. An exception in the hook is caught and reported with its traceback,
-never raised into the pool.
+never raised into the pool; nor is a ``sys.exit()`` the hook calls.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class HookOutcome:
     state_data: dict[str, Any] = field(default_factory=dict)  # with a state change
     fields: dict[str, Any] = field(default_factory=dict)  # other changed fields, stored paths
     created: str | None = None  # the (unsaved SDK) jobs the hook created, serialized
-    error: str | None = None  # why the hook could not run, or the traceback it raised
+    error: str | None = None  # why the hook did not finish: its job fails with this reason
+    traceback: str | None = None  # of what the hook raised (or its sys.exit)
 
     def created_jobs(self) -> list[Any]:
         """The jobs the hook created, unsaved (the agent creates them with its transition)."""
@@ -132,5 +133,9 @@ def run_hook(request: HookRequest) -> HookOutcome:
         cls = _app_class(request)
         with in_workdir(Path(request.workdir)):
             return call_hook(cls, job, request.hook)
+    except SystemExit as exc:  # the hook's own exit, not the worker's: its job fails
+        reason = f"{request.hook} called sys.exit({exc.code!r})"
+        return HookOutcome(job.id, error=reason, traceback=traceback.format_exc()[-8000:])
     except Exception:
-        return HookOutcome(job_id=job.id, error=traceback.format_exc()[-8000:])
+        reason = f"{request.hook} raised"
+        return HookOutcome(job.id, error=reason, traceback=traceback.format_exc()[-8000:])

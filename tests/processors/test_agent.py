@@ -282,6 +282,37 @@ async def test_hook_killing_its_worker_fails_only_its_job(
     assert state_data == {"reason": f"the worker process running preprocess for job {bad} died"}
 
 
+class Exiting(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def postprocess(self) -> None:
+        import sys
+
+        if self.job.workdir == "exit/bad":
+            sys.exit(3)
+        self.job.state = "POSTPROCESSED"
+
+
+async def test_a_hook_calling_sys_exit_fails_its_job_and_the_agent_runs_on(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    agent = await start_agent()
+    jobs = await Job.objects.bulk_create(
+        [Exiting.submit(w, save=False) for w in ("exit/ok1", "exit/bad", "exit/ok2")]
+    )
+    ok = [j.id for j in jobs if j.workdir != "exit/bad"]
+    bad = next(j.id for j in jobs if j.workdir == "exit/bad")
+    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
+    await wait_for_states(store, [bad], [S.FAILED], 60)
+    state_data = (await store.jobs.get(bad)).state_data
+    assert state_data["reason"] == "postprocess called sys.exit(3)"
+    assert "SystemExit: 3" in state_data["traceback"]
+    later = await Exiting.submit("exit/later")  # the agent is still there
+    await wait_for_states(store, [later.id], [S.JOB_FINISHED], 60)
+    assert agent.state == "RUNNING"
+
+
 FRAGILE_MODULE = """
 from balsam_mq import ApplicationDefinition
 

@@ -136,8 +136,9 @@ def test_run_hook_reports_what_the_hook_raised_with_its_traceback(tmp_path: Path
         workdir=str(tmp_path / "w"),
     )
     outcome = run_hook(request)
-    assert outcome.state is None and outcome.error is not None
-    assert outcome.error.startswith("Traceback") and "RuntimeError: no output file" in outcome.error
+    assert outcome.state is None and outcome.error == "postprocess raised"
+    assert outcome.traceback is not None and outcome.traceback.startswith("Traceback")
+    assert "RuntimeError: no output file" in outcome.traceback
     assert (tmp_path / "w" / "balsam.log").read_text() == "about to fail\n"
 
 

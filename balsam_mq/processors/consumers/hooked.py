@@ -91,8 +91,8 @@ class HookConsumer(JobConsumer):
 
     def _change_from(self, job: Job, outcome: HookOutcome) -> Change | None:
         if outcome.error is not None:
-            if outcome.error.startswith("Traceback"):
-                return self._fail(job, f"{self.hook} raised", traceback=outcome.error)
+            if outcome.traceback is not None:
+                return self._fail(job, outcome.error, traceback=outcome.traceback)
             return self._fail(job, outcome.error)
         if outcome.state is None or outcome.state == job.state:
             return None
