@@ -6,8 +6,10 @@ import logging
 from datetime import timedelta
 
 import anyio
+from pymongo.errors import PyMongoError
 
 from balsam_mq.domain import Actor, Change, JobState, utcnow
+from balsam_mq.errors import StoreError
 from balsam_mq.store import Store
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ class Reaper:
         self.site_id = site_id
         self.grace = grace
         self.interval = interval
+        self.skipped = 0  # passes skipped because MongoDB could not be reached
 
     async def reap_once(self) -> list[int]:
         cutoff = utcnow() - timedelta(seconds=self.grace)
@@ -51,6 +54,12 @@ class Reaper:
         return result.moved
 
     async def run(self) -> None:
+        """Reap every ``interval`` seconds, for good: while MongoDB cannot be reached a pass
+        is logged and skipped, and the next one tries again."""
         while True:
-            await self.reap_once()
+            try:
+                await self.reap_once()
+            except (PyMongoError, StoreError) as exc:
+                self.skipped += 1
+                log.warning("reaper: pass skipped, MongoDB unavailable: %s", exc)
             await anyio.sleep(self.interval)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
+from pathlib import Path
 
+import anyio
+from support.waiting import until
+
+from balsam_mq import stack
 from balsam_mq.domain import Actor, Change, Job, JobState, Session, utcnow
 from balsam_mq.processors.reaper import Reaper
-from balsam_mq.store import Store
+from balsam_mq.store import Store, open_store
 
 S = JobState
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def _running_job(store: Store, session_id: int) -> int:
@@ -54,3 +67,49 @@ async def test_only_jobs_of_silent_sessions_are_reaped(store: Store) -> None:
     assert await store.sessions.heartbeat(live.id)
     assert (await store.sessions.raw(stopped.id) or {})["state"] == "STOPPED"  # record kept
     assert await Reaper(store, 1, grace=60, interval=1).reap_once() == []
+
+
+async def test_the_reaper_outlives_a_mongod_outage(tmp_path: Path) -> None:
+    """Its own mongod, stopped under the running reaper and started again on the same data:
+    the passes in between are skipped, the next one reaps."""
+    port = _free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+
+    def start() -> int:
+        proc = stack.start_mongod(
+            mongod=stack.find_mongod(Path(p) if (p := os.environ.get("BALSAM_MONGOD")) else None),
+            dbpath=data,
+            port=port,
+            logpath=tmp_path / "mongod.log",
+        )
+        return proc.pid
+
+    pid = await anyio.to_thread.run_sync(start)
+    try:
+        async with open_store(stack.mongo_url(port), "reaper_outage", timeout_ms=500) as store:
+            reaper = Reaper(store, 1, grace=60, interval=0.2)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reaper.run)
+                await anyio.to_thread.run_sync(stack.stop_mongod, pid)
+
+                async def skipped_two() -> bool:  # passes fail meanwhile: the reaper goes on
+                    return reaper.skipped >= 2
+
+                await until(skipped_two, 30)
+                pid = await anyio.to_thread.run_sync(start)
+                silent = await store.sessions.create(Session(site_id=1))
+                assert silent.id is not None
+                job_id = await _running_job(store, silent.id)
+                old = utcnow() - timedelta(seconds=120)
+                await store.db["sessions"].update_one(
+                    {"_id": silent.id}, {"$set": {"heartbeat": old}}
+                )
+
+                async def reaped() -> bool:
+                    return (await store.jobs.states([job_id]))[job_id] is S.RUN_TIMEOUT
+
+                await until(reaped, 30)
+                tg.cancel_scope.cancel()
+    finally:
+        await anyio.to_thread.run_sync(stack.stop_mongod, pid)
