@@ -90,7 +90,7 @@ class SiteAgent:
         await declare_core(channel, self.topology)
         await declare_site(channel, self.topology, self.site.id)
         await channel.close()
-        with HookRunner(self.config.hooks.workers) as hooks:
+        with HookRunner(self.config.hooks.workers, self.config.hooks.timeout_s) as hooks:
             # jobs that hooks create are checked and built through the SDK on this store
             client = Client(DirectBackend(self.store, self.amqp, self.topology))
             ctx = AgentContext(

@@ -32,6 +32,12 @@ class HookSettings(_Section):
     batch_size: int = Field(
         default=50, ge=1, le=10_000, description="Jobs a consumer takes at once."
     )
+    timeout_s: float = Field(
+        default=600,
+        gt=0,
+        description="A hook running longer is stopped (its worker process killed) and its "
+        "job fails, naming the hook.",
+    )
 
 
 class FileCleanerSettings(_Section):

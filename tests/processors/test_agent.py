@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from agent_helpers import S, SiteEnv, StandInLauncher, legal_path
@@ -10,6 +11,11 @@ from support.waiting import until, wait_for_states
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.domain import JobState
 from balsam_mq.store import Store
+
+
+async def _true(value: bool) -> bool:
+    return value
+
 
 FULL_PATH = [
     ("CREATED", "READY"),
@@ -311,6 +317,78 @@ async def test_a_hook_calling_sys_exit_fails_its_job_and_the_agent_runs_on(
     later = await Exiting.submit("exit/later")  # the agent is still there
     await wait_for_states(store, [later.id], [S.JOB_FINISHED], 60)
     assert agent.state == "RUNNING"
+
+
+class Stuck(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self) -> None:
+        import time
+
+        if self.job.workdir == "stuck/bad":
+            time.sleep(3600)
+        self.job.state = "PREPROCESSED"
+
+
+async def test_a_hook_that_never_returns_is_stopped_and_fails_only_its_job(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await start_agent("hooks:\n  timeout_s: 2\n")
+    jobs = await Job.objects.bulk_create(
+        [Stuck.submit(w, save=False) for w in ("stuck/ok1", "stuck/bad", "stuck/ok2")]
+    )
+    ok = [j.id for j in jobs if j.workdir != "stuck/bad"]
+    bad = next(j.id for j in jobs if j.workdir == "stuck/bad")
+    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
+    await wait_for_states(store, [bad], [S.FAILED], 60)
+    state_data = (await store.jobs.get(bad)).state_data
+    assert state_data == {"reason": "preprocess did not return within 2 s"}
+    later = await Stuck.submit("stuck/later")  # a new pool serves the next jobs
+    await wait_for_states(store, [later.id], [S.JOB_FINISHED], 60)
+
+
+class Hanging(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def preprocess(self) -> None:
+        import os
+        import time
+
+        with open("hook.pid", "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(3600)
+
+
+async def test_a_stopping_agent_does_not_wait_for_a_hook_that_never_returns(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    agent = await start_agent()
+    job = await Hanging.submit("hang/1")
+    pid_file = site.dir.workdir("hang/1") / "hook.pid"
+
+    async def hook_running() -> bool:
+        return pid_file.exists() and pid_file.read_text() != ""
+
+    await until(hook_running, 60)
+    pid = int(pid_file.read_text())
+    await agent.stop(grace=1)
+
+    async def stopped() -> bool:
+        return agent.state == "STOPPED"
+
+    await until(stopped, 15)
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await until(lambda: _true(gone()), 15)  # the worker stuck in the hook was killed
+    assert (await store.jobs.get(job.id)).state == S.STAGED_IN  # for the next agent
 
 
 FRAGILE_MODULE = """
