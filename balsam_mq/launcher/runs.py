@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from balsam_mq.launcher.warm_pool import WarmPool
 
 OUTPUT_FILE = "job.out"
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -91,23 +89,6 @@ class Executor(Protocol):
     async def launch(self, spec: LaunchSpec, node_index: int) -> Launch: ...
 
     async def close(self) -> None: ...
-
-
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the launcher dies (Linux only)."""
-    prctl = getattr(_LIBC, "prctl", None)
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LocalRun:

@@ -23,7 +23,8 @@ import signal
 import sys
 import time
 
-_PR_SET_PDEATHSIG = 1
+from balsam_mq.orphans import die_with_parent
+
 _READ_EVERY_S = 0.5
 
 
@@ -38,10 +39,7 @@ def _signal_groups(groups: set[int], signum: int) -> set[int]:
 
 
 def serve(grace: float) -> int:
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
     orphaned = False
 
     def on_term(*_: object) -> None:

@@ -26,7 +26,8 @@ import sys
 import time
 from typing import Any
 
-from balsam_mq.launcher.runs import LaunchSpec, _die_with_parent
+from balsam_mq.launcher.runs import LaunchSpec
+from balsam_mq.orphans import die_with_parent
 
 PREFIX = "@@balsam "
 # the workers' own MPI launch must not leak into jobs (a job would think it is rank N)
@@ -54,7 +55,7 @@ class LocalJobs:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
         except OSError as exc:
             return {"op": "done", "job_id": spec.job_id, "rc": None, "error": repr(exc)}

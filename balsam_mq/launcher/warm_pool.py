@@ -40,6 +40,7 @@ from collections import deque
 from typing import Any
 
 from balsam_mq.launcher.runs import Launch, LaunchSpec
+from balsam_mq.orphans import die_with_parent
 
 PREFIX = "@@warm "
 _PRELOAD = (
@@ -52,15 +53,6 @@ _PRELOAD = (
     "balsam_mq.site.workdir",
     "balsam_mq.sdk.definition",
 )
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 # --- a worker (a forked child of the server) ---------------------------------------------
 
@@ -70,7 +62,7 @@ def _worker(sock: socket.socket) -> None:
     code = 0
     try:
         os.setsid()  # a group of its own: killing a job kills what it started
-        _die_with_parent()
+        die_with_parent()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -213,7 +205,7 @@ class _Server:
 def serve() -> int:
     import importlib
 
-    _die_with_parent()
+    die_with_parent()
     for name in _PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -100,3 +101,45 @@ async def test_agent_killed_at_random_moments_finishes_every_job_once(
         assert path[-1] == ("STAGED_OUT", "JOB_FINISHED")
     for job in await store.jobs.get_many(ids):
         assert job.data == {"post": True}
+
+
+class Lingering(ApplicationDefinition):
+    """A hook that writes its process id, then takes its time."""
+
+    site = "polaris"
+    command_template = "true"
+
+    def preprocess(self) -> None:
+        with open("hook.pid", "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(3600)
+
+
+async def test_a_killed_agent_leaves_no_hook_worker_behind(
+    client: Any, store: Store, site: SiteEnv, settings: Settings
+) -> None:
+    job = await Lingering.submit("linger/1")
+    pid_file = site.dir.workdir("linger/1") / "hook.pid"
+    agent = await _start_agent(settings, site)
+    try:
+
+        async def hook_running() -> bool:
+            return pid_file.exists() and pid_file.read_text() != ""
+
+        await until(hook_running, 60)
+        worker = int(pid_file.read_text())
+        os.kill(agent.pid, signal.SIGKILL)  # the agent alone, not its process group
+        await agent.wait()
+
+        async def worker_gone() -> bool:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        await until(worker_gone, 15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(agent.pid, signal.SIGKILL)
+    assert (await store.jobs.get(job.id)).state == S.STAGED_IN  # for the next agent
