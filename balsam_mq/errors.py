@@ -13,6 +13,7 @@
      ├── QueryError             a query names an unknown field or operator, or a bad value
      ├── InvalidTransition      a state change the transition table does not allow
      ├── StoreError             MongoDB failed or answered something unexpected
+     │    └── Unavailable       MongoDB cannot be reached for now (trying again may work)
      ├── BrokerError            RabbitMQ failed (declare, publish, confirm)
      ├── SchedulerError         sbatch/qsub/squeue/... failed or answered something unreadable
      └── SerializationError     dill could not (de)serialize, or an entity is too large
@@ -95,6 +96,11 @@ class InvalidTransition(BalsamError):
 
 class StoreError(BalsamError):
     """MongoDB failed or returned something unexpected."""
+
+
+class Unavailable(StoreError):
+    """MongoDB cannot be reached for now (down, restarting, electing a primary); the same
+    request may succeed later."""
 
 
 class BrokerError(BalsamError):

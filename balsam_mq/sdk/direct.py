@@ -9,6 +9,7 @@ from typing import Any
 from aio_pika.abc import AbstractRobustConnection
 from bson.errors import InvalidDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from balsam_mq.broker import Topology
 from balsam_mq.domain import (
@@ -24,10 +25,14 @@ from balsam_mq.domain import (
     TransitionResult,
 )
 from balsam_mq.domain.queries import Condition, QuerySpec
-from balsam_mq.errors import JobError, QueryError
+from balsam_mq.errors import JobError, QueryError, Unavailable
 from balsam_mq.sdk.stream import EventStream
 from balsam_mq.sdk.watch import FinishedEvents, Subscription
 from balsam_mq.store import Store
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
 
 
 class DirectBackend:
@@ -104,7 +109,10 @@ class DirectBackend:
             raise JobError(f"a job cannot be stored (its data is not BSON): {exc}") from exc
 
     async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]:
-        return await self.store.jobs.get_many(job_ids)
+        try:
+            return await self.store.jobs.get_many(job_ids)
+        except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
+            raise Unavailable(f"MongoDB cannot be reached: {_first_line(exc)}") from exc
 
     async def transition_jobs(self, changes: Sequence[Change]) -> TransitionResult:
         return await self.store.jobs.transition(changes)

@@ -9,17 +9,20 @@ must be running for events to flow.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from typing import Generic, Literal, NamedTuple, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 import anyio
 
 from balsam_mq.domain import JobState
 from balsam_mq.domain.states import TERMINAL_STATES
-from balsam_mq.errors import JobError, NotFound
-from balsam_mq.sdk.client import get_client
+from balsam_mq.errors import JobError, NotFound, Unavailable
+from balsam_mq.sdk.client import Client, get_client
 from balsam_mq.sdk.view import JobView
+
+log = logging.getLogger(__name__)
 
 J = TypeVar("J", bound=JobView)
 
@@ -54,7 +57,10 @@ async def completions(jobs: Sequence[J], timeout: float | None) -> AsyncGenerato
     try:
         check: set[int] | None = set(pending)
         while pending:
-            found = await client.backend.get_jobs(sorted(check if check is not None else pending))
+            wanted = sorted(check if check is not None else pending)
+            found = await _read(client, wanted, deadline)
+            if found is None:  # the store stayed out of reach until the deadline
+                return
             by_id = {d.id: d for d in found}
             done: list[J] = []
             for job_id in sorted(check if check is not None else set(pending)):
@@ -82,6 +88,24 @@ async def completions(jobs: Sequence[J], timeout: float | None) -> AsyncGenerato
                     break
     finally:
         watch.close()
+
+
+async def _read(client: Client, job_ids: list[int], deadline: float | None) -> list[Any] | None:
+    """The jobs, read again and again while the store cannot be reached (a restart, an
+    election): a wait outlives an outage. ``None`` if the deadline passes first."""
+    pause = 0.2
+    warned = False
+    while True:
+        try:
+            return await client.backend.get_jobs(job_ids)
+        except Unavailable as exc:
+            if not warned:
+                log.warning("waiting for jobs: %s; trying again until it answers", exc)
+                warned = True
+        if deadline is not None and anyio.current_time() + pause > deadline:
+            return None
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 async def wait_one(job: JobView, timeout: float | None) -> None:
