@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class Reaper:
-    """Every ``interval`` seconds, times out the jobs of sessions silent for ``grace`` seconds.
+    """Every ``interval`` seconds, times out the RUNNING jobs of sessions silent for ``grace``
+    seconds, and those of sessions that ended ``grace`` seconds ago without reporting them
+    (a launcher that crashed after ending its session, say).
 
     The timeout goes through the normal RUN_TIMEOUT path, so the app's
     ``handle_timeout`` decides (default: RESTART_READY, to run again elsewhere).
@@ -32,25 +34,34 @@ class Reaper:
     async def reap_once(self) -> list[int]:
         cutoff = utcnow() - timedelta(seconds=self.grace)
         stale = await self.store.sessions.stale(self.site_id, cutoff)
-        if not stale:
+        holding = await self.store.jobs.sessions_running(self.site_id)
+        ended = await self.store.sessions.ended(holding, cutoff) if holding else []
+        reasons = {
+            **{s: f"launcher session {s} ended without reporting this job" for s in ended},
+            **{s: f"launcher session {s} stopped heartbeating" for s in stale},
+        }
+        if not reasons:
             return []
-        jobs = await self.store.jobs.running_in_sessions(stale)
+        jobs = await self.store.jobs.running_in_sessions(sorted(reasons))
         result = await self.store.jobs.transition(
             [
                 Change(
                     j.id,
                     JobState.RUNNING,
                     JobState.RUN_TIMEOUT,
-                    state_data={"reason": f"launcher session {j.session_id} stopped heartbeating"},
+                    state_data={"reason": reasons[j.session_id]},
                     by=Actor.REAPER,
                 )
                 for j in jobs
-                if j.id is not None
+                if j.id is not None and j.session_id is not None
             ]
         )
         if result.moved:
-            log.warning("reaped %d job(s) of dead session(s) %s", len(result.moved), stale)
-        await self.store.sessions.mark_lost(stale, f"no heartbeat for {self.grace:g} s")
+            log.warning(
+                "reaped %d job(s) of dead session(s) %s", len(result.moved), sorted(reasons)
+            )
+        if stale:
+            await self.store.sessions.mark_lost(stale, f"no heartbeat for {self.grace:g} s")
         return result.moved
 
     async def run(self) -> None:

@@ -395,6 +395,13 @@ class JobRepository:
         )
         return result.modified_count == 1
 
+    async def sessions_running(self, site_id: int) -> list[int]:
+        """The sessions that RUNNING jobs of the site are recorded as running in."""
+        ids = await self._jobs.distinct(
+            "session_id", {"site_id": site_id, "state": JobState.RUNNING.value}
+        )
+        return sorted(i for i in ids if i is not None)
+
     async def running_in_sessions(self, session_ids: Sequence[int]) -> list[Job]:
         cursor = self._jobs.find(
             {"session_id": {"$in": list(session_ids)}, "state": JobState.RUNNING.value}

@@ -70,6 +70,20 @@ class SessionRepository:
         )
         return [d["_id"] async for d in cursor]
 
+    async def ended(self, session_ids: list[int], before: datetime) -> list[int]:
+        """Those of ``session_ids`` that ended (stopped or lost) before ``before``, or that
+        no longer exist."""
+        cursor = self._sessions.find(
+            {"_id": {"$in": session_ids}}, {"state": 1, "ended_at": 1, "heartbeat": 1}
+        )
+        found = {d["_id"]: d async for d in cursor}
+        return [
+            i
+            for i in session_ids
+            if (d := found.get(i)) is None
+            or (d.get("state") != "RUNNING" and (d.get("ended_at") or d["heartbeat"]) < before)
+        ]
+
     async def mark_lost(self, session_ids: list[int], reason: str) -> None:
         """Sessions given up for dead: kept for the record, refused further heartbeats."""
         await self._sessions.update_many(

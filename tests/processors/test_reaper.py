@@ -69,6 +69,34 @@ async def test_only_jobs_of_silent_sessions_are_reaped(store: Store) -> None:
     assert await Reaper(store, 1, grace=60, interval=1).reap_once() == []
 
 
+async def test_jobs_a_session_ended_without_reporting_are_reaped_after_the_grace(
+    store: Store,
+) -> None:
+    """A launcher that ends its session and dies before committing its runs' outcomes (a
+    crash on its way out) leaves RUNNING jobs of an ended session: they time out too."""
+    long_ago = await store.sessions.create(Session(site_id=1))
+    just_now = await store.sessions.create(Session(site_id=1))
+    assert long_ago.id and just_now.id
+    jobs = {s: await _running_job(store, s) for s in (long_ago.id, just_now.id)}
+    for session_id in (long_ago.id, just_now.id):
+        await store.sessions.end(session_id, stop_reason="crashed")
+    old = utcnow() - timedelta(seconds=120)
+    await store.db["sessions"].update_one(
+        {"_id": long_ago.id}, {"$set": {"ended_at": old, "heartbeat": old}}
+    )
+
+    reaped = await Reaper(store, 1, grace=60, interval=1).reap_once()
+
+    assert reaped == [jobs[long_ago.id]]  # the other one's last report may be on its way
+    doc = await store.jobs.get(jobs[long_ago.id])
+    assert (doc.state, doc.state_data) == (
+        S.RUN_TIMEOUT,
+        {"reason": f"launcher session {long_ago.id} ended without reporting this job"},
+    )
+    assert (await store.jobs.get(jobs[just_now.id])).state == S.RUNNING
+    assert (await store.sessions.raw(long_ago.id) or {})["state"] == "STOPPED"  # kept as is
+
+
 async def test_the_reaper_outlives_a_mongod_outage(tmp_path: Path) -> None:
     """Its own mongod, stopped under the running reaper and started again on the same data:
     the passes in between are skipped, the next one reaps."""
