@@ -31,6 +31,9 @@ raises, one message, N-th attempt              publishes it to the dead-letter e
                                                (confirmed), then acks: parked, not dropped
 runner stopped or process killed before ack    nothing acked: RabbitMQ redelivers the batch
                                                (handlers are idempotent)
+connection lost before the ack (broker down)   nothing acked, the runner goes on: RabbitMQ
+                                               redelivers the batch once the (robust)
+                                               connection is back
 =============================================  =============================================
 
 N is ``max_attempts``. Handlers never see aio-pika: they get :class:`Delivery` values.
@@ -51,6 +54,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from balsam_mq.broker.declare import declare_core, declare_queue
 from balsam_mq.broker.publisher import Outgoing, Publisher
@@ -63,6 +67,9 @@ ATTEMPTS_HEADER = "x-balsam-attempts"
 
 
 DEFERRALS_HEADER = "x-balsam-deferrals"
+
+# what an ack or a publish raises when the channel or the connection went away
+LOST = (ChannelInvalidStateError, AMQPError, ConnectionError)
 
 # id of a message, or of an item of a batch message -> seconds before it should come back
 Deferrals = Mapping[str, float]
@@ -166,6 +173,17 @@ class Consumer:
                 self._settled.clear()
                 try:
                     await self._process(batch)
+                except LOST as exc:
+                    # the channel went with the connection: what it did not ack goes back
+                    # to the queue, and the robust connection resumes consuming
+                    self._held = max(0, self._held - len(batch))
+                    log.warning(
+                        "%s: connection to RabbitMQ lost (%s); the %d message(s) in hand "
+                        "come back when it returns",
+                        self.spec.name,
+                        type(exc).__name__,
+                        len(batch),
+                    )
                 finally:
                     self._settled.set()
         finally:

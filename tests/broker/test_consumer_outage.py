@@ -1,0 +1,92 @@
+"""A consumer outlives a broker restart: acks lost with the connection are not errors (the
+unacknowledged messages come back), and consuming resumes when RabbitMQ is back."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from support.waiting import until
+
+from balsam_mq.broker import Consumer, Outgoing, Publisher, Topology, declare_core, declare_queue
+from balsam_mq.domain import Delivery
+
+CTL = shutil.which("rabbitmqctl")
+
+
+class Slow:
+    """Takes its time over the first batch: its ack comes after the broker went away."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.inside = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, batch: Sequence[Delivery]) -> None:
+        first = not self.seen
+        self.seen += [d.body for d in batch]
+        if first:
+            self.inside.set()
+            await self.release.wait()
+
+
+def _ctl(*args: str) -> None:
+    assert CTL is not None
+    subprocess.run([CTL, *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.skipif(CTL is None, reason="needs rabbitmqctl for the local RabbitMQ node")
+async def test_a_consumer_outlives_a_broker_restart(
+    amqp: AbstractRobustConnection, topology: Topology, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = await amqp.channel()
+    await declare_core(channel, topology)
+    spec = topology.work_queue(f"{topology.namespace}.outage", ("job.1.READY",))
+    await declare_queue(channel, spec)
+    await channel.close()
+    publisher = await Publisher.open(amqp, topology.events.name)
+    handler = Slow()
+    consumer = Consumer(amqp, topology, spec, handler, prefetch=10, window=0.01)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await publisher.publish_many([Outgoing("job.1.READY", b"a", "a")])
+        await asyncio.wait_for(handler.inside.wait(), 30)
+        await asyncio.to_thread(_ctl, "stop_app")
+        try:
+            handler.release.set()  # its ack meets a closed channel
+
+            async def settled() -> bool:  # the lost ack was noticed (or the runner ended)
+                return "connection to RabbitMQ lost" in caplog.text or task.done()
+
+            await until(settled, 30)
+        finally:
+            await asyncio.to_thread(_ctl, "start_app")
+        assert not task.done(), task
+        await asyncio.wait_for(amqp.connected.wait(), 60)
+
+        async def published() -> bool:
+            try:
+                await publisher.publish_many([Outgoing("job.1.READY", b"b", "b")])
+            except Exception:
+                return False
+            return True
+
+        await until(published, 60, interval=0.5)
+
+        async def both() -> bool:
+            return {b"a", b"b"} <= set(handler.seen)  # a again: its ack was lost
+
+        await until(both, 60)
+        assert not task.done()
+    finally:
+        await consumer.stop(grace=1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.close()
+        channel = await amqp.channel()
+        await channel.queue_delete(spec.name)
+        await channel.close()
