@@ -120,6 +120,10 @@ class Consumer:
         self._batch_limit = max(1, batch_size)
         self._batch_size = max(1, min(batch_size, prefetch or 1))
         self._subscription = asyncio.Lock()  # consume/cancel of our subscription
+        # a prefetch change the broker did not get (its connection was down): applied
+        # when the connection is back
+        self._stale = False
+        self._resubscribing: asyncio.Task[None] | None = None
         self._window = window
         self._max_attempts = max_attempts
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
@@ -155,6 +159,9 @@ class Consumer:
         self._channel = channel
         if self._prefetch:  # 0: start paused (see set_prefetch)
             self._tag = await self._queue.consume(self._on_message)
+        callbacks = getattr(self._connection, "reconnect_callbacks", None)
+        if callbacks is not None:
+            callbacks.add(self._on_reconnect)
         self.state = ConsumerState.RUNNING
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -256,15 +263,46 @@ class Consumer:
                 return
             if self._queue is None:
                 return
+            await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        """Renew the subscription with the current prefetch (under ``_subscription``). With
+        the connection down, the change is kept for when it is back."""
+        assert self._queue is not None and self._channel is not None
+        try:
             if self._tag is not None:
-                await self._queue.cancel(self._tag)
+                # the robust channel restores a subscription it knew of, with its tag
+                with contextlib.suppress(KeyError):
+                    await self._queue.cancel(self._tag)
                 self._tag = None
-            if prefetch:
-                await self._channel.set_qos(prefetch_count=prefetch)
+            if self._prefetch:
+                await self._channel.set_qos(prefetch_count=self._prefetch)
                 self._tag = await self._queue.consume(self._on_message)
+            self._stale = False
+        except LOST as exc:
+            self._stale = True
+            log.warning(
+                "%s: prefetch %d not applied, connection to RabbitMQ lost (%s); applied when "
+                "it returns",
+                self.spec.name,
+                self._prefetch,
+                type(exc).__name__,
+            )
+
+    def _on_reconnect(self, *_: Any) -> None:
+        if self._stale and self.state is ConsumerState.RUNNING:
+            self._resubscribing = asyncio.get_running_loop().create_task(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        async with self._subscription:
+            if self._stale and self.state is ConsumerState.RUNNING and self._queue is not None:
+                await self._subscribe()
 
     async def _close(self) -> None:
         self.state = ConsumerState.STOPPED
+        callbacks = getattr(self._connection, "reconnect_callbacks", None)
+        if callbacks is not None:
+            callbacks.discard(self._on_reconnect)
         # unacked messages (the buffer) go back to the queue when the channel closes
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()

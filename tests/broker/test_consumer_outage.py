@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -37,6 +38,19 @@ class Slow:
 def _ctl(*args: str) -> None:
     assert CTL is not None
     subprocess.run([CTL, *args], check=True, capture_output=True, timeout=120)
+
+
+def _start_after(seconds: float) -> None:
+    time.sleep(seconds)
+    _ctl("start_app")
+
+
+@pytest.fixture(autouse=True)
+def _broker_running_afterwards() -> Iterator[None]:
+    """Whatever happens in a test, the node's app runs again after it."""
+    yield
+    if CTL is not None:
+        _ctl("start_app")
 
 
 @pytest.mark.skipif(CTL is None, reason="needs rabbitmqctl for the local RabbitMQ node")
@@ -90,3 +104,69 @@ async def test_a_consumer_outlives_a_broker_restart(
         channel = await amqp.channel()
         await channel.queue_delete(spec.name)
         await channel.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    async def handle(self, batch: Sequence[Delivery]) -> None:
+        self.seen += [d.body for d in batch]
+
+
+@pytest.mark.skipif(CTL is None, reason="needs rabbitmqctl for the local RabbitMQ node")
+async def test_a_prefetch_change_during_an_outage_is_applied_when_the_broker_returns(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    """What a launcher does as its free capacity changes, whatever the broker's state."""
+    channel = await amqp.channel()
+    await declare_core(channel, topology)
+    spec = topology.work_queue(f"{topology.namespace}.prefetch", ("job.1.READY",))
+    await declare_queue(channel, spec)
+    await channel.close()
+    handler = Recorder()
+    consumer = Consumer(amqp, topology, spec, handler, prefetch=4, window=0.01)
+    task = asyncio.create_task(consumer.run())
+    publisher = None
+    try:
+        await until(lambda: _true(consumer.state == "RUNNING"), 30)
+        await asyncio.to_thread(_ctl, "stop_app")
+        back = asyncio.create_task(asyncio.to_thread(_start_after, 3.0))
+        try:  # paused and resumed while the broker is away: no error, no lost subscription
+            await asyncio.wait_for(consumer.set_prefetch(0), 120)
+            await asyncio.wait_for(consumer.set_prefetch(2), 120)
+        finally:
+            await back
+        await asyncio.wait_for(amqp.connected.wait(), 60)
+        publisher = await _open_publisher(amqp, topology)
+        await publisher.publish_many([Outgoing("job.1.READY", b"c", "c")])
+
+        async def delivered() -> bool:
+            return b"c" in handler.seen
+
+        await until(delivered, 60)
+        assert consumer.prefetch == 2 and not task.done()
+    finally:
+        await consumer.stop(grace=1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if publisher is not None:
+            await publisher.close()
+        channel = await amqp.channel()
+        await channel.queue_delete(spec.name)
+        await channel.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _open_publisher(amqp: AbstractRobustConnection, topology: Topology) -> Publisher:
+    last: Exception | None = None
+    for _ in range(60):
+        try:
+            return await Publisher.open(amqp, topology.events.name)
+        except Exception as exc:  # the connection may still be coming back
+            last = exc
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"no publisher after the broker came back: {last}")
