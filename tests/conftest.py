@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from support.services import free_port, start_mongod
 
 from balsam_mq import stack
 from balsam_mq.broker import Topology, build_topology, delete_namespace, open_amqp
@@ -38,12 +38,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real mongod replica-set primary for the session (or ``BALSAM_MONGODB_URL``)."""
@@ -51,19 +45,12 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield os.environ["BALSAM_MONGODB_URL"]
         return
     root: Path = tmp_path_factory.mktemp("mongod")
-    port = _free_port()
-    (root / "data").mkdir()
-    proc = stack.start_mongod(
-        mongod=stack.find_mongod(Path(p) if (p := os.environ.get("BALSAM_MONGOD")) else None),
-        dbpath=root / "data",
-        port=port,
-        replica_set="rs0",
-        logpath=root / "mongod.log",
-    )
+    port = free_port()
+    pid = start_mongod(root, port)
     try:
         yield stack.mongo_url(port)
     finally:
-        stack.stop_mongod(proc.pid)
+        stack.stop_mongod(pid)
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
+from support.services import free_port, start_mongod
 from support.waiting import until
 
 from balsam_mq import stack
@@ -16,12 +15,6 @@ from balsam_mq.processors.reaper import Reaper
 from balsam_mq.store import Store, open_store
 
 S = JobState
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _running_job(store: Store, session_id: int) -> int:
@@ -100,18 +93,10 @@ async def test_jobs_a_session_ended_without_reporting_are_reaped_after_the_grace
 async def test_the_reaper_outlives_a_mongod_outage(tmp_path: Path) -> None:
     """Its own mongod, stopped under the running reaper and started again on the same data:
     the passes in between are skipped, the next one reaps."""
-    port = _free_port()
-    data = tmp_path / "data"
-    data.mkdir()
+    port = free_port()
 
     def start() -> int:
-        proc = stack.start_mongod(
-            mongod=stack.find_mongod(Path(p) if (p := os.environ.get("BALSAM_MONGOD")) else None),
-            dbpath=data,
-            port=port,
-            logpath=tmp_path / "mongod.log",
-        )
-        return proc.pid
+        return start_mongod(tmp_path, port)
 
     pid = await anyio.to_thread.run_sync(start)
     try:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from pathlib import Path
 
 import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from support.driving import drive_jobs
+from support.services import free_port, start_mongod
 from support.waiting import until
 
 from balsam_mq import ApplicationDefinition, Site, stack
@@ -19,12 +18,6 @@ from balsam_mq.domain import JobState
 from balsam_mq.sdk import Client, use_client
 from balsam_mq.sdk.direct import DirectBackend
 from balsam_mq.store import open_store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Adder(ApplicationDefinition):
@@ -40,14 +33,10 @@ async def test_a_result_awaited_while_mongod_restarts_arrives(
     topology: Topology,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    port = _free_port()
-    (tmp_path / "data").mkdir()
+    port = free_port()
 
     def start() -> int:
-        mongod = stack.find_mongod(Path(p) if (p := os.environ.get("BALSAM_MONGOD")) else None)
-        return stack.start_mongod(
-            mongod=mongod, dbpath=tmp_path / "data", port=port, logpath=tmp_path / "mongod.log"
-        ).pid
+        return start_mongod(tmp_path, port)
 
     pid = await anyio.to_thread.run_sync(start)
     try:
