@@ -4,6 +4,7 @@ unacknowledged messages come back), and consuming resumes when RabbitMQ is back.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -17,6 +18,8 @@ from balsam_mq.broker import Consumer, Outgoing, Publisher, Topology, declare_co
 from balsam_mq.domain import Delivery
 
 CTL = shutil.which("rabbitmqctl")
+# the node rabbitmqctl stops and starts must be the broker the tests use
+OWN_NODE = CTL is not None and not os.environ.get("BALSAM_AMQP_URL")
 
 
 class Slow:
@@ -49,11 +52,11 @@ def _start_after(seconds: float) -> None:
 def _broker_running_afterwards() -> Iterator[None]:
     """Whatever happens in a test, the node's app runs again after it."""
     yield
-    if CTL is not None:
+    if OWN_NODE:
         _ctl("start_app")
 
 
-@pytest.mark.skipif(CTL is None, reason="needs rabbitmqctl for the local RabbitMQ node")
+@pytest.mark.skipif(not OWN_NODE, reason="needs rabbitmqctl and the local node as the broker")
 async def test_a_consumer_outlives_a_broker_restart(
     amqp: AbstractRobustConnection, topology: Topology, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -114,7 +117,7 @@ class Recorder:
         self.seen += [d.body for d in batch]
 
 
-@pytest.mark.skipif(CTL is None, reason="needs rabbitmqctl for the local RabbitMQ node")
+@pytest.mark.skipif(not OWN_NODE, reason="needs rabbitmqctl and the local node as the broker")
 async def test_a_prefetch_change_during_an_outage_is_applied_when_the_broker_returns(
     amqp: AbstractRobustConnection, topology: Topology
 ) -> None:
