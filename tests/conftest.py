@@ -10,16 +10,19 @@ from __future__ import annotations
 import inspect
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from support.driving import Drive, drive_jobs
 from support.services import free_port, start_mongod
 
 from balsam_mq import stack
 from balsam_mq.broker import Topology, build_topology, delete_namespace, open_amqp
+from balsam_mq.domain import JobState
 from balsam_mq.relay import Relay
 from balsam_mq.sdk import Client, connect
 from balsam_mq.settings import Settings, load_settings
@@ -78,6 +81,17 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
     async with open_store(settings.mongodb_url, settings.db) as st:
         yield st
         await st.client.drop_database(settings.db)
+
+
+@pytest.fixture
+def drive(store: Store) -> Drive:
+    """``await drive(job_ids, JobState.JOB_FINISHED)``: jobs moved along their normal route
+    the way the site agent and launcher move them (``support.driving``)."""
+
+    async def run(job_ids: Sequence[int], to: JobState, **kw: Any) -> None:
+        await drive_jobs(store, job_ids, to, **kw)
+
+    return run
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ async def test_relays_of_one_name_publish_each_event_once_and_take_over(
     first = Relay(store, amqp, topology, lease_s=1.0)
     second = Relay(store, amqp, topology, lease_s=1.0)
     first_task = asyncio.create_task(first.run())
-    await until(lambda: _true(first.leading))
+    await until(lambda: first.leading)
     second_task = asyncio.create_task(second.run())
     try:
         await store.jobs.create_many(
@@ -181,16 +181,16 @@ async def test_relays_of_one_name_publish_each_event_once_and_take_over(
         )
         await collector.wait_for(200)
         assert first.leading and not second.leading
-        await until(lambda: _true(first.published == 200))  # its confirms are in
+        await until(lambda: first.published == 200)  # its confirms are in
         assert second.published == 0  # the second stood by
         first_task.cancel()  # a relay that stops hands over at once
         await asyncio.gather(first_task, return_exceptions=True)
-        await until(lambda: _true(second.leading), timeout=10)
+        await until(lambda: second.leading, timeout=10)
         await store.jobs.create_many(
             [Job(app_id=1, site_id=6, workdir=f"b/{i}") for i in range(100)]
         )
         await collector.wait_for(300)  # nothing lost in the handover
-        await until(lambda: _true(second.published >= 100))  # published by the second
+        await until(lambda: second.published >= 100)  # published by the second
     finally:
         for task in (first_task, second_task):
             task.cancel()
@@ -213,7 +213,3 @@ async def test_a_relay_waits_out_the_lease_of_a_relay_that_died(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -132,7 +132,7 @@ async def test_a_prefetch_change_during_an_outage_is_applied_when_the_broker_ret
     task = asyncio.create_task(consumer.run())
     publisher = None
     try:
-        await until(lambda: _true(consumer.state == "RUNNING"), 30)
+        await until(lambda: consumer.state == "RUNNING", 30)
         await asyncio.to_thread(_ctl, "stop_app")
         back = asyncio.create_task(asyncio.to_thread(_start_after, 3.0))
         try:  # paused and resumed while the broker is away: no error, no lost subscription
@@ -158,10 +158,6 @@ async def test_a_prefetch_change_during_an_outage_is_applied_when_the_broker_ret
         channel = await amqp.channel()
         await channel.queue_delete(spec.name)
         await channel.close()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _open_publisher(amqp: AbstractRobustConnection, topology: Topology) -> Publisher:

@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
+from support.driving import Drive as Drive
 
 from balsam_mq import ApplicationDefinition, Job, blocking
 from balsam_mq.settings import Settings
 
 T = TypeVar("T")
-Drive = Callable[..., Awaitable[None]]
 
 
 class Example:

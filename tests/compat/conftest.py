@@ -4,33 +4,23 @@ async SDK; ``drive`` moves jobs through their states, ``launcher`` runs them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 import anyio
 import pytest
 from compat_helpers import Drive, Example, hello
-from support.driving import drive_jobs
 
 from balsam_mq import App, ApplicationDefinition, EventLog, Job
 from balsam_mq.domain import JobState
 from balsam_mq.sdk import Client, Site
 from balsam_mq.settings import Settings
-from balsam_mq.store import Store
 
 
 @pytest.fixture(params=["blocking", "async"])
 def example(request: pytest.FixtureRequest, settings: Settings, client: Client) -> Example:
     return Example(request.param, settings)
-
-
-@pytest.fixture
-def drive(store: Store) -> Drive:
-    async def run(job_ids: Sequence[int], to: JobState, **kw: Any) -> None:
-        await drive_jobs(store, job_ids, to, **kw)
-
-    return run
 
 
 @pytest.fixture

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from support.waiting import until
+
+from balsam_mq import ApplicationDefinition
 from balsam_mq.domain import Actor, Change, Delivery, Job, JobState, Site
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store
@@ -67,3 +73,21 @@ class StandInLauncher:
 def legal_path(history: list[tuple[str | None, str]]) -> bool:
     """Each event starts where the previous one ended: no transition recorded twice."""
     return all(prev[1] == cur[0] for prev, cur in itertools.pairwise(history))
+
+
+class Lingering(ApplicationDefinition):
+    """A hook that writes its process id to ``hook.pid`` in the workdir, then takes its time."""
+
+    site = "polaris"
+    command_template = "true"
+
+    def preprocess(self) -> None:
+        with open("hook.pid", "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(3600)
+
+
+async def hook_pid(pid_file: Path) -> int:
+    """The process id a :class:`Lingering` hook wrote, once it runs."""
+    await until(lambda: pid_file.exists() and pid_file.read_text() != "", 60)
+    return int(pid_file.read_text())

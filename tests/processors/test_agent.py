@@ -5,17 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agent_helpers import S, SiteEnv, StandInLauncher, legal_path
-from support.waiting import until, wait_for_states
+from agent_helpers import Lingering, S, SiteEnv, StandInLauncher, hook_pid, legal_path
+from support.waiting import process_gone, until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.domain import JobState
 from balsam_mq.store import Store
-
-
-async def _true(value: bool) -> bool:
-    return value
-
 
 FULL_PATH = [
     ("CREATED", "READY"),
@@ -266,7 +261,6 @@ class Crashing(ApplicationDefinition):
     command_template = "x"
 
     def preprocess(self) -> None:
-        import os
 
         if self.job.workdir == "crash/bad":
             os._exit(3)  # takes the hook's worker process down with it
@@ -348,46 +342,15 @@ async def test_a_hook_that_never_returns_is_stopped_and_fails_only_its_job(
     await wait_for_states(store, [later.id], [S.JOB_FINISHED], 60)
 
 
-class Hanging(ApplicationDefinition):
-    site = "polaris"
-    command_template = "x"
-
-    def preprocess(self) -> None:
-        import os
-        import time
-
-        with open("hook.pid", "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(3600)
-
-
 async def test_a_stopping_agent_does_not_wait_for_a_hook_that_never_returns(
     client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
 ) -> None:
     agent = await start_agent()
-    job = await Hanging.submit("hang/1")
-    pid_file = site.dir.workdir("hang/1") / "hook.pid"
-
-    async def hook_running() -> bool:
-        return pid_file.exists() and pid_file.read_text() != ""
-
-    await until(hook_running, 60)
-    pid = int(pid_file.read_text())
+    job = await Lingering.submit("hang/1")
+    pid = await hook_pid(site.dir.workdir("hang/1") / "hook.pid")
     await agent.stop(grace=1)
-
-    async def stopped() -> bool:
-        return agent.state == "STOPPED"
-
-    await until(stopped, 15)
-
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    await until(lambda: _true(gone()), 15)  # the worker stuck in the hook was killed
+    await until(lambda: agent.state == "STOPPED", 15)
+    await until(lambda: process_gone(pid), 15)  # the worker stuck in the hook was killed
     assert (await store.jobs.get(job.id)).state == S.STAGED_IN  # for the next agent
 
 

@@ -12,8 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import S, SiteEnv, StandInLauncher, all_in, legal_path
-from support.waiting import until, wait_for_states
+from agent_helpers import (
+    Lingering,
+    S,
+    SiteEnv,
+    StandInLauncher,
+    all_in,
+    hook_pid,
+    legal_path,
+)
+from support.waiting import process_gone, until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.settings import Settings
@@ -103,42 +111,16 @@ async def test_agent_killed_at_random_moments_finishes_every_job_once(
         assert job.data == {"post": True}
 
 
-class Lingering(ApplicationDefinition):
-    """A hook that writes its process id, then takes its time."""
-
-    site = "polaris"
-    command_template = "true"
-
-    def preprocess(self) -> None:
-        with open("hook.pid", "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(3600)
-
-
 async def test_a_killed_agent_leaves_no_hook_worker_behind(
     client: Any, store: Store, site: SiteEnv, settings: Settings
 ) -> None:
     job = await Lingering.submit("linger/1")
-    pid_file = site.dir.workdir("linger/1") / "hook.pid"
     agent = await _start_agent(settings, site)
     try:
-
-        async def hook_running() -> bool:
-            return pid_file.exists() and pid_file.read_text() != ""
-
-        await until(hook_running, 60)
-        worker = int(pid_file.read_text())
+        worker = await hook_pid(site.dir.workdir("linger/1") / "hook.pid")
         os.kill(agent.pid, signal.SIGKILL)  # the agent alone, not its process group
         await agent.wait()
-
-        async def worker_gone() -> bool:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
-        await until(worker_gone, 15)
+        await until(lambda: process_gone(worker), 15)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(agent.pid, signal.SIGKILL)

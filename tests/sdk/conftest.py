@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from support.driving import BackendJobs, drive_jobs
+from support.driving import BackendJobs, Drive, drive_jobs
 
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
@@ -23,16 +23,6 @@ from balsam_mq.sdk.persist import prepare_views
 from balsam_mq.store import Store
 
 S = JobState
-
-Drive = Callable[..., Awaitable[None]]
-
-
-@pytest.fixture
-def drive(store: Store) -> Drive:
-    async def run(job_ids: Sequence[int], to: JobState, **kw: Any) -> None:
-        await drive_jobs(store, job_ids, to, **kw)
-
-    return run
 
 
 @pytest.fixture

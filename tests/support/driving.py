@@ -8,7 +8,7 @@ PREPROCESSED and goes from RUN_DONE straight to JOB_FINISHED.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState, TransitionResult
@@ -17,6 +17,8 @@ from balsam_mq.sdk.backend import Backend
 from balsam_mq.store import Store
 
 S = JobState
+# the ``drive`` fixture: ``await drive(job_ids, JobState.JOB_FINISHED, result=5)``
+Drive = Callable[..., Awaitable[None]]
 HAPPY = [
     S.READY,
     S.STAGED_IN,

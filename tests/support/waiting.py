@@ -4,6 +4,8 @@ only for conditions nothing announces (files a job writes, a process's log line)
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -32,14 +34,31 @@ async def wait_for_states(
 
 
 async def until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0, interval: float = 0.05
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 60.0,
+    interval: float = 0.05,
 ) -> None:
-    """Check ``predicate`` every ``interval`` s until true; fail after ``timeout`` s.
+    """Check ``predicate`` (plain or async) every ``interval`` s until true; fail after
+    ``timeout`` s.
 
     For conditions with no event to wait on; job states use :func:`wait_for_states`.
     """
     deadline = time.monotonic() + timeout
-    while not await predicate():
+
+    async def holds() -> bool:
+        value = predicate()
+        return bool(await value) if inspect.isawaitable(value) else bool(value)
+
+    while not await holds():
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists any more."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
