@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from balsam_mq.domain.states import Actor, JobState
 
@@ -106,18 +106,19 @@ class App(Document):
 
 
 class Resources(BaseModel):
-    """What one job asks of the allocation."""
+    """What one job asks of the allocation. Numbers are strict: ``"2"`` or ``True`` for
+    an int is refused, not converted (an int is a number for ``gpus_per_rank``)."""
 
     model_config = ConfigDict(validate_assignment=True)
 
-    num_nodes: int = Field(default=1, ge=1)
-    ranks_per_node: int = Field(default=1, ge=1)
-    threads_per_rank: int = Field(default=1, ge=1)
-    threads_per_core: int = Field(default=1, ge=1)
-    gpus_per_rank: float = Field(default=0, ge=0)
-    node_packing_count: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1, strict=True)
+    ranks_per_node: int = Field(default=1, ge=1, strict=True)
+    threads_per_rank: int = Field(default=1, ge=1, strict=True)
+    threads_per_core: int = Field(default=1, ge=1, strict=True)
+    gpus_per_rank: float = Field(default=0, ge=0, strict=True)
+    node_packing_count: int = Field(default=1, ge=1, strict=True)
     launch_params: dict[str, str] = Field(default_factory=dict)
-    wall_time_min: int = Field(default=0, ge=0)
+    wall_time_min: int = Field(default=0, ge=0, strict=True)
 
 
 class Job(Document):
@@ -127,20 +128,21 @@ class Job(Document):
     workdir: str
     tags: dict[str, str] = Field(default_factory=dict)
     parameters: str = ""  # dill + base64 of the parameter dict
+    # free-form, limited in size as stored (``domain.storable.DATA_LIMIT``, also for state_data)
     data: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    parent_ids: list[int] = Field(default_factory=list)
+    parent_ids: list[StrictInt] = Field(default_factory=list)
     transfers: dict[str, str] = Field(default_factory=dict)
     state: JobState = JobState.CREATED
     state_data: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     last_update: datetime = Field(default_factory=utcnow)
-    return_code: int | None = None
+    return_code: StrictInt | None = None
     result: str | None = None  # dill + base64 of run()'s return value
     exception: str | None = None  # dill + base64 of the exception run() raised
     traceback: str | None = None
     session_id: int | None = None
-    batch_job_id: int | None = None
+    batch_job_id: StrictInt | None = None
     seq: int = 0  # transitions so far; each event carries the job's seq after it
     # set by a launcher that can never run this job (too big, too long): who, why, when
     unfit: dict[str, Any] | None = None

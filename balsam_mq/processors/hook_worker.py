@@ -26,7 +26,7 @@ from balsam_mq.domain.serialization import deserialize, deserialize_app, seriali
 from balsam_mq.errors import AppError
 from balsam_mq.sdk.app import app_for_job
 from balsam_mq.sdk.capture import capture
-from balsam_mq.sdk.fields import field_updates
+from balsam_mq.sdk.fields import field_problem, field_updates
 from balsam_mq.site.workdir import in_workdir
 
 HOOKS = frozenset(pipeline.HOOKS)
@@ -79,7 +79,11 @@ def call_hook(app_class: type, document: Job, hook: str) -> HookOutcome:
     except when it takes its step's default move (``domain.pipeline.DEFAULT_MOVES``):
     then the move's own ``state_data`` is recorded, as when the app leaves the step to
     the agent — e.g. ``handle_error`` → FAILED keeps the launcher's ``return_code`` and
-    ``output_tail``."""
+    ``output_tail``.
+
+    A value the hook left on its job that cannot be stored (a set in ``data``, ``data``
+    over its size limit: ``sdk.fields.field_problem``) makes an error outcome naming the
+    hook, the field and why: its job fails, not the agent's commit of the whole batch."""
     if hook not in HOOKS:
         raise AppError(f"App {app_class.__name__!r}: {hook!r} is not a hook ({sorted(HOOKS)})")
     assert document.id is not None
@@ -104,6 +108,11 @@ def call_hook(app_class: type, document: Job, hook: str) -> HookOutcome:
         else:  # the default move's state_data, if the hook took it (diagnostics kept)
             move = pipeline.DEFAULT_MOVES[pipeline.STATE_OF_HOOK[hook]]
             state_data = move.state_data(job.state_data) if state is move.to else {}
+    for name, value in (*changes.items(), ("state_data", state_data)):
+        problem = None if name == "parameters" else field_problem(name, value)
+        if problem is not None:
+            reason = f"{hook} set {name} to a value that cannot be stored: {problem}"
+            return HookOutcome(document.id, error=reason)
     return HookOutcome(
         job_id=document.id,
         state=state,

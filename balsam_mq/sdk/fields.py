@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from balsam_mq.domain import Job as JobDocument, Resources
 from balsam_mq.domain.serialization import serialize_parameters
+from balsam_mq.domain.storable import described, storage_problem
 from balsam_mq.errors import JobError, QueryError
 
 # --- the field table: the SDK Job's attributes, derived from the stored model -----------
@@ -72,21 +73,80 @@ def unchanged(current: Any, saved: Any) -> bool:
     return bool(current == saved)
 
 
-def check_strings(label: str, field: str, value: Mapping[str, Any] | None) -> dict[str, str]:
-    """A ``str -> str`` mapping (tags, transfers), copied."""
-    out = dict(value or {})
-    for k, v in out.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise JobError(f"{label}: {field} must map str to str, got {k!r}: {v!r}")
-    return out
+def check_strings(label: str, field: str, value: Any) -> None:
+    """A ``str -> str`` mapping (tags, transfers)."""
+    problem = _strings_problem(field, value)
+    if problem is not None:
+        raise JobError(f"{label}: {problem}")
 
 
-def check_ids(label: str, value: Any) -> list[int]:
-    out = list(value or [])
-    for v in out:
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise JobError(f"{label}: parent_ids must be job ids (int), got {v!r}")
-    return out
+def check_ids(label: str, value: Any) -> None:
+    """``parent_ids``: a list of job ids."""
+    problem = _ids_problem(value)
+    if problem is not None:
+        raise JobError(f"{label}: {problem}")
+
+
+def check_data(label: str, value: Any) -> None:
+    """``data`` of a job: a mapping with str keys that MongoDB can store, at most
+    ``domain.storable.DATA_LIMIT`` bytes as stored."""
+    problem = _data_problem("data", value)
+    if problem is not None:
+        raise JobError(f"{label}: {problem}")
+
+
+def check_field(label: str, name: str, value: Any) -> None:
+    """Refuse ``value`` for the attribute ``name`` (see :func:`field_problem`)."""
+    problem = field_problem(name, value)
+    if problem is not None:
+        raise JobError(f"{label}: {problem}")
+
+
+def field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as the job attribute ``name`` (a row of :data:`PATHS`),
+    naming the field; ``None`` if it can be stored. The one check of a value a user assigns
+    or saves, or a hook leaves on its job."""
+    if name == "workdir":
+        return workdir_problem(value)
+    if name in ("tags", "transfers"):
+        return _strings_problem(name, value)
+    if name in ("data", "state_data"):
+        return _data_problem(name, value)
+    if name == "parent_ids":
+        return _ids_problem(value)
+    try:
+        if name in RESOURCE_FIELDS:
+            Resources(**{name: value})
+        else:
+            JobDocument.model_validate({**_PROBE, name: value})
+    except ValidationError as exc:
+        return first_error(exc)
+    return None
+
+
+def _strings_problem(field: str, value: Any) -> str | None:
+    if type(value) is not dict and not isinstance(value, Mapping):  # most often a dict
+        return f"{field} must be a mapping of str to str, got {described(value)}"
+    for k, v in value.items():
+        if type(k) is not str or type(v) is not str:  # the common case, without isinstance
+            if not isinstance(k, str) or not isinstance(v, str):
+                return f"{field} must map str to str, got {k!r}: {v!r}"
+    return None
+
+
+def _ids_problem(value: Any) -> str | None:
+    if type(value) is not list and not isinstance(value, list | tuple):
+        return f"parent_ids must be a list of job ids, got {described(value)}"
+    for v in value:
+        if type(v) is not int and (not isinstance(v, int) or isinstance(v, bool)):
+            return f"parent_ids must be job ids (int), got {v!r}"
+    return None
+
+
+def _data_problem(field: str, value: Any) -> str | None:
+    if type(value) is not dict and not isinstance(value, Mapping):
+        return f"{field} must be a mapping with str keys, got {described(value)}"
+    return storage_problem(field, value)  # keys included
 
 
 def field_updates(fields: Mapping[str, Any], label: str = "Job") -> dict[str, Any]:
@@ -107,7 +167,7 @@ def field_updates(fields: Mapping[str, Any], label: str = "Job") -> dict[str, An
             if field == "tags" and not isinstance(value, str):
                 raise JobError(f"{label}: tags must map str to str, got {key!r}: {value!r}")
             if field == "data":
-                _check_field(label, "data", {key: value})
+                check_data(label, {key: value})
             out[name] = value
             continue
         if name not in _EDITABLE:
@@ -119,22 +179,12 @@ def field_updates(fields: Mapping[str, Any], label: str = "Job") -> dict[str, An
             checked = check_resources(label, **{name: value})
             out[f"resources.{name}"] = getattr(checked, name)
         else:
-            _check_field(label, name, value)
+            check_field(label, name, value)
             out[name] = value
     return out
 
 
 _PROBE = {"app_id": 0, "site_id": 0, "workdir": "x"}
-
-
-def _check_field(label: str, name: str, value: Any) -> None:
-    if name == "workdir":
-        check_workdir(value)
-        return
-    try:
-        JobDocument.model_validate({**_PROBE, name: value})
-    except ValidationError as exc:
-        raise JobError(f"{label}: {first_error(exc)}") from None
 
 
 def check_resources(label: str, **values: Any) -> Resources:
@@ -167,31 +217,31 @@ def stored_resources(label: str, values: tuple[Any, ...]) -> dict[str, Any]:
     return stored
 
 
-def check_container(label: str, field: str, value: Any) -> None:
-    """Refuse a dict field that is not a mapping, or ``parent_ids`` that is not a list."""
-    kind, name = (list | tuple, "list") if field == "parent_ids" else (Mapping, "dict")
-    if not isinstance(value, kind):
-        raise JobError(f"{label}: {field} must be a {name}, got {type(value).__name__}")
-
-
-def check_data(label: str, value: Any) -> None:
-    """``data`` of a job: a dict with str keys (its values are for MongoDB to store)."""
-    check_container(label, "data", value)
-    for k in value:
-        if not isinstance(k, str):
-            raise JobError(f"{label}: data keys must be str, got {k!r}")
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string"}
 
 
 def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "value"
+    expected = _EXPECTED.get(err["type"])
+    if expected is not None:
+        return f"field {field!r}: expected {expected}, got {described(err['input'])}"
     return f"field {field!r}: {err['msg']}"
+
+
+def workdir_problem(workdir: Any) -> str | None:
+    """What makes ``workdir`` no path below a site's ``data/`` (``None``: nothing), as far as
+    its text tells; symlinks on the site's disk are for ``sdk.workdirs``."""
+    if not isinstance(workdir, str) or not workdir.strip():
+        return f"workdir must be a non-empty relative path, got {workdir!r}"
+    if workdir.startswith("/") or ".." in workdir.split("/"):
+        return f"workdir {workdir!r} must be relative to the site's data directory"
+    return None
 
 
 def check_workdir(workdir: Any) -> str:
     """A workdir as a site resolves it: a relative POSIX path that stays below ``data/``."""
-    if not isinstance(workdir, str) or not workdir.strip():
-        raise JobError(f"Job workdir must be a non-empty relative path, got {workdir!r}")
-    if workdir.startswith("/") or ".." in workdir.split("/"):
-        raise JobError(f"Job workdir {workdir!r} must be relative to the site's data directory")
-    return workdir
+    problem = workdir_problem(workdir)
+    if problem is not None:
+        raise JobError(f"Job {problem}")
+    return str(workdir)

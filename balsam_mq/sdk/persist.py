@@ -16,19 +16,25 @@ from balsam_mq.sdk import refs
 from balsam_mq.sdk.client import Client, get_client
 from balsam_mq.sdk.fields import field_updates
 from balsam_mq.sdk.view import JobView, NewJob
+from balsam_mq.sdk.workdirs import DataDirectory
 
 
 def _id_spec(ids: list[int]) -> QuerySpec:
     return QuerySpec("jobs", (Condition("id", "in", ids),))
 
 
-async def _check(new: Sequence[NewJob], client: Client, *, sync: bool = True) -> list[App]:
+async def _check(
+    new: Sequence[NewJob], client: Client, *, sync: bool = True, on_disk: bool = True
+) -> list[App]:
     """The app of each new job (resolved once per distinct reference), its parameters and
-    transfers checked against the app. Apps given as classes are synced if this client
-    has not (unless ``sync`` is false); nothing else is written."""
+    transfers checked against the app, and (if ``on_disk``) its workdir against its
+    site's ``data/`` directory where that is on this machine (``sdk.workdirs``). Apps
+    given as classes are synced if this client has not (unless ``sync`` is false);
+    nothing else is written."""
     resolved: dict[tuple[Any, Any], App] = {}
     # jobs with the same app, parameter names and transfers pass the same input checks
     passed: set[tuple[Any, ...]] = set()
+    data_dirs: dict[int, DataDirectory | None] = {}
     apps = []
     for job in new:
         key = (_hashable(job.app_ref), _hashable(job.site_ref))
@@ -44,8 +50,22 @@ async def _check(new: Sequence[NewJob], client: Client, *, sync: bool = True) ->
                 label = app_label(app.name, await refs.site_name(client, app.site_id))
                 raise JobError(f"{job.label} of {label}: {problem}")
             passed.add(inputs)
+        if not on_disk:
+            data_dir = None
+        elif app.site_id in data_dirs:
+            data_dir = data_dirs[app.site_id]
+        else:
+            data_dir = data_dirs[app.site_id] = await _data_dir(client, app.site_id)
+        if data_dir is not None:
+            escape = data_dir.escape(job.workdir)
+            if escape is not None:
+                raise JobError(f"{job.label}: {escape}")
         apps.append(app)
     return apps
+
+
+async def _data_dir(client: Client, site_id: int) -> DataDirectory | None:
+    return DataDirectory.on_this_machine(await refs.site_path(client, site_id))
 
 
 def _documents(new: Sequence[NewJob], apps: Sequence[App]) -> Iterator[dict[str, Any]]:
@@ -61,8 +81,9 @@ async def prepare(new: Sequence[NewJob], client: Client) -> list[JobDocument]:
     """New job documents for jobs created inside hooks (captured, possibly shipped from a
     worker process with dill): apps resolved once per distinct reference, parameters and
     transfers checked. Nothing is written, and no app is synced: an app class stands for
-    the app stored under its site and name."""
-    apps = await _check(new, client, sync=False)
+    the app stored under its site and name. Workdirs are not looked for on disk here: a
+    refusal would fail the agent's whole batch, and the site checks each where it is made."""
+    apps = await _check(new, client, sync=False, on_disk=False)
     return [JobDocument.from_doc(doc) for doc in _documents(new, apps)]
 
 
@@ -120,14 +141,22 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-async def save(job_id: int, label: str, expect: JobState, changes: dict[str, Any]) -> JobDocument:
+async def save(
+    job_id: int, site_id: int | None, label: str, expect: JobState, changes: dict[str, Any]
+) -> JobDocument:
     """Write the ``changes`` of a saved job (user attributes, ``state`` included) and give
     its document back. A changed state is a transition made as the user from ``expect``,
-    refused if the job has moved on since it was loaded."""
+    refused if the job has moved on since it was loaded. A new workdir is checked against
+    the site's ``data/`` as at creation."""
     client = await get_client()
     state = changes.pop("state", None)
     state_data = changes.pop("state_data", {}) if state is not None else {}
     fields = field_updates(changes, label)
+    if "workdir" in fields and site_id is not None:
+        data_dir = await _data_dir(client, site_id)
+        escape = None if data_dir is None else data_dir.escape(fields["workdir"])
+        if escape is not None:
+            raise JobError(f"{label}: {escape}")
     if state is not None:
         result = await client.backend.transition_jobs(
             [Change(job_id, expect, state, dict(state_data), fields, by=Actor.USER)]
@@ -189,7 +218,7 @@ async def save_view(job: JobView) -> None:
     changes = job._changes()
     if changes:
         expect = job._saved_state or JobState.CREATED
-        job._load(await save(job.id, job._label(), expect, changes))
+        job._load(await save(job.id, job.site_id, job._label(), expect, changes))
 
 
 async def refresh_views(jobs: Sequence[JobView]) -> None:

@@ -6,8 +6,9 @@ the CLI): nothing matches → :class:`NotFound`; a name matches several →
 :class:`MultipleResults` listing them; a reference of the wrong kind → :class:`QueryError`.
 ``where`` (what was being done, e.g. ``"Job 'w/1'"``) prefixes the message.
 
-What cannot change is cached per client, here: site names by id (ids are never reused,
-sites are not renamed) and the App document of each class the client synced or loaded.
+What cannot change is cached per client, here: sites by id, for their names and paths
+(ids are never reused, sites are neither renamed nor moved) and the App document of
+each class the client synced or loaded.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ _COLLECTIONS = (list, tuple, set, frozenset)
 
 
 class _Known:
-    """What a client has learned: its classes' App documents, site names by id."""
+    """What a client has learned: its classes' App documents, sites by id."""
 
     def __init__(self) -> None:
         self.apps: weakref.WeakKeyDictionary[type, App] = weakref.WeakKeyDictionary()
-        self.site_names: dict[int, str] = {}
+        self.sites: dict[int, Site] = {}
 
 
 _known: weakref.WeakKeyDictionary[Client, _Known] = weakref.WeakKeyDictionary()
@@ -88,8 +89,24 @@ async def lookup_site(client: Client, ref: Any, *, where: str | None = None) -> 
     """The one site ``ref`` names: a name, an id (also as digits, when no site has that
     name) or a Site."""
     site = await find_site(client.backend.find, ref, where=where)
+    _remember_site(client, site)
+    return site
+
+
+def _remember_site(client: Client, site: Site) -> None:
     if site.id is not None:
-        _of(client).site_names[site.id] = site.name
+        _of(client).sites[site.id] = site
+
+
+async def _known_site(client: Client, site_id: int) -> Site | None:
+    """Site ``site_id`` as this client first saw it (asked once); ``None`` if it is gone."""
+    site = _of(client).sites.get(site_id)
+    if site is None:
+        sites = await client.backend.find(_spec("sites", id=site_id))
+        if not sites:
+            return None
+        site = sites[0]
+        _remember_site(client, site)
     return site
 
 
@@ -122,14 +139,15 @@ async def find_site(find: Find, ref: Any, *, where: str | None = None) -> Site:
 
 async def site_name(client: Client, site_id: int) -> str:
     """The name of site ``site_id``, for messages (asked once per client)."""
-    names = _of(client).site_names
-    name = names.get(site_id)
-    if name is None:
-        sites = await client.backend.find(_spec("sites", id=site_id))
-        if not sites:
-            return str(site_id)
-        name = names[site_id] = sites[0].name
-    return name
+    site = await _known_site(client, site_id)
+    return str(site_id) if site is None else site.name
+
+
+async def site_path(client: Client, site_id: int) -> str:
+    """The directory of site ``site_id`` as stored (``""`` if it has none or is gone),
+    asked once per client."""
+    site = await _known_site(client, site_id)
+    return "" if site is None else site.path
 
 
 async def site_ids(client: Client, ref: Any) -> list[int]:

@@ -29,8 +29,8 @@ from balsam_mq.sdk.fields import (
     PATHS,
     RESOURCE_FIELDS,
     TRACKED,
-    check_container,
     check_data,
+    check_field,
     check_ids,
     check_strings,
     check_workdir,
@@ -90,7 +90,8 @@ class NewJob:
 
 
 class _Attribute:
-    """One row of the field table: reads the view's field, writes it where allowed."""
+    """One row of the field table: reads the view's field, writes it where allowed and
+    only a value it can store (a bad one is refused here, naming the field)."""
 
     __slots__ = ("name", "slot")
 
@@ -107,6 +108,7 @@ class _Attribute:
         editable = TRACKED if view._saved is not None else _EDITABLE_NEW
         if self.name not in editable:
             raise AttributeError(f"{view._label()}: {self.name} cannot be changed")
+        check_field(view._label(), self.name, value)
         self.slot.__set__(view, value)
 
 
@@ -195,10 +197,21 @@ class JobView:
         doc["workdir"] = check_workdir(workdir)
         doc["app_id"] = app_id if isinstance(app_id, int) and not isinstance(app_id, bool) else None
         doc["site_id"] = None
-        doc["tags"] = check_strings(label, "tags", fields.get("tags"))
-        doc["data"] = dict(fields.get("data") or {})
-        doc["parent_ids"] = check_ids(label, fields.get("parent_ids"))
-        doc["transfers"] = check_strings(label, "transfers", fields.get("transfers"))
+        # None or missing: the field's default
+        tags, data, transfers = fields.get("tags"), fields.get("data"), fields.get("transfers")
+        parents = fields.get("parent_ids")
+        if tags is not None:
+            check_strings(label, "tags", tags)
+        if data is not None:
+            check_data(label, data)
+        if parents is not None:
+            check_ids(label, parents)
+        if transfers is not None:
+            check_strings(label, "transfers", transfers)
+        doc["tags"] = {} if tags is None else dict(tags)
+        doc["data"] = {} if data is None else dict(data)
+        doc["parent_ids"] = [] if parents is None else list(parents)
+        doc["transfers"] = {} if transfers is None else dict(transfers)
         doc["state_data"] = {}
         doc["resources"] = resources
         self._put(doc)
@@ -338,14 +351,11 @@ class JobView:
         if self.id is not None:
             raise JobError(f"Job {self.id} is already saved")
         label = self._label()
-        tags, data, parent_ids, transfers = self.tags, self.data, self.parent_ids, self.transfers
-        check_container(label, "tags", tags)
-        check_container(label, "transfers", transfers)
-        check_container(label, "parent_ids", parent_ids)
-        check_strings(label, "tags", tags)
-        check_strings(label, "transfers", transfers)
-        check_data(label, data)
-        check_ids(label, parent_ids)
+        # checked again: values assigned were checked then, but may have changed in place
+        check_strings(label, "tags", self.tags)
+        check_strings(label, "transfers", self.transfers)
+        check_data(label, self.data)
+        check_ids(label, self.parent_ids)
         resources = stored_resources(label, tuple(getattr(self, n) for n in RESOURCE_FIELDS))
         parameters = self.parameters
         serialized = serialize_parameters(parameters, what=f"{label} parameters")

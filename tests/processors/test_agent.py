@@ -199,6 +199,31 @@ async def test_failing_or_illegal_hook_fails_only_its_job(
     )
 
 
+class Hoarder(ApplicationDefinition):
+    site = "polaris"
+    command_template = "x"
+
+    def postprocess(self) -> None:
+        if self.job.workdir.endswith("bad"):
+            self.job.data["seen"] = {1, 2}  # changed in place: MongoDB cannot store a set
+        self.job.state = "POSTPROCESSED"
+
+
+async def test_a_hook_leaving_a_value_that_cannot_be_stored_fails_only_its_job(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    bad, good = await Job.objects.bulk_create(
+        [Hoarder.submit("h/bad", save=False), Hoarder.submit("h/good", save=False)]
+    )
+    await start_agent()  # both are waiting: their hooks mostly run in one batch
+    await wait_for_states(store, [bad.id], [S.FAILED], 60)
+    await wait_for_states(store, [good.id], [S.JOB_FINISHED], 60)
+    assert (await store.jobs.get(bad.id)).state_data == {
+        "reason": "postprocess set data to a value that cannot be stored: "
+        "data['seen'] is a set {1, 2}, which MongoDB cannot store"
+    }
+
+
 class Noting(ApplicationDefinition):
     """handle_error writes a note, then leaves the rest to the default (super())."""
 

@@ -4,7 +4,11 @@ agent's client."""
 
 from __future__ import annotations
 
+import pickle
+import re
+import socket
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -189,3 +193,78 @@ async def test_captured_jobs_cross_a_process_boundary_and_never_sync(
     (child_app,) = await store.apps.by_name("Child")
     assert (prepared.app_id, prepared.workdir) == (child_app.id, "next")
     assert await store.events.count(kind="app") == 2  # nothing was synced again
+
+
+class Hoarder(ApplicationDefinition):
+    """Hooks that leave on their job what MongoDB cannot store, changed in place (an
+    assignment is refused where it is made: see the next test)."""
+
+    site = "polaris"
+    command_template = "true"
+    keep: Any = None  # what postprocess puts in data
+
+    def postprocess(self) -> None:
+        self.job.data["kept"] = self.keep
+        self.job.state = "POSTPROCESSED"
+
+    def handle_error(self) -> None:
+        self.job.state_data["seen"] = {1, 2}
+        self.job.state = "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("keep", "why"),
+    [
+        ({1, 2}, r"data\['kept'\] is a set \{1, 2\}, which MongoDB cannot store"),
+        (socket.socket, r"data\['kept'\] is a socket <socket.socket"),
+        ("x" * (5 * 2**20), r"data takes 5,242,\d+ bytes as stored, over the limit of 4,194,304"),
+    ],
+    ids=["set", "socket", "too-large"],
+)
+def test_a_value_a_hook_leaves_that_cannot_be_stored_fails_its_job_at_the_hook(
+    keep: Any, why: str
+) -> None:
+    with socket.socket() as sock:
+        app = type("Hoarder", (Hoarder,), {"keep": sock if keep is socket.socket else keep})
+        outcome = call_hook(app, document(), "postprocess")
+    assert outcome.error is not None and outcome.traceback is None
+    assert re.match("postprocess set data to a value that cannot be stored: " + why, outcome.error)
+    assert (outcome.state, outcome.fields, outcome.created) == (None, {}, None)
+    failed = call_hook(Hoarder, document(S.RUN_ERROR), "handle_error")
+    assert failed.error == (
+        "handle_error set state_data to a value that cannot be stored: "
+        "state_data['seen'] is a set {1, 2}, which MongoDB cannot store"
+    )
+
+
+def test_run_hook_reports_an_unstorable_value_from_its_worker(tmp_path: Path) -> None:
+    class Locks(ApplicationDefinition):
+        site = "polaris"
+        command_template = "true"
+
+        def postprocess(self) -> None:
+            import threading
+
+            if self.job.workdir.endswith("assigned"):
+                self.job.data = {"lock": threading.Lock()}  # refused here: the hook raises
+            self.job.data["lock"] = threading.Lock()  # neither storable nor picklable
+            self.job.state = "POSTPROCESSED"
+
+    def request(workdir: str) -> HookRequest:
+        return HookRequest(
+            app_id=2,  # hook workers keep each app's class by id and version
+            app_version="v1",
+            app_name="Locks",
+            serialized_class=serialize_app(Locks, what="Locks"),
+            hook="postprocess",
+            job={**document().to_doc(), "_id": 7, "workdir": workdir},
+            workdir=str(tmp_path / "w"),
+        )
+
+    outcome = pickle.loads(pickle.dumps(run_hook(request("w/in-place"))))  # as workers send it
+    assert outcome.error is not None and outcome.error.startswith(
+        "postprocess set data to a value that cannot be stored: data['lock'] is a lock <unlocked"
+    )
+    raised = run_hook(request("w/assigned"))
+    assert raised.error == "postprocess raised" and raised.traceback is not None
+    assert "JobError: Job 7: data['lock'] is a lock <unlocked" in raised.traceback

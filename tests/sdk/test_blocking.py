@@ -11,7 +11,7 @@ import pytest
 
 from balsam_mq import blocking
 from balsam_mq.domain import JobState
-from balsam_mq.errors import NotFound
+from balsam_mq.errors import JobError, NotFound
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store
 
@@ -98,3 +98,29 @@ async def test_errors_come_through_unchanged(
     settings: Settings, store: Store, topology: object
 ) -> None:
     await anyio.to_thread.run_sync(script_errors, settings)
+
+
+def script_bad_values(settings: Settings) -> int:
+    with blocking.connect(settings):
+        blocking.Site.objects.create(name="polaris")
+        Adder = define()
+        Adder.sync()
+        with pytest.raises(JobError, match=r"^Job 'w/1': tags must be a mapping of str to str"):
+            Adder.submit("w/1", x=1, y=2, tags=["a"])
+        with pytest.raises(JobError, match=r"^Job 'w/1': data\['s'\] is a set"):
+            Adder.submit("w/1", x=1, y=2, data={"s": {1, 2}})
+        with pytest.raises(JobError, match=r"^Job 'w/1': field 'num_nodes': expected an integer"):
+            Adder.submit("w/1", x=1, y=2, num_nodes="2")
+        job = Adder.submit("w/2", x=1, y=2)
+        with pytest.raises(JobError, match=rf"^Job {job.id}: field 'wall_time_min': expected"):
+            job.wall_time_min = "5"
+        job.data["s"] = {1}
+        with pytest.raises(JobError, match=rf"^Job {job.id}: data\['s'\] is a set"):
+            job.save()
+        return blocking.Job.objects.count()
+
+
+async def test_the_blocking_facade_refuses_bad_values_alike(
+    settings: Settings, store: Store, topology: object
+) -> None:
+    assert await anyio.to_thread.run_sync(script_bad_values, settings) == 1

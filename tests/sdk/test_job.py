@@ -162,21 +162,30 @@ async def test_a_bad_job_anywhere_in_a_bulk_create_creates_none(
 ) -> None:
     Sim = sim()
     jobs = [Sim.submit(f"bad/{i}", n=i, save=False) for i in range(CREATE_CHUNK * 2 + 1)]
-    jobs[-1].num_nodes = 0  # changed after it was built: checked again when saved
-    with pytest.raises(JobError, match=r"Job 'bad/2\d+': field 'num_nodes'"):
+    last = jobs[-1]
+    # changed in place after it was built: checked again when saved
+    last.launch_params["a"] = 1  # type: ignore[assignment]
+    with pytest.raises(JobError, match=r"Job 'bad/2\d+': field 'launch_params.a'"):
         await Job.objects.bulk_create(jobs)
-    jobs[-1].num_nodes = 1
-    jobs[-1].tags = {"run": 3}  # type: ignore[dict-item]
+    del last.launch_params["a"]
+    last.tags["run"] = 3  # type: ignore[assignment]
     with pytest.raises(JobError, match=r"tags must map str to str"):
         await Job.objects.bulk_create(jobs)
-    jobs[-1].tags = {}
-    jobs[-1].data = {1: "x"}  # type: ignore[dict-item]
+    del last.tags["run"]
+    last.data[1] = "x"  # type: ignore[index]
     with pytest.raises(JobError, match=r"data keys must be str"):
         await Job.objects.bulk_create(jobs)
-    jobs[-1].data = {}
-    jobs[-1].transfers = None  # type: ignore[assignment]
-    with pytest.raises(JobError, match=r"transfers must be a dict, got NoneType"):
+    del last.data[1]  # type: ignore[arg-type]
+    last.data["seen"] = {1, 2}
+    with pytest.raises(JobError, match=r"Job 'bad/2\d+': data\['seen'\] is a set"):
         await Job.objects.bulk_create(jobs)
+    del last.data["seen"]
+    # assigned: refused at once, naming the field (the job keeps its value)
+    with pytest.raises(JobError, match=r"Job 'bad/2\d+': field 'num_nodes'"):
+        last.num_nodes = 0
+    with pytest.raises(JobError, match=r"transfers must be a mapping of str to str, got None"):
+        last.transfers = None  # type: ignore[assignment]
+    assert (last.num_nodes, last.transfers) == (1, {})
     assert await store.db["jobs"].count_documents({}) == 0
     assert all(j.id is None for j in jobs)
 

@@ -3,6 +3,8 @@ every bad job input is refused at submit time, before anything is stored."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -202,3 +204,150 @@ def test_job_fields_are_checked_when_the_job_is_built() -> None:
     job = Job("w/1", app_id=Runner)
     with pytest.raises(JobError, match=r"Job 'w/1': unknown job state 'DONE'"):
         job.state = "DONE"
+
+
+class Adder(ApplicationDefinition):
+    site = "polaris"
+
+    def run(self, x, y):  # type: ignore[no-untyped-def]
+        return x + y
+
+
+@pytest.fixture
+def open_socket() -> Iterator[socket.socket]:
+    with socket.socket() as sock:
+        yield sock
+
+
+Given = Callable[[socket.socket], dict[str, Any]]  # the job fields, from an open socket
+BAD_VALUES = [
+    pytest.param(
+        lambda _: {"tags": ["a"]},
+        r"tags must be a mapping of str to str, got a list \['a'\]",
+        id="tags-list",
+    ),
+    pytest.param(
+        lambda _: {"data": [1]}, r"data must be a mapping with str keys, got a list", id="data-list"
+    ),
+    pytest.param(
+        lambda _: {"data": {"s": {1, 2}}},
+        r"data\['s'\] is a set \{1, 2\}, which MongoDB cannot store",
+        id="data-set",
+    ),
+    pytest.param(
+        lambda s: {"data": {"k": [{"sock": s}]}},
+        r"data\['k'\]\[0\]\['sock'\] is a socket <socket.socket",
+        id="data-socket",
+    ),
+    pytest.param(
+        lambda _: {"data": {"n": 2**70}},
+        r"data\['n'\] is an int \d+: MongoDB can only handle up to 8-byte ints",
+        id="data-bigint",
+    ),
+    pytest.param(
+        lambda _: {"data": {"s": "x" * 17_000_000}},
+        r"data takes 17,000,0\d\d bytes as stored, over the limit of 4,194,304 bytes \(4 MiB\)",
+        id="data-too-large",
+    ),
+    pytest.param(
+        lambda _: {"num_nodes": "2"},
+        r"field 'num_nodes': expected an integer, got the string '2'",
+        id="num_nodes-str",
+    ),
+    pytest.param(
+        lambda _: {"wall_time_min": "5"},
+        r"field 'wall_time_min': expected an integer, got the string '5'",
+        id="wall_time_min-str",
+    ),
+    pytest.param(
+        lambda _: {"num_nodes": True},
+        r"field 'num_nodes': expected an integer, got a bool True",
+        id="num_nodes-bool",
+    ),
+    pytest.param(
+        lambda _: {"num_nodes": 2.0},
+        r"field 'num_nodes': expected an integer, got a float 2.0",
+        id="num_nodes-float",
+    ),
+    pytest.param(
+        lambda _: {"gpus_per_rank": "1"},
+        r"field 'gpus_per_rank': expected a number, got the string '1'",
+        id="gpus_per_rank-str",
+    ),
+    pytest.param(
+        lambda _: {"parent_ids": "12"},
+        r"parent_ids must be a list of job ids, got the string '12'",
+        id="parent_ids-str",
+    ),
+]
+
+
+@pytest.mark.parametrize(("given", "message"), BAD_VALUES)
+async def test_bad_job_values_are_refused_at_the_call_naming_the_field(
+    either: tuple[Client, Site, object],
+    open_socket: socket.socket,
+    given: Given,
+    message: str,
+) -> None:
+    """On either backend: the library's own error, naming the job, the field and why,
+    before anything is stored (MongoDB would refuse some, or store "2" as 2)."""
+    fields = given(open_socket)
+    with pytest.raises(JobError, match=r"^Job 'w/1': " + message):
+        Adder.submit("w/1", x=1, y=2, save=False, **fields)
+    with pytest.raises(JobError, match=r"^Job 'w/1': " + message):
+        await Adder.submit("w/1", x=1, y=2, **fields)
+    with pytest.raises(JobError, match=r"^Job 'w/2': " + message):
+        Job("w/2", app_id=Adder, parameters={"x": 1, "y": 2}, **fields)
+    assert await Job.objects.count() == 0
+
+
+async def test_values_changed_in_place_are_refused_at_save_and_bulk_create(
+    either: tuple[Client, Site, object], open_socket: socket.socket
+) -> None:
+    jobs = [Adder.submit(f"w/{i}", x=i, y=1, save=False) for i in range(3)]
+    jobs[1].data["sock"] = open_socket
+    with pytest.raises(JobError, match=r"^Job 'w/1': data\['sock'\] is a socket"):
+        await Job.objects.bulk_create(jobs)
+    with pytest.raises(JobError, match=r"^Job 'w/1': data\['sock'\] is a socket"):
+        await jobs[1].save()
+    assert await Job.objects.count() == 0
+    del jobs[1].data["sock"]
+    await Job.objects.bulk_create(jobs)
+    job = jobs[0]
+    job.data["seen"] = {1}
+    with pytest.raises(JobError, match=rf"^Job {job.id}: data\['seen'\] is a set"):
+        await job.save()
+    job.data["seen"] = "x" * (5 * 2**20)
+    with pytest.raises(JobError, match=rf"^Job {job.id}: data takes 5,242,8\d\d bytes as stored"):
+        await job.save()
+    with pytest.raises(JobError, match=r"Job query update: data\['seen'\] is a set"):
+        await Job.objects.filter(id=job.id).update(**{"data.seen": {1}})
+    with pytest.raises(JobError, match=r"Job query update: field 'num_nodes': expected an int"):
+        await Job.objects.filter(id=job.id).update(num_nodes="3")
+    await job.refresh()
+    assert job.data == {} and job.num_nodes == 1
+
+
+async def test_a_bad_assignment_is_refused_at_once_and_spoils_no_later_save(
+    either: tuple[Client, Site, object], open_socket: socket.socket
+) -> None:
+    job = await Adder.submit("w/1", x=1, y=2, tags={"run": "a"})
+    bad: list[tuple[str, Any, str]] = [
+        ("tags", {"a": 2}, r"tags must map str to str, got 'a': 2"),
+        ("tags", ["a"], r"tags must be a mapping of str to str, got a list"),
+        ("data", {1, 2}, r"data must be a mapping with str keys, got a set \{1, 2\}"),
+        ("data", {"sock": open_socket}, r"data\['sock'\] is a socket"),
+        ("state_data", {"s": {1}}, r"state_data\['s'\] is a set"),
+        ("num_nodes", "3", r"field 'num_nodes': expected an integer, got the string '3'"),
+        ("launch_params", {"a": 1}, r"field 'launch_params.a': expected a string, got an int 1"),
+        ("return_code", "1", r"field 'return_code': expected an integer, got the string '1'"),
+        ("workdir", "/etc", r"workdir '/etc' must be relative to the site's data directory"),
+    ]
+    for name, value, message in bad:
+        with pytest.raises(JobError, match=rf"^Job {job.id}: {message}"):
+            setattr(job, name, value)
+    assert job.tags == {"run": "a"} and job.num_nodes == 1  # the values the job had
+    job.num_nodes = 3
+    await job.save()  # nothing of the refused values comes back to haunt another field
+    await job.refresh()
+    assert (job.num_nodes, job.tags, job.data) == (3, {"run": "a"}, {})
