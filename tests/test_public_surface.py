@@ -14,7 +14,8 @@ SURFACE: dict[str, list[str]] = {
     "balsam_mq": TOP,
     "balsam_mq.blocking": TOP,
     "balsam_mq.sdk": [
-        "ALL_COMPLETED", "App", "ApplicationDefinition", "BatchJob", "Client", "EventFeed",
+        "ALL_COMPLETED", "App", "ApplicationDefinition", "BatchJob", "Client", "DeadLetters",
+        "EventFeed",
         "EventLog", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Job", "MemoryBackend", "Query", "Site",
         "capture", "close_default_client", "connect", "get_client", "load_definitions",
         "sync_definitions", "use_client",

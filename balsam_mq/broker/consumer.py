@@ -27,8 +27,17 @@ raises, one message, fewer than N attempts     republishes it to its queue with 
                                                the delay levels in turn (1 s, 5 s, 30 s...),
                                                so a passing outage is waited out
 raises, one message, N-th attempt              publishes it to the dead-letter exchange with
-                                               ``x-error``/``x-attempts``/``x-queue`` headers
-                                               (confirmed), then acks: parked, not dropped
+                                               ``x-error``/``x-balsam-attempts``/``x-queue`` headers
+                                               (confirmed), calls the handler's
+                                               ``parked(delivery, queue, error)`` if it has (it
+                                               marks the jobs the message was about), then
+                                               acks: parked, not dropped, never unexplained
+raises an error ``transient`` accepts (the     every message of the batch goes to the delay
+database is away), any batch                   queue and comes back after 1 s, then 5 s, then
+                                               every 30 s while the outage lasts; attempts
+                                               are not counted, so an outage of any length
+                                               parks nothing; one log line when the outage
+                                               starts, one when handling succeeds again
 runner stopped or process killed before ack    nothing acked: RabbitMQ redelivers the batch
                                                (handlers are idempotent)
 connection lost before the ack (broker down)   nothing acked, the runner goes on: RabbitMQ
@@ -49,7 +58,8 @@ import contextlib
 import json
 import logging
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -67,12 +77,21 @@ ATTEMPTS_HEADER = "x-balsam-attempts"
 
 
 DEFERRALS_HEADER = "x-balsam-deferrals"
+# the routing key a message was first published with (retries go by the queue's name)
+ROUTING_KEY_HEADER = "x-routing-key"
+# what the runner writes on a message it parks
+ERROR_HEADER = "x-error"
+QUEUE_HEADER = "x-queue"
+PARKED_AT_HEADER = "x-parked-at"
 
 # what an ack or a publish raises when the channel or the connection went away
 LOST = (ChannelInvalidStateError, AMQPError, ConnectionError)
 
 # id of a message, or of an item of a batch message -> seconds before it should come back
 Deferrals = Mapping[str, float]
+
+# seconds a batch waits out an outage of what its handler needs, by consecutive failures
+OUTAGE_DELAYS: tuple[int, ...] = (1, 5, 30)
 
 
 class Handler(Protocol):
@@ -110,6 +129,7 @@ class Consumer:
         batch_size: int = 100,
         window: float = 0.02,
         max_attempts: int = 5,
+        transient: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self.spec = spec
         self.state = ConsumerState.CREATED
@@ -126,6 +146,9 @@ class Consumer:
         self._resubscribing: asyncio.Task[None] | None = None
         self._window = window
         self._max_attempts = max_attempts
+        self._transient = transient
+        self._outage: float | None = None  # when the current outage began (loop time)
+        self._outage_failures = 0
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._held = 0  # delivered to us and not yet acked
         self._settled = asyncio.Event()  # set while no batch is in hand
@@ -334,6 +357,9 @@ class Consumer:
         try:
             deferrals = await self._handler.handle(deliveries)
         except Exception as exc:
+            if self._transient is not None and self._transient(exc):
+                await self._wait_out(batch, deliveries, exc)
+                return
             if len(batch) == 1:
                 items = _items(batch[0].body)
                 if items is not None and len(items) > 1:
@@ -350,6 +376,13 @@ class Consumer:
             for message in batch:
                 await self._process([message])
             return
+        if self._outage is not None:
+            log.warning(
+                "%s: handling again after %.0f s",
+                self.spec.name,
+                asyncio.get_running_loop().time() - self._outage,
+            )
+            self._outage, self._outage_failures = None, 0
         requeued: set[int] = set()
         if deferrals:
             requeued = await self._defer(batch, deliveries, deferrals)
@@ -360,6 +393,28 @@ class Consumer:
             await outstanding[-1].ack(multiple=True)
         self._held -= len(batch)
         self.handled += len(outstanding)
+
+    async def _wait_out(
+        self,
+        batch: list[AbstractIncomingMessage],
+        deliveries: list[Delivery],
+        exc: Exception,
+    ) -> None:
+        """Send the whole batch back later, attempts uncounted: what the handler needs is
+        away (see the outcome table)."""
+        if self._outage is None:
+            self._outage = asyncio.get_running_loop().time()
+            log.warning(
+                "%s: %s; messages wait and are retried until it is back",
+                self.spec.name,
+                _first_line(exc),
+            )
+        delay = OUTAGE_DELAYS[min(self._outage_failures, len(OUTAGE_DELAYS) - 1)]
+        self._outage_failures += 1
+        for message, delivery in zip(batch, deliveries, strict=True):
+            await self._send_later(message, delivery, message.body, delivery.message_id, delay)
+            await message.ack()
+        self._held -= len(batch)
 
     async def _defer(
         self,
@@ -402,7 +457,7 @@ class Consumer:
         headers = {
             **(message.headers or {}),
             DEFERRALS_HEADER: delivery.deferrals + 1,
-            "x-routing-key": delivery.routing_key,
+            ROUTING_KEY_HEADER: delivery.routing_key,
         }
         # routed by the queue's own name: through the retry exchange at once, or by the
         # delay queue dead-lettering it there
@@ -428,7 +483,7 @@ class Consumer:
             exc,
         )
         assert self._retry is not None
-        headers = {**(message.headers or {}), "x-routing-key": delivery.routing_key}
+        headers = {**(message.headers or {}), ROUTING_KEY_HEADER: delivery.routing_key}
         await self._retry.publish_many(
             [Outgoing(self.spec.name, _encode([i]), str(i["id"]), headers) for i in items]
         )
@@ -452,9 +507,17 @@ class Consumer:
                 self._topology.dead_queue.name,
                 exc,
             )
-            headers.update({"x-error": error, "x-queue": self.spec.name, "x-routing-key": out_key})
+            headers.update(
+                {
+                    ERROR_HEADER: error,
+                    QUEUE_HEADER: self.spec.name,
+                    ROUTING_KEY_HEADER: out_key,
+                    PARKED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            )
             await self._dead.publish(Outgoing(out_key, message.body, delivery.message_id, headers))
             self.parked += 1
+            await self._mark(delivery, f"{type(exc).__name__}: {exc}")
         else:
             log.warning(
                 "%s: message %s failed (attempt %d of %d): %s",
@@ -464,7 +527,7 @@ class Consumer:
                 self._max_attempts,
                 exc,
             )
-            headers["x-routing-key"] = out_key
+            headers[ROUTING_KEY_HEADER] = out_key
             retry = Outgoing(self.spec.name, message.body, delivery.message_id, headers)
             if attempts == 1:
                 await self._retry.publish(retry)
@@ -473,6 +536,26 @@ class Consumer:
                 self._deferred.add(delivery.message_id)
         await message.ack()
         self._held -= 1
+
+    async def _mark(self, delivery: Delivery, error: str) -> None:
+        """Let the handler mark what the parked message was about (best effort: the
+        message is parked either way, and ``balsam-mq dead`` shows it)."""
+        parked = getattr(self._handler, "parked", None)
+        if parked is None:
+            return
+        try:
+            await parked(delivery, self.spec.name, error)
+        except Exception:
+            log.exception(
+                "%s: marking the jobs of parked message %s failed",
+                self.spec.name,
+                delivery.message_id,
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def retry_delay(attempts: int) -> int:
@@ -501,7 +584,7 @@ def _delivery(message: AbstractIncomingMessage) -> Delivery:
     headers = message.headers or {}
     attempts = headers.get(ATTEMPTS_HEADER, 0)
     deferrals = headers.get(DEFERRALS_HEADER, 0)
-    routing_key = headers.get("x-routing-key") or message.routing_key or ""
+    routing_key = headers.get(ROUTING_KEY_HEADER) or message.routing_key or ""
     return Delivery(
         message_id=message.message_id or str(message.delivery_tag),
         routing_key=str(routing_key),

@@ -21,6 +21,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("events", None),
     ("launcher", None),
     ("queue", "queue"),
+    ("dead", "dead"),
 ]
 
 

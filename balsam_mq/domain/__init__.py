@@ -1,7 +1,20 @@
 """Pure domain: models, states and the transition table, message types. No I/O."""
 
-from balsam_mq.domain.changes import Change, TransitionResult
-from balsam_mq.domain.messages import Delivery, decode_events, encode_event_docs, encode_events
+from balsam_mq.domain.changes import (
+    PARKED_KEY,
+    Change,
+    Parked,
+    TransitionResult,
+    failing_actor,
+    parked_failures,
+)
+from balsam_mq.domain.messages import (
+    Delivery,
+    ParkedMessage,
+    decode_events,
+    encode_event_docs,
+    encode_events,
+)
 from balsam_mq.domain.models import (
     App,
     BatchJob,
@@ -28,6 +41,7 @@ from balsam_mq.domain.states import (
 )
 
 __all__ = [
+    "PARKED_KEY",
     "RUNNABLE_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
@@ -41,6 +55,8 @@ __all__ = [
     "Job",
     "JobState",
     "ParameterSpec",
+    "Parked",
+    "ParkedMessage",
     "Resources",
     "Session",
     "Site",
@@ -51,7 +67,9 @@ __all__ = [
     "decode_events",
     "encode_event_docs",
     "encode_events",
+    "failing_actor",
     "is_legal",
+    "parked_failures",
     "parse_state",
     "utcnow",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from balsam_mq.domain.states import Actor, JobState
+from balsam_mq.domain.models import Event
+from balsam_mq.domain.states import TRANSITIONS, Actor, JobState
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,54 @@ class TransitionResult:
     @property
     def all_moved(self) -> bool:
         return not self.unmoved
+
+
+def parked_failures(
+    events: Iterable[Event], accepts: tuple[JobState, ...], parked: Parked
+) -> list[Change]:
+    """The moves to FAILED of the jobs a parked message announced in one of ``accepts``
+    (each still in that state: a job that moved on is left alone), made by the actor
+    that acts on that state, with the reason naming the queue and the error."""
+    changes: list[Change] = []
+    for event in events:
+        if event.job_id is None or event.to_state not in accepts:
+            continue
+        state = JobState(event.to_state)
+        actor = failing_actor(state)
+        if actor is not None:
+            changes.append(parked.failure(event.job_id, state, actor))
+    return changes
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A message parked in the dead-letter queue: ``queue`` could not handle it."""
+
+    message_id: str
+    queue: str
+    error: str
+
+    def failure(self, job_id: int, state: JobState, by: Actor) -> Change:
+        """Job ``job_id`` fails where it waits (``state``), marked so that replaying the
+        message (``balsam-mq dead retry``) returns it there."""
+        reason = f"{self.queue} could not handle this job and parked its message: {self.error}"
+        return Change(
+            job_id,
+            state,
+            JobState.FAILED,
+            state_data={
+                "reason": reason[:2000],
+                PARKED_KEY: {"message": self.message_id, "queue": self.queue, "from": state.value},
+            },
+            by=by,
+        )
+
+
+# the state_data key marking a job failed by a parked message
+PARKED_KEY = "parked"
+
+
+def failing_actor(state: JobState) -> Actor | None:
+    """The actor (other than a user or the client) that may fail a job in ``state``."""
+    actors = TRANSITIONS[state].get(JobState.FAILED, frozenset()) - {Actor.USER, Actor.CLIENT}
+    return min(actors) if actors else None

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from balsam_mq.domain.models import Event
+from balsam_mq.domain.models import Event, routing_site
 from balsam_mq.errors import SerializationError
 
 _EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
@@ -76,3 +76,37 @@ class Delivery:
             return json.loads(self.body)
         except ValueError as exc:
             raise SerializationError(f"message {self.message_id}: body is not JSON") from exc
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    """A message in the dead-letter queue: what it announced and why it was parked."""
+
+    message_id: str
+    queue: str  # the work queue that could not handle it
+    routing_key: str
+    attempts: int
+    error: str  # the last failure, with its traceback
+    parked_at: str  # ISO time, "" if unknown
+    body: bytes
+
+    def events(self) -> list[Event]:
+        """The events the message carried (none if it was not an event message)."""
+        try:
+            return decode_events(self.body)
+        except SerializationError:
+            return []
+
+    @property
+    def job_ids(self) -> list[int]:
+        return sorted({e.job_id for e in self.events() if e.job_id is not None})
+
+    @property
+    def site_id(self) -> int | None:
+        return routing_site(self.routing_key)
+
+    @property
+    def summary(self) -> str:
+        """The last line of the error (the exception and its message)."""
+        lines = [line for line in self.error.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""

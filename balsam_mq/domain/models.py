@@ -210,6 +210,12 @@ def routing_key(kind: str, site_id: int, to_state: str, quiet: bool = False) -> 
     return f"{key}.{QUIET}" if quiet else key
 
 
+def routing_site(key: str) -> int | None:
+    """The site id of a :func:`routing_key` (``None`` for a key of another form)."""
+    parts = key.split(".")
+    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+
+
 class BatchJobState(StrEnum):
     PENDING_SUBMISSION = "pending_submission"
     SUBMIT_FAILED = "submit_failed"

@@ -38,6 +38,7 @@ class Actor(StrEnum):
     TIMEOUT = "timeout"
     STAGE_OUT = "stage_out"
     REAPER = "reaper"  # site agent: RUNNING jobs of a dead launcher session
+    REPLAY = "replay"  # a parked message replayed: its jobs return to where they were
 
 
 S = JobState
@@ -103,6 +104,12 @@ TRANSITIONS: dict[JobState, dict[JobState, frozenset[Actor]]] = {
         S.RESTART_READY: frozenset({A.USER}),
     },
 }
+
+# a job failed because the message about it was parked (see ``changes.parked_failures``)
+# goes back to the state it was parked in when a user replays the message
+for _state, _moves in TRANSITIONS.items():
+    if _state is not S.CREATED and _moves.get(S.FAILED, frozenset()) - {A.USER, A.CLIENT}:
+        TRANSITIONS[S.FAILED][_state] = TRANSITIONS[S.FAILED].get(_state, frozenset()) | {A.REPLAY}
 
 TERMINAL_STATES: frozenset[JobState] = frozenset({S.JOB_FINISHED, S.FAILED})
 RUNNABLE_STATES: frozenset[JobState] = frozenset({S.PREPROCESSED, S.RESTART_READY})

@@ -44,6 +44,8 @@ from balsam_mq.domain import (
     Delivery,
     Job,
     JobState,
+    Parked,
+    parked_failures,
     utcnow,
 )
 from balsam_mq.launcher.config import LauncherConfig
@@ -54,7 +56,7 @@ from balsam_mq.launcher.prepare import Preparer
 from balsam_mq.launcher.reporter import Reporter
 from balsam_mq.launcher.runs import Executor
 from balsam_mq.launcher.session import Heartbeat, open_session
-from balsam_mq.store import Store
+from balsam_mq.store import Store, unavailable
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -118,6 +120,7 @@ class Pilot:
             self,
             prefetch=max(1, self._wanted_prefetch()),
             batch_size=config.settings.max_prefetch,
+            transient=unavailable,
         )
         self._preparer = Preparer(config)
         self._reporter = Reporter(store)
@@ -339,6 +342,13 @@ class Pilot:
         finally:
             self._busy -= 1
             self._check_drained()
+
+    async def parked(self, delivery: Delivery, queue: str, error: str) -> None:
+        """The message could not be handled: its jobs still runnable fail, naming why."""
+        parked = Parked(delivery.message_id, queue, error)
+        changes = parked_failures(delivery.events(), tuple(RUNNABLE_STATES), parked)
+        if changes:
+            await self.store.jobs.transition(changes)
 
     async def _handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
         if not self.claiming:

@@ -30,7 +30,7 @@ from balsam_mq.settings import Settings
 from balsam_mq.site.batch_jobs import build_service
 from balsam_mq.site.config import SiteConfig
 from balsam_mq.site.directory import SiteDirectory
-from balsam_mq.store import Store
+from balsam_mq.store import Store, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class SiteAgent:
             batch_size=self.config.hooks.batch_size,
             window=self.window,
             max_attempts=self.max_attempts,
+            transient=unavailable,
         )
 
     async def run(self) -> None:

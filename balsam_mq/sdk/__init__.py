@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below imports t
         get_client as get_client,
         use_client as use_client,
     )
+    from balsam_mq.sdk.dead import DeadLetters as DeadLetters
     from balsam_mq.sdk.feed import EventFeed as EventFeed
     from balsam_mq.sdk.futures import (
         ALL_COMPLETED as ALL_COMPLETED,
@@ -52,6 +53,7 @@ _WHERE = {
     "ApplicationDefinition": "app",
     "BatchJob": "resources",
     "Client": "client",
+    "DeadLetters": "dead",
     "EventFeed": "feed",
     "EventLog": "resources",
     "Job": "job",

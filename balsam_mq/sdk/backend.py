@@ -6,7 +6,7 @@ depend on how a backend reaches the data.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from balsam_mq.domain import (
@@ -17,6 +17,7 @@ from balsam_mq.domain import (
     Event,
     Job,
     JobState,
+    ParkedMessage,
     Site,
     SiteRemoval,
     TransitionResult,
@@ -115,4 +116,18 @@ class Backend(Protocol):
     # live events
     async def subscribe_events(self, routing_keys: Sequence[str]) -> EventWatch:
         """Bound before it returns: every event published afterwards under a key arrives."""
+        ...
+
+    # parked messages (the dead-letter queue)
+    async def parked(self, limit: int | None = None) -> list[ParkedMessage]:
+        """Parked messages, oldest first."""
+        ...
+
+    async def replay_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        """Replay these parked messages (``None``: all): the jobs they failed return to where
+        they waited, the rest go back to their queue. The messages replayed."""
+        ...
+
+    async def purge_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        """Discard these parked messages (``None``: all); their jobs stay FAILED."""
         ...

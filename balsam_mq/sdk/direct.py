@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
@@ -12,6 +12,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from balsam_mq.broker import Topology
+from balsam_mq.broker.dead import list_parked, take_parked
 from balsam_mq.domain import (
     Actor,
     App,
@@ -20,12 +21,13 @@ from balsam_mq.domain import (
     Change,
     Job,
     JobState,
+    ParkedMessage,
     Site,
     SiteRemoval,
     TransitionResult,
 )
 from balsam_mq.domain.queries import Condition, QuerySpec
-from balsam_mq.errors import JobError, QueryError, Unavailable
+from balsam_mq.errors import JobError, NotFound, QueryError, Unavailable
 from balsam_mq.sdk.stream import EventStream
 from balsam_mq.sdk.watch import FinishedEvents, Subscription
 from balsam_mq.store import Store
@@ -164,3 +166,39 @@ class DirectBackend:
 
     async def subscribe_events(self, routing_keys: Sequence[str]) -> EventStream:
         return await EventStream.open(self.connection, self.topology, routing_keys)
+
+    # --- parked messages ------------------------------------------------------------------
+
+    async def parked(self, limit: int | None = None) -> list[ParkedMessage]:
+        return await list_parked(self.connection, self.topology, limit=limit)
+
+    async def replay_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        """The jobs a message failed go back to where they waited: their new events carry
+        the work, so the message itself is republished only when none of its own jobs
+        returned (a dependency release, a cleanup)."""
+        chosen = await self._chosen_parked(message_ids)
+        if not chosen:
+            return []
+        returned = await self.store.jobs.replay_parked(sorted(chosen))
+
+        def republish(message: ParkedMessage) -> bool:
+            return not set(message.job_ids) & set(returned.get(message.message_id, ()))
+
+        return await take_parked(
+            self.connection, self.topology, lambda m: m.message_id in chosen, replay=republish
+        )
+
+    async def purge_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        chosen = await self._chosen_parked(message_ids)
+        return await take_parked(self.connection, self.topology, lambda m: m.message_id in chosen)
+
+    async def _chosen_parked(self, message_ids: Collection[str] | None) -> set[str]:
+        """The ids of the parked messages named (all of them for ``None``); an unknown id
+        is an error naming it."""
+        present = {m.message_id for m in await self.parked()}
+        if message_ids is None:
+            return present
+        missing = sorted(set(message_ids) - present)
+        if missing:
+            raise NotFound(f"no parked message {', '.join(missing)} (see `balsam-mq dead ls`)")
+        return set(message_ids)

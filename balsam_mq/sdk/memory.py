@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from balsam_mq.domain import (
@@ -33,6 +33,7 @@ from balsam_mq.domain import (
     Event,
     Job,
     JobState,
+    ParkedMessage,
     Site,
     SiteRemoval,
     TransitionResult,
@@ -412,6 +413,21 @@ class MemoryBackend:
         watch = _Events(routing_keys)
         self._subscriptions.append(watch)
         return watch
+
+    # nothing consumes here, so nothing is ever parked
+    async def parked(self, limit: int | None = None) -> list[ParkedMessage]:
+        return []
+
+    async def replay_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        return self._no_parked(message_ids)
+
+    async def purge_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        return self._no_parked(message_ids)
+
+    def _no_parked(self, message_ids: Collection[str] | None) -> list[ParkedMessage]:
+        if message_ids:
+            raise NotFound(f"no parked message {', '.join(sorted(message_ids))}")
+        return []
 
     def _event_id(self) -> str:
         return f"{next(self._event_ids):024x}"

@@ -9,10 +9,10 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from pymongo.monitoring import CommandListener
 
-from balsam_mq.errors import StoreError
+from balsam_mq.errors import StoreError, Unavailable
 from balsam_mq.store.apps import AppRepository
 from balsam_mq.store.batch_jobs import BatchJobRepository
 from balsam_mq.store.counters import Counters
@@ -24,6 +24,19 @@ from balsam_mq.store.schema import ensure_schema
 from balsam_mq.store.sessions import SessionRepository
 from balsam_mq.store.sites import SiteRepository
 from balsam_mq.store.transactions import Transactor
+
+# server answers that mean "not now": shutting down, stepped down, no primary yet
+_NOT_NOW_CODES = frozenset({91, 189, 10107, 11600, 11602, 13435, 13436})
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says MongoDB is away for now (down, unreachable, electing a
+    primary), so the same work will succeed once it is back."""
+    if isinstance(exc, (Unavailable, ConnectionFailure)):
+        return True
+    if isinstance(exc, OperationFailure) and exc.code in _NOT_NOW_CODES:
+        return True
+    return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import (
+    PARKED_KEY,
     Actor,
     App,
     Change,
@@ -378,6 +379,32 @@ class JobRepository:
             return {}
         cursor = self._apps.find({"_id": {"$in": ids}}, _WORK_FIELDS, session=s)
         return {d["_id"]: App.from_doc(d) async for d in cursor}
+
+    async def replay_parked(self, message_ids: Sequence[str]) -> dict[str, list[int]]:
+        """Return the jobs failed because one of ``message_ids`` was parked to the state
+        they were parked in (one event each, so their step's consumer gets them again);
+        the ids moved, by message."""
+        key = f"state_data.{PARKED_KEY}"
+        cursor = self._jobs.find(
+            {"state": JobState.FAILED.value, f"{key}.message": {"$in": list(message_ids)}},
+            {"_id": 1, key: 1},
+        )
+        marks = {d["_id"]: d["state_data"][PARKED_KEY] async for d in cursor}
+        changes = [
+            Change(
+                job_id,
+                JobState.FAILED,
+                JobState(mark["from"]),
+                state_data={"replayed": mark["message"]},
+                by=Actor.REPLAY,
+            )
+            for job_id, mark in marks.items()
+        ]
+        result = await self.transition(changes)
+        moved: dict[str, list[int]] = {}
+        for job_id in result.moved:
+            moved.setdefault(marks[job_id]["message"], []).append(job_id)
+        return moved
 
     async def children_awaiting(self, parent_ids: Sequence[int]) -> list[Job]:
         """Jobs in AWAITING_PARENTS that list any of ``parent_ids`` as a parent."""

@@ -32,6 +32,7 @@ class Recorder:
         self.poison = poison
         self.calls_with_poison = 0
         self.attempts: list[tuple[float, int]] = []  # (when, attempts before) of each message
+        self.marked: list[tuple[bytes, str, str]] = []  # what parked() was told
 
     async def handle(self, batch: Sequence[Delivery]) -> None:
         bodies = [d.body for d in batch]
@@ -41,6 +42,9 @@ class Recorder:
         if self.poison & set(bodies):
             self.calls_with_poison += 1
             raise ValueError("cannot handle " + ",".join(b.decode() for b in bodies))
+
+    async def parked(self, delivery: Delivery, queue: str, error: str) -> None:
+        self.marked.append((delivery.body, queue, error))
 
 
 @pytest.fixture(autouse=True)
@@ -122,10 +126,59 @@ async def test_always_failing_message_is_parked_in_dead_letter_queue(
     assert dead[0]["x-queue"] == spec.name
     assert dead[0]["x-routing-key"] == "job.1.READY"
     assert "ValueError: cannot handle bad" in str(dead[0]["x-error"])
+    # the handler was told, so it can mark the message's jobs
+    assert handler.marked == [(b"bad", spec.name, "ValueError: cannot handle bad")]
     # not redelivered forever: the work queue is empty
     after = Recorder()
     await Consumer(amqp, topology, spec, after).run_until_idle()
     assert after.batches == []
+    await publisher.close()
+
+
+class Outage(Exception):
+    """What a handler raises while a service it needs is away."""
+
+
+class Flaky(Recorder):
+    """Fails with :class:`Outage` on its first ``outages`` calls, then handles."""
+
+    def __init__(self, outages: int) -> None:
+        super().__init__()
+        self.outages = outages
+
+    async def handle(self, batch: Sequence[Delivery]) -> None:
+        await super().handle(batch)
+        if self.outages:
+            self.outages -= 1
+            raise Outage("the database is away")
+
+
+async def test_an_outage_is_waited_out_without_counting_attempts_or_splitting_the_batch(
+    amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    spec, publisher = await _setup(amqp, topology)
+    bodies = [b"a", b"b", b"c"]
+    await publisher.publish_many([Outgoing("job.1.READY", b, b.decode()) for b in bodies])
+    handler = Flaky(outages=1)
+    consumer = Consumer(
+        amqp,
+        topology,
+        spec,
+        handler,
+        batch_size=10,
+        window=0.2,
+        max_attempts=1,  # one counted failure would park a message
+        transient=lambda exc: isinstance(exc, Outage),
+    )
+    await consumer.run_until_idle()
+    assert consumer.parked == 0
+    assert handler.marked == []
+    # the failed batch was not split message by message: every message came back
+    # (uncounted) and was handled after the outage
+    assert sorted(handler.batches[0]) == bodies
+    assert sorted(b for batch in handler.batches[1:] for b in batch) == bodies
+    assert consumer.handled == 3
+    assert await _dead_letters(amqp, topology) == []
     await publisher.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_helpers import SiteEnv, StandInLauncher
@@ -38,9 +39,10 @@ async def start_agent(
 ) -> AsyncIterator[Callable[..., Awaitable[SiteAgent]]]:
     running: list[tuple[SiteAgent, asyncio.Task[None]]] = []
 
-    async def start(settings_yml: str = "") -> SiteAgent:
+    async def start(settings_yml: str = "", **options: Any) -> SiteAgent:
         config = parse_config(f"site_id: {site.id}\nname: polaris\n{settings_yml}")
-        agent = SiteAgent(store, amqp, topology, site.site, site.dir, config, window=0.01)
+        options.setdefault("window", 0.01)
+        agent = SiteAgent(store, amqp, topology, site.site, site.dir, config, **options)
         task = asyncio.create_task(agent.run())
         running.append((agent, task))
         return agent

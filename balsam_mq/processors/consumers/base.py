@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from balsam_mq.broker import Deferrals
-from balsam_mq.domain import Delivery, Job, JobState
+from balsam_mq.domain import Delivery, Job, JobState, Parked, parked_failures
 from balsam_mq.processors.context import AgentContext
 
 
@@ -55,6 +55,13 @@ class JobConsumer:
 
     async def process(self, pending: list[Pending]) -> Deferrals | None:
         raise NotImplementedError
+
+    async def parked(self, delivery: Delivery, queue: str, error: str) -> None:
+        """The message could not be handled: its jobs still waiting here fail, naming why."""
+        parked = Parked(delivery.message_id, queue, error)
+        changes = parked_failures(delivery.events(), self.accepts, parked)
+        if changes:
+            await self.ctx.store.jobs.transition(changes)
 
     def backoff(self, p: Pending) -> float:
         """Seconds before ``p`` is looked at again: doubling from ``transfers.retry_initial_s``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from balsam_mq.broker import Deferrals
-from balsam_mq.domain import Actor, Change, Delivery, JobState
+from balsam_mq.domain import Actor, Change, Delivery, JobState, Parked
 from balsam_mq.store import Store
 
 S = JobState
@@ -55,3 +55,17 @@ class DependencyResolver:
                 changes.append(Change(child.id, S.AWAITING_PARENTS, S.READY, by=Actor.RESOLVER))
         await self.store.jobs.transition(changes)
         return None
+
+    async def parked(self, delivery: Delivery, queue: str, error: str) -> None:
+        """Dependencies could not be released: the children waiting on these parents fail,
+        naming why (replaying the message returns them to AWAITING_PARENTS)."""
+        ended = sorted({e.job_id for e in delivery.events() if e.job_id is not None})
+        children = await self.store.jobs.children_awaiting(ended)
+        parked = Parked(delivery.message_id, queue, error)
+        await self.store.jobs.transition(
+            [
+                parked.failure(child.id, S.AWAITING_PARENTS, Actor.RESOLVER)
+                for child in children
+                if child.id is not None
+            ]
+        )
