@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -68,11 +67,6 @@ class StandInLauncher:
                 Change(job.id, S.RUNNING, to, *state_data, fields=fields, by=Actor.LAUNCHER)
             )
         await self.store.jobs.transition(changes)
-
-
-def legal_path(history: list[tuple[str | None, str]]) -> bool:
-    """Each event starts where the previous one ended: no transition recorded twice."""
-    return all(prev[1] == cur[0] for prev, cur in itertools.pairwise(history))
 
 
 class Lingering(ApplicationDefinition):

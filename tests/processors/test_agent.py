@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agent_helpers import Lingering, S, SiteEnv, StandInLauncher, hook_pid, legal_path
+from agent_helpers import Lingering, S, SiteEnv, StandInLauncher, hook_pid
+from support.invariants import assert_invariants
 from support.waiting import process_gone, until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
@@ -44,6 +45,7 @@ async def test_500_jobs_flow_through_default_hooks_to_finished(
     for events in histories.values():
         assert [(e.from_state, e.to_state) for e in events] == FULL_PATH
     assert sorted(launcher.runs) == sorted(ids)  # each ran exactly once
+    assert (await assert_invariants(store, ids)).final == {"JOB_FINISHED": 500}
 
 
 class MySimulation(ApplicationDefinition):
@@ -86,7 +88,7 @@ async def test_seed_handle_error_retries_then_fails(
     assert fixes.read_text().count("fixed") == 4  # hooks ran in the workdir
     history = [(e.from_state, e.to_state) for e in await store.events.for_job(job.id)]
     assert history.count(("RUN_ERROR", "RESTART_READY")) == 4
-    assert legal_path(history)
+    await assert_invariants(store, [job.id])
 
 
 class Converging(ApplicationDefinition):

@@ -19,8 +19,8 @@ from agent_helpers import (
     StandInLauncher,
     all_in,
     hook_pid,
-    legal_path,
 )
+from support.invariants import assert_invariants
 from support.waiting import process_gone, until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job
@@ -101,12 +101,8 @@ async def test_agent_killed_at_random_moments_finishes_every_job_once(
         agent.send_signal(signal.SIGTERM)
         await asyncio.wait_for(agent.wait(), 30)
     assert agent.returncode == 0  # SIGTERM is a clean shutdown
-    histories = await store.events.history(ids)
-    for job_id, events in histories.items():
-        path = [(e.from_state, e.to_state) for e in events]
-        assert legal_path(path), f"job {job_id}: {path}"
-        assert len(path) == len(set(path)), f"job {job_id} has a repeated transition: {path}"
-        assert path[-1] == ("STAGED_OUT", "JOB_FINISHED")
+    report = await assert_invariants(store, ids)  # a legal chain each, nothing repeated
+    assert report.final == {"JOB_FINISHED": len(ids)}
     for job in await store.jobs.get_many(ids):
         assert job.data == {"post": True}
 
