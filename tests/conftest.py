@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from support.broker_control import broker_restored  # noqa: F401  (a fixture for every folder)
 from support.driving import Drive, drive_jobs
 from support.services import free_port, start_mongod
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from pymongo.errors import PyMongoError
 
@@ -48,6 +49,7 @@ class Reporter:
 
     async def run(self) -> None:
         backoff = 0.1
+        outage: float | None = None  # when committing began to fail
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -59,13 +61,23 @@ class Reporter:
                 try:
                     result = await self._store.jobs.transition(batch, apps=self._apps)
                 except (StoreError, PyMongoError) as exc:
-                    log.warning(
-                        "committing %d run outcome(s) failed (%s); retrying", len(batch), exc
-                    )
+                    if outage is None:
+                        outage = time.monotonic()
+                        log.warning(
+                            "committing run outcomes failed (%s); kept and retried until "
+                            "MongoDB answers",
+                            exc,
+                        )
                     self._pending = batch + self._pending
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
+                if outage is not None:
+                    log.warning(
+                        "run outcomes committed again after %.0f s",
+                        time.monotonic() - outage,
+                    )
+                    outage = None
                 backoff = 0.1
                 self.commits += 1
                 self.committed += len(result.moved)

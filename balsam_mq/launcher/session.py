@@ -63,14 +63,20 @@ class Heartbeat:
         self.beats = 0
 
     async def run(self, status: Callable[[], dict[str, Any]] | None = None) -> None:
+        failing = False  # one line when heartbeats start failing, one when they resume
         while True:
             await anyio.sleep(self.interval)
             try:
                 fields = status() if status else {}
                 alive = await self.sessions.heartbeat(self.session_id, **fields)
             except (PyMongoError, StoreError) as exc:
-                log.warning("session %s: heartbeat failed (%s)", self.session_id, exc)
+                if not failing:
+                    log.warning("session %s: heartbeats failing (%s)", self.session_id, exc)
+                failing = True
                 continue
+            if failing:
+                log.warning("session %s: heartbeats resumed", self.session_id)
+                failing = False
             self.beats += 1
             if not alive:
                 log.error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import anyio
@@ -22,6 +23,10 @@ class Reaper:
 
     The timeout goes through the normal RUN_TIMEOUT path, so the app's
     ``handle_timeout`` decides (default: RESTART_READY, to run again elsewhere).
+
+    Launchers cannot heartbeat while MongoDB is away either: after an outage the reaper
+    waits ``grace`` (plus one interval) from its last failed pass before it reaps again,
+    so a launcher that lived through the outage is not taken for dead.
     """
 
     def __init__(self, store: Store, site_id: int, *, grace: float, interval: float) -> None:
@@ -30,6 +35,9 @@ class Reaper:
         self.grace = grace
         self.interval = interval
         self.skipped = 0  # passes skipped because MongoDB could not be reached
+        self._hold_until = 0.0  # monotonic time before which nobody is reaped
+        self._outage: float | None = None  # monotonic time the current outage was noticed
+        self.back = False  # the last pass reached MongoDB
 
     async def reap_once(self) -> list[int]:
         cutoff = utcnow() - timedelta(seconds=self.grace)
@@ -69,8 +77,25 @@ class Reaper:
         is logged and skipped, and the next one tries again."""
         while True:
             try:
-                await self.reap_once()
+                if time.monotonic() >= self._hold_until:
+                    await self.reap_once()
+                else:  # only check that MongoDB answers
+                    await self.store.sessions.stale(self.site_id, utcnow())
+                self.back = True
+                if self._outage is not None:
+                    log.warning(
+                        "reaper: MongoDB is back after %.0f s; reaping resumes in %.0f s",
+                        time.monotonic() - self._outage,
+                        max(0.0, self._hold_until - time.monotonic()),
+                    )
+                    self._outage = None
             except (PyMongoError, StoreError) as exc:
                 self.skipped += 1
-                log.warning("reaper: pass skipped, MongoDB unavailable: %s", exc)
+                self.back = False
+                self._hold_until = time.monotonic() + self.grace + self.interval
+                if self._outage is None:
+                    self._outage = time.monotonic()
+                    log.warning(
+                        "reaper: MongoDB unavailable, passes skipped until it is back: %s", exc
+                    )
             await anyio.sleep(self.interval)

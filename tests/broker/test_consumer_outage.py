@@ -4,22 +4,15 @@ unacknowledged messages come back), and consuming resumes when RabbitMQ is back.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from support.broker_control import ctl, needs_own_node, start_after
 from support.waiting import until
 
 from balsam_mq.broker import Consumer, Outgoing, Publisher, Topology, declare_core, declare_queue
 from balsam_mq.domain import Delivery
-
-CTL = shutil.which("rabbitmqctl")
-# the node rabbitmqctl stops and starts must be the broker the tests use
-OWN_NODE = CTL is not None and not os.environ.get("BALSAM_AMQP_URL")
 
 
 class Slow:
@@ -38,25 +31,10 @@ class Slow:
             await self.release.wait()
 
 
-def _ctl(*args: str) -> None:
-    assert CTL is not None
-    subprocess.run([CTL, *args], check=True, capture_output=True, timeout=120)
+pytestmark = pytest.mark.usefixtures("broker_restored")
 
 
-def _start_after(seconds: float) -> None:
-    time.sleep(seconds)
-    _ctl("start_app")
-
-
-@pytest.fixture(autouse=True)
-def _broker_running_afterwards() -> Iterator[None]:
-    """Whatever happens in a test, the node's app runs again after it."""
-    yield
-    if OWN_NODE:
-        _ctl("start_app")
-
-
-@pytest.mark.skipif(not OWN_NODE, reason="needs rabbitmqctl and the local node as the broker")
+@needs_own_node
 async def test_a_consumer_outlives_a_broker_restart(
     amqp: AbstractRobustConnection, topology: Topology, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -72,7 +50,7 @@ async def test_a_consumer_outlives_a_broker_restart(
     try:
         await publisher.publish_many([Outgoing("job.1.READY", b"a", "a")])
         await asyncio.wait_for(handler.inside.wait(), 30)
-        await asyncio.to_thread(_ctl, "stop_app")
+        await asyncio.to_thread(ctl, "stop_app")
         try:
             handler.release.set()  # its ack meets a closed channel
 
@@ -81,7 +59,7 @@ async def test_a_consumer_outlives_a_broker_restart(
 
             await until(settled, 30)
         finally:
-            await asyncio.to_thread(_ctl, "start_app")
+            await asyncio.to_thread(ctl, "start_app")
         assert not task.done(), task
         await asyncio.wait_for(amqp.connected.wait(), 60)
 
@@ -117,7 +95,7 @@ class Recorder:
         self.seen += [d.body for d in batch]
 
 
-@pytest.mark.skipif(not OWN_NODE, reason="needs rabbitmqctl and the local node as the broker")
+@needs_own_node
 async def test_a_prefetch_change_during_an_outage_is_applied_when_the_broker_returns(
     amqp: AbstractRobustConnection, topology: Topology
 ) -> None:
@@ -133,8 +111,8 @@ async def test_a_prefetch_change_during_an_outage_is_applied_when_the_broker_ret
     publisher = None
     try:
         await until(lambda: consumer.state == "RUNNING", 30)
-        await asyncio.to_thread(_ctl, "stop_app")
-        back = asyncio.create_task(asyncio.to_thread(_start_after, 3.0))
+        await asyncio.to_thread(ctl, "stop_app")
+        back = asyncio.create_task(asyncio.to_thread(start_after, 3.0))
         try:  # paused and resumed while the broker is away: no error, no lost subscription
             await asyncio.wait_for(consumer.set_prefetch(0), 120)
             await asyncio.wait_for(consumer.set_prefetch(2), 120)

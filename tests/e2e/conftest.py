@@ -26,7 +26,14 @@ from balsam_mq.store import Store
 
 
 @pytest.fixture
+def site_settings() -> str:
+    """The settings.yml lines the test's site adds to the defaults (a module may override)."""
+    return SETTINGS_YML
+
+
+@pytest.fixture
 async def e2e(
+    site_settings: str,
     store: Store,
     amqp: AbstractRobustConnection,
     topology: Topology,
@@ -36,7 +43,7 @@ async def e2e(
     site = await store.sites.create(Site(name=SITE, path=str(tmp_path / "site")))
     assert site.id is not None
     site_dir = SiteDirectory.create(tmp_path / "site", name=SITE, site_id=site.id)
-    text = site_dir.settings_file.read_text() + SETTINGS_YML
+    text = site_dir.settings_file.read_text() + site_settings
     site_dir.settings_file.write_text(text)
     config = parse_config(text)
     agent = SiteAgent(store, amqp, topology, site, site_dir, config, window=0.01)

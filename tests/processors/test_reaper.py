@@ -90,9 +90,12 @@ async def test_jobs_a_session_ended_without_reporting_are_reaped_after_the_grace
     assert (await store.sessions.raw(long_ago.id) or {})["state"] == "STOPPED"  # kept as is
 
 
-async def test_the_reaper_outlives_a_mongod_outage(tmp_path: Path) -> None:
+async def test_the_reaper_outlives_a_mongod_outage_and_spares_launchers_silenced_by_it(
+    tmp_path: Path,
+) -> None:
     """Its own mongod, stopped under the running reaper and started again on the same data:
-    the passes in between are skipped, the next one reaps."""
+    the passes in between are skipped; once it is back, launchers get a full grace to
+    heartbeat again before anyone is reaped, then a silent one is."""
     port = free_port()
 
     def start() -> int:
@@ -101,28 +104,38 @@ async def test_the_reaper_outlives_a_mongod_outage(tmp_path: Path) -> None:
     pid = await anyio.to_thread.run_sync(start)
     try:
         async with open_store(stack.mongo_url(port), "reaper_outage", timeout_ms=500) as store:
-            reaper = Reaper(store, 1, grace=60, interval=0.2)
+            survivor = await store.sessions.create(Session(site_id=1))
+            silent = await store.sessions.create(Session(site_id=1))
+            assert survivor.id is not None and silent.id is not None
+            kept, reaped = (
+                await _running_job(store, survivor.id),
+                await _running_job(store, silent.id),
+            )
+            reaper = Reaper(store, 1, grace=5, interval=0.2)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(reaper.run)
                 await anyio.to_thread.run_sync(stack.stop_mongod, pid)
-
-                async def skipped_two() -> bool:  # passes fail meanwhile: the reaper goes on
-                    return reaper.skipped >= 2
-
-                await until(skipped_two, 30)
+                await until(lambda: reaper.skipped >= 2, 30)  # the reaper goes on
                 pid = await anyio.to_thread.run_sync(start)
-                silent = await store.sessions.create(Session(site_id=1))
-                assert silent.id is not None
-                job_id = await _running_job(store, silent.id)
+                # both were silent through the outage, longer than the grace
                 old = utcnow() - timedelta(seconds=120)
-                await store.db["sessions"].update_one(
-                    {"_id": silent.id}, {"$set": {"heartbeat": old}}
-                )
+                await store.db["sessions"].update_many({}, {"$set": {"heartbeat": old}})
+                await until(lambda: reaper.back, 30)
+                assert set((await store.jobs.states([kept, reaped])).values()) == {S.RUNNING}
 
-                async def reaped() -> bool:
-                    return (await store.jobs.states([job_id]))[job_id] is S.RUN_TIMEOUT
+                async def beat() -> None:  # the survivor beats again, as a launcher does
+                    assert survivor.id is not None
+                    while True:
+                        await store.sessions.heartbeat(survivor.id)
+                        await anyio.sleep(0.5)
 
-                await until(reaped, 30)
+                tg.start_soon(beat)
+
+                async def timed_out() -> bool:
+                    return (await store.jobs.states([reaped]))[reaped] is S.RUN_TIMEOUT
+
+                await until(timed_out, 30)
+                assert (await store.jobs.states([kept]))[kept] is S.RUNNING
                 tg.cancel_scope.cancel()
     finally:
         await anyio.to_thread.run_sync(stack.stop_mongod, pid)

@@ -1,0 +1,116 @@
+"""A site rides out a broker outage and a database crash with jobs in flight: the agent, its
+relay and a launcher stay up, running jobs finish, every job ends once, nothing is
+restarted by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import E2E, SETTINGS_YML, S, wait_for_file
+from support.broker_control import ctl, needs_own_node
+from support.invariants import assert_invariants
+from support.services import free_port, start_mongod
+from support.waiting import wait_for_states
+
+from balsam_mq import ApplicationDefinition, Job, stack
+
+
+@dataclass
+class Mongod:
+    """The test's own mongod, to kill and restart on its data."""
+
+    root: Path
+    port: int
+    pid: int
+
+    async def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        await asyncio.to_thread(os.waitpid, self.pid, 0)  # our child: reaped, not a zombie
+
+    async def start(self) -> None:
+        self.pid = await asyncio.to_thread(start_mongod, self.root, self.port)
+
+
+@pytest.fixture
+def mongod(tmp_path: Path) -> Iterator[Mongod]:
+    port = free_port()
+    server = Mongod(tmp_path / "mongod", port, start_mongod(tmp_path / "mongod", port))
+    yield server
+    stack.stop_mongod(server.pid)
+
+
+@pytest.fixture
+def site_settings() -> str:
+    """Launchers cannot heartbeat while the database is away: a grace well over the outage
+    and the reconnection (a reaped launcher's jobs would run again)."""
+    return SETTINGS_YML.replace("grace_s: 3", "grace_s: 30")
+
+
+@pytest.fixture
+def mongo_url(mongod: Mongod) -> str:
+    """This module's tests stop their database: each has its own."""
+    return stack.mongo_url(mongod.port)
+
+
+def counted_app() -> type[ApplicationDefinition]:
+    class Counted(ApplicationDefinition):
+        site = "e2e"
+        command_template = "echo run >> runs.log && sleep {{ seconds }}"
+
+    return Counted
+
+
+async def _submit(n: int) -> list[int]:
+    """``n`` jobs, the first two long enough to be running across the outage."""
+    app = counted_app()
+    jobs: list[Any] = await Job.objects.bulk_create(
+        [
+            app.submit(f"c/{i}", seconds=3 if i < 2 else 0.05, save=False, node_packing_count=2)
+            for i in range(n)
+        ]
+    )
+    return [j.id for j in jobs]
+
+
+async def _each_ran_once(e2e: E2E, ids: list[int]) -> None:
+    await wait_for_states(e2e.store, ids, [S.JOB_FINISHED], timeout=120)
+    report = await assert_invariants(e2e.store, ids)
+    assert report.final == {"JOB_FINISHED": len(ids)}
+    for i in range(len(ids)):
+        assert (e2e.site_dir.data / f"c/{i}/runs.log").read_text() == "run\n"
+    assert set((await e2e.running_events(ids)).values()) == {1}
+
+
+@needs_own_node
+@pytest.mark.usefixtures("broker_restored")
+async def test_jobs_flow_on_through_a_broker_outage(e2e: E2E) -> None:
+    ids = await _submit(30)
+    pilot = await e2e.start_pilot(settings={"cores_per_node": 2})
+    for i in range(2):  # the two long jobs are running when the broker goes
+        await wait_for_file(e2e.site_dir.data / f"c/{i}/runs.log")
+    await asyncio.to_thread(ctl, "stop_app")
+    try:
+        await asyncio.sleep(4)
+    finally:
+        await asyncio.to_thread(ctl, "start_app")
+    await _each_ran_once(e2e, ids)
+    assert pilot.claiming, pilot.report.stop_reason  # the launcher took no harm
+
+
+async def test_jobs_flow_on_through_a_database_crash(e2e: E2E, mongod: Mongod) -> None:
+    ids = await _submit(30)
+    pilot = await e2e.start_pilot(settings={"cores_per_node": 2})
+    for i in range(2):
+        await wait_for_file(e2e.site_dir.data / f"c/{i}/runs.log")
+    await mongod.kill()
+    await asyncio.sleep(5)  # the long jobs end meanwhile: their outcomes wait
+    await mongod.start()
+    await _each_ran_once(e2e, ids)
+    assert pilot.claiming, pilot.report.stop_reason
