@@ -14,6 +14,7 @@ never raised into the pool; nor is a ``sys.exit()`` the hook calls.
 from __future__ import annotations
 
 import inspect
+import signal
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import anyio
 from balsam_mq.domain import Actor, Change, Job, JobState, pipeline
 from balsam_mq.domain.serialization import deserialize, deserialize_app, serialize
 from balsam_mq.errors import AppError
+from balsam_mq.orphans import die_with_parent
 from balsam_mq.sdk.app import app_for_job
 from balsam_mq.sdk.capture import capture
 from balsam_mq.sdk.fields import field_problem, field_updates
@@ -134,6 +136,13 @@ def _app_class(request: HookRequest) -> type:
     return _classes[key]
 
 
+def start_worker() -> None:
+    """A hook worker's initializer: it ends with the agent (even one SIGKILLed), and
+    Ctrl-C in the agent's terminal does not interrupt its hooks (the agent drains)."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_hook(request: HookRequest) -> HookOutcome:
     """In a worker process: the hook of ``request``, run in its job's workdir."""
     job = Job.from_doc(request.job)
@@ -144,6 +153,9 @@ def run_hook(request: HookRequest) -> HookOutcome:
             return call_hook(cls, job, request.hook)
     except SystemExit as exc:  # the hook's own exit, not the worker's: its job fails
         reason = f"{request.hook} called sys.exit({exc.code!r})"
+        return HookOutcome(job.id, error=reason, traceback=traceback.format_exc()[-8000:])
+    except KeyboardInterrupt:  # the hook's own: workers ignore the terminal's Ctrl-C
+        reason = f"{request.hook} raised KeyboardInterrupt"
         return HookOutcome(job.id, error=reason, traceback=traceback.format_exc()[-8000:])
     except Exception:
         reason = f"{request.hook} raised"

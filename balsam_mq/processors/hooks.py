@@ -9,8 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from balsam_mq.orphans import die_with_parent
-from balsam_mq.processors.hook_worker import HookOutcome, HookRequest, run_hook
+from balsam_mq.processors.hook_worker import HookOutcome, HookRequest, run_hook, start_worker
 
 
 class HookRunner:
@@ -39,7 +38,7 @@ class HookRunner:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with_parent,  # no orphan hooks run on after a killed agent
+                initializer=start_worker,  # no orphan hooks run on after a killed agent
             )
             self._generation += 1
         return self._pool, self._generation

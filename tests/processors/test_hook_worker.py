@@ -146,6 +146,28 @@ def test_run_hook_reports_what_the_hook_raised_with_its_traceback(tmp_path: Path
     assert (tmp_path / "w" / "balsam.log").read_text() == "about to fail\n"
 
 
+def test_a_hook_raising_keyboard_interrupt_fails_its_job_not_its_worker(tmp_path: Path) -> None:
+    class Interrupting(ApplicationDefinition):
+        site = "polaris"
+        command_template = "true"
+
+        def postprocess(self) -> None:
+            raise KeyboardInterrupt
+
+    request = HookRequest(
+        app_id=1,
+        app_version="v1",
+        app_name="Interrupting",
+        serialized_class=serialize_app(Interrupting, what="Interrupting"),
+        hook="postprocess",
+        job={**document().to_doc(), "_id": 7},
+        workdir=str(tmp_path / "w"),
+    )
+    outcome = run_hook(request)
+    assert outcome.error == "postprocess raised KeyboardInterrupt"
+    assert outcome.traceback is not None and "KeyboardInterrupt" in outcome.traceback
+
+
 def test_unknown_hooks_are_refused() -> None:
     with pytest.raises(AppError, match="'run' is not a hook"):
         call_hook(Spawner, document(), "run")
