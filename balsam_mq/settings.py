@@ -7,7 +7,7 @@ client, the site agent) call :func:`load_settings` once and pass the pieces down
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     )
     db: str = Field(default="balsam", description="MongoDB database name.")
     namespace: str = Field(default="balsam", description="Prefix of every RabbitMQ name.")
+    queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="Type of the durable RabbitMQ queues: `quorum` (replicated over a "
+        "cluster's nodes, recommended in production) or `classic` (one node). Chosen when a "
+        "namespace is first used: RabbitMQ refuses to redeclare a queue as another type.",
+    )
     stack_dir: Path = Field(
         default_factory=_default_stack_dir,
         description="Where `balsam-mq up` keeps mongod's data, log and pid.",
@@ -81,6 +87,11 @@ class Settings(BaseSettings):
         if not v or not all(c.isalnum() or c in "_-" for c in v):
             raise ValueError("must be non-empty and contain only letters, digits, '_' and '-'")
         return v
+
+    @property
+    def quorum(self) -> bool:
+        """Whether the durable queues are quorum queues."""
+        return self.queue_type == "quorum"
 
     @field_validator("log_level")
     @classmethod

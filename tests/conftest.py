@@ -66,14 +66,21 @@ def amqp_url() -> str:
 
 
 @pytest.fixture
-def settings(mongo_url: str, amqp_url: str, tmp_path: Path) -> Settings:
+def settings(
+    mongo_url: str, amqp_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Settings:
+    """The test's own database and namespace. A test parametrized indirectly over
+    ``settings`` with ``"classic"`` or ``"quorum"`` gets that queue type (else
+    ``BALSAM_QUEUE_TYPE`` or the default)."""
     tag = uuid.uuid4().hex[:12]
+    queue_type = {"queue_type": request.param} if hasattr(request, "param") else {}
     return load_settings(
         mongodb_url=mongo_url,
         amqp_url=amqp_url,
         db=f"test_{tag}",
         namespace=f"t{tag}",
         stack_dir=tmp_path / "stack",
+        **queue_type,
     )
 
 
@@ -106,7 +113,7 @@ async def topology(
     settings: Settings, store: Store, amqp: AbstractRobustConnection
 ) -> AsyncIterator[Topology]:
     """The test's namespace; its queues and exchanges are deleted afterwards."""
-    topo = build_topology(settings.namespace)
+    topo = build_topology(settings.namespace, quorum=settings.quorum)
     yield topo
     site_ids = set(await store.db["events"].distinct("site_id"))
     site_ids |= set(await store.db["sites"].distinct("_id"))

@@ -13,8 +13,9 @@ returns {id: seconds}, ids of messages or of   those messages or items go to the
 items                                          of the nearest level >= seconds (confirmed)
                                                and come back to this queue afterwards, with
                                                ``x-balsam-deferrals`` + 1; the rest is acked.
-                                               0 seconds: a whole message is requeued in its
-                                               place (nack), items go back at once at the
+                                               0 seconds: a whole message is requeued (nack:
+                                               in its place in a classic queue, at the end of
+                                               a quorum queue), items go back at once at the
                                                end of the queue
 raises, batch of several messages              handles each message alone, so one poison
                                                message cannot fail its neighbours

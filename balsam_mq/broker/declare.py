@@ -17,8 +17,13 @@ async def declare_exchange(channel: AbstractChannel, spec: ExchangeSpec) -> Abst
 async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
     """Declare ``spec`` (and its exchange's existence is assumed) and bind its keys."""
     arguments: dict[str, Any] = {}
+    if spec.quorum:
+        arguments["x-queue-type"] = "quorum"
     if spec.dead_letter_exchange:
         arguments["x-dead-letter-exchange"] = spec.dead_letter_exchange
+        if spec.quorum:  # a deferred message leaves its delay queue only once it is routed on
+            arguments["x-dead-letter-strategy"] = "at-least-once"
+            arguments["x-overflow"] = "reject-publish"
     if spec.message_ttl_ms is not None:
         arguments["x-message-ttl"] = spec.message_ttl_ms
     queue = await channel.declare_queue(

@@ -27,6 +27,7 @@ class QueueSpec:
     dead_letter_exchange: str | None = None
     retry_exchange: str | None = None  # also bound there under its own name (deferrals)
     message_ttl_ms: int | None = None
+    quorum: bool = False  # a quorum queue (replicated), else a classic one
 
 
 # seconds a deferred message can wait before it returns to its queue (one queue per level,
@@ -84,6 +85,7 @@ class Topology:
     dead_queue: QueueSpec
     deps: QueueSpec
     retry: ExchangeSpec
+    quorum: bool = False  # durable queues are quorum queues
 
     def work_queue(self, name: str, routing_keys: tuple[str, ...]) -> QueueSpec:
         """A durable work queue on the events exchange, with dead-lettering and deferrals."""
@@ -93,6 +95,7 @@ class Topology:
             routing_keys=routing_keys,
             dead_letter_exchange=self.dead_letter.name,
             retry_exchange=self.retry.name,
+            quorum=self.quorum,
         )
 
     def delay_exchange(self, seconds: int) -> ExchangeSpec:
@@ -107,6 +110,7 @@ class Topology:
             routing_keys=("",),
             dead_letter_exchange=self.retry.name,
             message_ttl_ms=seconds * 1000,
+            quorum=self.quorum,
         )
 
     def delay_level(self, seconds: float) -> int:
@@ -134,7 +138,8 @@ class Topology:
         )
 
 
-def build_topology(namespace: str) -> Topology:
+def build_topology(namespace: str, *, quorum: bool = False) -> Topology:
+    """Every name under ``namespace``; ``quorum``: durable queues are quorum queues."""
     events = ExchangeSpec(f"{namespace}.events", "topic")
     dead_letter = ExchangeSpec(f"{namespace}.dead", "fanout")
     retry = ExchangeSpec(f"{namespace}.retry", "direct")
@@ -142,13 +147,15 @@ def build_topology(namespace: str) -> Topology:
         namespace=namespace,
         events=events,
         dead_letter=dead_letter,
-        dead_queue=QueueSpec(f"{namespace}.dead", dead_letter.name, ("#",)),
+        dead_queue=QueueSpec(f"{namespace}.dead", dead_letter.name, ("#",), quorum=quorum),
         deps=QueueSpec(
             f"{namespace}.deps",
             events.name,
             (f"job.*.{S.JOB_FINISHED.value}", f"job.*.{S.FAILED.value}"),
             dead_letter_exchange=dead_letter.name,
             retry_exchange=retry.name,
+            quorum=quorum,
         ),
         retry=retry,
+        quorum=quorum,
     )

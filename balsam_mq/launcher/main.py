@@ -81,7 +81,12 @@ async def run_launcher(settings: Settings, config: LauncherConfig) -> PilotRepor
     ):
         pool, executor = await build_allocation(config)
         pilot = Pilot(
-            store, amqp, build_topology(settings.namespace), config, pool=pool, executor=executor
+            store,
+            amqp,
+            build_topology(settings.namespace, quorum=settings.quorum),
+            config,
+            pool=pool,
+            executor=executor,
         )
 
         async def stop_on_signal() -> None:

@@ -44,7 +44,7 @@ async def run_agent(settings: Settings, path: Path, *, grace: float = 10.0) -> N
         agent = SiteAgent(
             store,
             amqp,
-            build_topology(settings.namespace),
+            build_topology(settings.namespace, quorum=settings.quorum),
             site,
             site_dir,
             config,

@@ -74,7 +74,14 @@ async def open_client(settings: Settings) -> AsyncIterator[Client]:
         open_store(settings.mongodb_url, settings.db) as store,
         open_amqp(settings.amqp_url) as amqp,
     ):
-        client = Client(DirectBackend(store, amqp, build_topology(settings.namespace)), settings)
+        client = Client(
+            DirectBackend(
+                store,
+                amqp,
+                build_topology(settings.namespace, quorum=settings.quorum),
+            ),
+            settings,
+        )
         try:
             yield client
         finally:

@@ -16,6 +16,9 @@ from balsam_mq.processors.consumers.preprocess import PreprocessConsumer
 from balsam_mq.sdk import DeadLetters
 from balsam_mq.store import Store
 
+# the retry, delay and dead-letter mechanics on both kinds of queue
+pytestmark = pytest.mark.parametrize("settings", ["classic", "quorum"], indirect=True)
+
 
 class Prepared(ApplicationDefinition):
     site = "polaris"
