@@ -30,7 +30,14 @@ from typing import Any
 from aio_pika.abc import AbstractConnection
 from pymongo.errors import PyMongoError
 
-from balsam_mq.broker import Outgoing, Publisher, Topology, declare_core, declare_site
+from balsam_mq.broker import (
+    Outgoing,
+    Publisher,
+    Topology,
+    connection_lost,
+    declare_core,
+    declare_site,
+)
 from balsam_mq.broker.topology import SHARED_MAX, shared
 from balsam_mq.domain import encode_event_docs
 from balsam_mq.domain.models import routing_key
@@ -122,14 +129,23 @@ class Relay:
     async def run_forever(self, *, backoff: float = 1.0, max_backoff: float = 30.0) -> None:
         """:meth:`run`, restarted from the saved token after broker or database errors."""
         delay = backoff
+        failing = False  # one log line per outage, not one per restart
         while True:
             started = time.monotonic()
             try:
                 await self.run()
-            except (BalsamError, PyMongoError, OSError) as exc:
-                log.warning("relay %s stopped (%s); restarting in %.1fs", self.name, exc, delay)
-            if time.monotonic() - started > max_backoff:
-                delay = backoff
+            except Exception as exc:
+                if not isinstance(exc, BalsamError | PyMongoError | OSError) and not (
+                    connection_lost(exc)
+                ):
+                    raise
+                if time.monotonic() - started > max_backoff:  # it had been running
+                    delay, failing = backoff, False
+                if not failing:
+                    log.warning(
+                        "relay %s stopped (%s); restarting until it runs again", self.name, exc
+                    )
+                failing = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_backoff)
 

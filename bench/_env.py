@@ -21,15 +21,19 @@ HERE = Path(__file__).resolve().parent
 _CONNECTION_FIELDS = ("mongodb_url", "amqp_url", "db", "namespace")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.contextmanager
 def mongo_url() -> Iterator[str]:
     if os.environ.get("BALSAM_MONGODB_URL"):
         yield os.environ["BALSAM_MONGODB_URL"]
         return
-    with tempfile.TemporaryDirectory(prefix="balsam-bench-") as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-        s.close()
+    with tempfile.TemporaryDirectory(prefix="balsam-bench-") as tmp:
+        port = free_port()
         (Path(tmp) / "data").mkdir()
         proc = stack.start_mongod(
             mongod=stack.find_mongod(),

@@ -7,8 +7,23 @@ from contextlib import asynccontextmanager
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from balsam_mq.errors import BrokerError
+
+# what an ack, a publish or a new channel raises while the connection is down
+_LOST = (ChannelInvalidStateError, AMQPError, ConnectionError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the broker connection is down for now (the robust connection
+    comes back by itself): an ack, publish or channel that met a closed connection."""
+    if isinstance(exc, _LOST):
+        return True
+    if isinstance(exc, BrokerError) and exc.__cause__ is not None:  # a publish that failed
+        return connection_lost(exc.__cause__)
+    # aiormq, asked for a channel on the connection being replaced
+    return isinstance(exc, RuntimeError) and str(exc).endswith(" closed")
 
 
 @asynccontextmanager

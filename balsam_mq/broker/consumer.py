@@ -65,8 +65,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
+from balsam_mq.broker.connection import connection_lost
 from balsam_mq.broker.declare import declare_core, declare_queue
 from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import DELAY_LEVELS, QueueSpec, Topology
@@ -85,8 +85,6 @@ ERROR_HEADER = "x-error"
 QUEUE_HEADER = "x-queue"
 PARKED_AT_HEADER = "x-parked-at"
 
-# what an ack or a publish raises when the channel or the connection went away
-LOST = (ChannelInvalidStateError, AMQPError, ConnectionError)
 
 # id of a message, or of an item of a batch message -> seconds before it should come back
 Deferrals = Mapping[str, float]
@@ -204,7 +202,9 @@ class Consumer:
                 self._settled.clear()
                 try:
                     await self._process(batch)
-                except LOST as exc:
+                except Exception as exc:
+                    if not connection_lost(exc):
+                        raise
                     # the channel went with the connection: what it did not ack goes back
                     # to the queue, and the robust connection resumes consuming
                     self._held = max(0, self._held - len(batch))
@@ -303,7 +303,9 @@ class Consumer:
                 await self._channel.set_qos(prefetch_count=self._prefetch)
                 self._tag = await self._queue.consume(self._on_message)
             self._stale = False
-        except LOST as exc:
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
             self._stale = True
             log.warning(
                 "%s: prefetch %d not applied, connection to RabbitMQ lost (%s); applied when "

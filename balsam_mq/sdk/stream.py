@@ -18,7 +18,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from balsam_mq.broker import Topology
+from balsam_mq.broker import Topology, connection_lost
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import Event, decode_events
 from balsam_mq.errors import SerializationError
@@ -83,7 +83,12 @@ class EventStream:
             events, self._buffer = self._buffer, []
             last, self._last = self._last, None
             if last is not None:
-                await last.ack(multiple=True)
+                try:
+                    await last.ack(multiple=True)
+                except Exception as exc:
+                    if not connection_lost(exc):
+                        raise
+                    return None  # the connection is going: the reader re-reads
             if events:
                 return events
 

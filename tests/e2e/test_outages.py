@@ -19,7 +19,7 @@ from support.invariants import assert_invariants
 from support.services import free_port, start_mongod
 from support.waiting import wait_for_states
 
-from balsam_mq import ApplicationDefinition, Job, stack
+from balsam_mq import ApplicationDefinition, EventLog, Job, stack
 
 
 @dataclass
@@ -114,3 +114,30 @@ async def test_jobs_flow_on_through_a_database_crash(e2e: E2E, mongod: Mongod) -
     await mongod.start()
     await _each_ran_once(e2e, ids)
     assert pilot.claiming, pilot.report.stop_reason
+
+
+@needs_own_node
+@pytest.mark.usefixtures("broker_restored")
+async def test_a_feed_hands_out_the_events_committed_while_the_broker_was_away(e2e: E2E) -> None:
+    """What `balsam-mq events --follow` reads: it outlives the outage and misses nothing."""
+    app = counted_app()
+    await app.sync()
+    async with EventLog.objects.follow(site=e2e.site_id) as feed:
+        await asyncio.to_thread(ctl, "stop_app")
+        try:  # committed to MongoDB meanwhile; no relay can publish them
+            jobs = await Job.objects.bulk_create(
+                [app.submit(f"f/{i}", seconds=0, save=False) for i in range(3)]
+            )
+        finally:
+            await asyncio.to_thread(ctl, "start_app")
+        wanted = {j.id for j in jobs}
+        seen: set[int] = set()
+
+        async def read() -> None:
+            async for batch in feed.batches():
+                seen.update(e.job_id for e in batch if e.job_id in wanted)
+                if seen == wanted:
+                    return
+
+        await asyncio.wait_for(read(), 90)
+    assert seen == wanted

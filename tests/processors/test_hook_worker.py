@@ -156,7 +156,7 @@ def test_a_hook_raising_keyboard_interrupt_fails_its_job_not_its_worker(tmp_path
 
     request = HookRequest(
         app_id=1,
-        app_version="v1",
+        app_version="interrupting",  # workers cache app classes by id and version
         app_name="Interrupting",
         serialized_class=serialize_app(Interrupting, what="Interrupting"),
         hook="postprocess",

@@ -1,0 +1,404 @@
+"""Fault campaign: mixed jobs through a site agent and a launcher while one fault strikes.
+
+Each scenario runs on a fresh database (of a mongod this script owns, so that it can kill
+it) and RabbitMQ namespace, with a site agent and a launcher (2 slots) as real processes:
+1,000 jobs by default, a mix of shell commands, Python ``run()`` jobs, jobs with a
+custom ``postprocess`` and children waiting on a parent. Once a fifth of them have
+ended, the fault strikes:
+
+* ``broker-10s``, ``broker-60s``: RabbitMQ's app stopped (``rabbitmqctl stop_app``), then
+  started again;
+* ``mongod-10s``, ``mongod-60s``: mongod SIGKILLed, restarted on its data after the pause;
+* ``agent-kills``: the site agent (its relay and hook workers with it) SIGKILLed at
+  random moments, three rounds, restarted each time;
+* ``launcher-kills``: the launcher SIGKILLed at random moments, three rounds, a new one
+  started each time (the reaper times out what the dead one held);
+* ``bad-hooks``: 20 more jobs whose hooks kill their worker, hang past ``hooks.timeout_s``,
+  raise, or leave a value MongoDB cannot store: these must fail, alone.
+
+One row per scenario: jobs, finished, failed as intended, failed otherwise, stuck (not
+ended when the run gives up), repeated transitions and broken histories (the invariants
+of ``balsam_mq.domain.audit``), seconds from the end of the fault to the next job
+finished, and the makespan. Every row should read: nothing lost, nothing stuck,
+nothing repeated.
+
+    python bench/faults.py [--jobs 1000] [--only broker-10s mongod-10s ...] [--seed 1]
+
+Needs ``rabbitmqctl`` for the local RabbitMQ node (the broker scenarios stop its app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _env import bench_settings, free_port, process_env
+
+import balsam_mq
+from balsam_mq import ApplicationDefinition, Job, stack
+from balsam_mq.domain import JobState, Site
+from balsam_mq.domain.audit import audit
+from balsam_mq.settings import Settings
+from balsam_mq.site.directory import SiteDirectory
+from balsam_mq.store import Store, open_store
+
+SITE = "faults"
+SLOTS = 2
+# quick heartbeats and reaper, a short hook timeout: the campaign measures recovery, not
+# the production defaults (grace 60 s, hook timeout 600 s)
+SITE_SETTINGS = """
+reaper:
+  grace_s: 10
+  interval_s: 1
+hooks:
+  timeout_s: 5
+launcher:
+  heartbeat_s: 1
+"""
+GIVE_UP_S = 600.0  # a job not ended this long after the fault is stuck
+
+
+class Shell(ApplicationDefinition):
+    site = SITE
+    command_template = "true"
+
+
+class Add(ApplicationDefinition):
+    site = SITE
+
+    def run(self, x: int, y: int) -> int:
+        return x + y
+
+
+class Post(ApplicationDefinition):
+    site = SITE
+    command_template = "echo {{ n }}"
+
+    def postprocess(self) -> None:
+        self.job.data = {"post": True}
+        self.job.state = "POSTPROCESSED"
+
+
+class BadHook(ApplicationDefinition):
+    """Its preprocess misbehaves as ``kind`` says; each must fail its own job only."""
+
+    site = SITE
+    command_template = "true"
+    parameters = {"kind": {"required": True}}
+
+    def preprocess(self) -> None:
+        import os
+        import signal
+        import time
+
+        kind = self.job.get_parameters()["kind"]
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif kind == "hang":
+            time.sleep(3600)
+        elif kind == "raise":
+            raise RuntimeError("a broken preprocess")
+        elif kind == "unstorable":
+            self.job.data["seen"] = {1, 2}
+        self.job.state = "PREPROCESSED"
+
+
+BAD_KINDS = ("kill", "hang", "raise", "unstorable")
+
+
+@dataclass
+class Stack:
+    """The processes of one scenario, and the mongod this script owns."""
+
+    settings: Settings
+    site_dir: SiteDirectory
+    mongod_root: Path
+    mongod_port: int
+    mongod_pid: int
+    agent: asyncio.subprocess.Process | None = None
+    launcher: asyncio.subprocess.Process | None = None
+    spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def _spawn(self, *args: str) -> asyncio.subprocess.Process:
+        with open(self.site_dir.logs / "procs.out", "ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "balsam_mq.cli", *args,
+                env=process_env(self.settings), stdout=out, stderr=out,
+                start_new_session=True,
+            )  # fmt: skip
+        self.spawned.append(proc)
+        return proc
+
+    async def start_agent(self) -> None:
+        self.agent = await self._spawn("site", "agent", str(self.site_dir.path))
+
+    async def start_launcher(self) -> None:
+        self.launcher = await self._spawn(
+            "launcher", "--site", SITE, "--wall-time", "120", "--cores-per-node", str(SLOTS)
+        )
+
+    async def kill(self, proc: asyncio.subprocess.Process | None) -> None:
+        if proc is not None and proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    async def kill_mongod(self) -> None:
+        os.kill(self.mongod_pid, signal.SIGKILL)
+        await asyncio.to_thread(os.waitpid, self.mongod_pid, 0)
+
+    async def start_mongod(self) -> None:
+        self.mongod_pid = await asyncio.to_thread(_mongod, self.mongod_root, self.mongod_port)
+
+    async def stop(self) -> None:
+        for proc in self.spawned:
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.spawned:
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+
+def _mongod(root: Path, port: int) -> int:
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    process = stack.start_mongod(
+        mongod=stack.find_mongod(), dbpath=root / "data", port=port, logpath=root / "mongod.log"
+    )
+    return process.pid
+
+
+def rabbitmqctl(*args: str) -> None:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        raise SystemExit("the broker scenarios need rabbitmqctl (the local RabbitMQ node)")
+    subprocess.run([ctl, *args], check=True, capture_output=True, timeout=120)
+
+
+# --- the faults: each returns when the fault is over (its service back) ------------------
+
+Fault = Callable[[Stack, random.Random], Awaitable[None]]
+
+
+def broker_outage(seconds: float) -> Fault:
+    async def fault(s: Stack, rng: random.Random) -> None:
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            await asyncio.to_thread(rabbitmqctl, "start_app")
+
+    return fault
+
+
+def mongod_crash(seconds: float) -> Fault:
+    async def fault(s: Stack, rng: random.Random) -> None:
+        await s.kill_mongod()
+        await asyncio.sleep(seconds)
+        await s.start_mongod()
+
+    return fault
+
+
+async def agent_kills(s: Stack, rng: random.Random) -> None:
+    for _ in range(3):
+        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        await s.kill(s.agent)
+        await s.start_agent()
+
+
+async def launcher_kills(s: Stack, rng: random.Random) -> None:
+    for _ in range(3):
+        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        await s.kill(s.launcher)
+        await s.start_launcher()
+
+
+async def no_fault(s: Stack, rng: random.Random) -> None:
+    return None
+
+
+SCENARIOS: dict[str, tuple[Fault, bool]] = {  # name -> (fault, with bad hooks)
+    "broker-10s": (broker_outage(10), False),
+    "broker-60s": (broker_outage(60), False),
+    "mongod-10s": (mongod_crash(10), False),
+    "mongod-60s": (mongod_crash(60), False),
+    "agent-kills": (agent_kills, False),
+    "launcher-kills": (launcher_kills, False),
+    "bad-hooks": (no_fault, True),
+}
+
+
+@dataclass
+class Row:
+    scenario: str
+    jobs: int = 0
+    finished: int = 0
+    failed_intended: int = 0
+    failed_other: int = 0
+    stuck: int = 0
+    repeated: int = 0
+    broken: int = 0
+    recovery_s: float | None = None
+    makespan_s: float = 0.0
+    note: str = ""
+
+
+async def submit(n: int, bad: bool) -> tuple[list[int], set[int]]:
+    """The mixed workload (and the bad-hook jobs): all ids, and those meant to fail."""
+    for app in (Shell, Add, Post, BadHook):
+        await app.sync()
+    parents = n // 10
+    plain = [
+        (
+            Shell.submit(f"s/{i}", save=False)
+            if i % 2
+            else Add.submit(f"a/{i}", x=i, y=1, save=False)
+        )
+        for i in range(n - 2 * parents)
+    ]
+    posts = [Post.submit(f"p/{i}", n=i, save=False) for i in range(parents)]
+    jobs: list[Any] = await Job.objects.bulk_create([*plain, *posts])
+    children = await Job.objects.bulk_create(
+        [
+            Shell.submit(f"c/{i}", parent_ids=[parent.id], save=False)
+            for i, parent in enumerate(jobs[len(plain) :])
+        ]
+    )
+    ids = [j.id for j in [*jobs, *children]]
+    intended: set[int] = set()
+    if bad:
+        bad_jobs = await Job.objects.bulk_create(
+            [
+                BadHook.submit(f"bad/{kind}/{i}", kind=kind, save=False)
+                for kind in BAD_KINDS
+                for i in range(5)
+            ]
+        )
+        intended = {j.id for j in bad_jobs if j.id is not None}
+        ids += sorted(intended)
+    return ids, intended
+
+
+async def ended(store: Store, ids: list[int]) -> dict[int, JobState] | None:
+    """States of the jobs, or ``None`` while MongoDB cannot answer."""
+    try:
+        return await store.jobs.states(ids)
+    except Exception:
+        return None
+
+
+def terminal(states: dict[int, JobState]) -> int:
+    return sum(s in (JobState.JOB_FINISHED, JobState.FAILED) for s in states.values())
+
+
+async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Row:
+    fault, bad = SCENARIOS[name]
+    rng = random.Random(seed)
+    row = Row(name)
+    root = tmp / name
+    pid = await asyncio.to_thread(_mongod, root / "mongod", port)
+    url = stack.mongo_url(port)
+    async with (
+        bench_settings(url) as settings,
+        open_store(url, settings.db, timeout_ms=2000) as store,
+    ):
+        site = await store.sites.create(Site(name=SITE, path=str(root / "site")))
+        assert site.id is not None
+        site_dir = SiteDirectory.create(root / "site", name=SITE, site_id=site.id)
+        site_dir.settings_file.write_text(site_dir.settings_file.read_text() + SITE_SETTINGS)
+        s = Stack(settings, site_dir, root / "mongod", port, pid)
+        try:
+            async with balsam_mq.connect(settings):
+                ids, intended = await submit(n, bad)
+            row.jobs = len(ids)
+            t0 = time.monotonic()
+            await s.start_agent()
+            await s.start_launcher()
+            while (states := await ended(store, ids)) is None or terminal(states) < len(ids) // 5:
+                await asyncio.sleep(0.2)
+            await fault(s, rng)
+            fault_over = time.monotonic()
+            before = terminal(states)
+            deadline = fault_over + GIVE_UP_S
+            while time.monotonic() < deadline:
+                states = await ended(store, ids)
+                if states is not None:
+                    done = terminal(states)
+                    if row.recovery_s is None and (done > before or done == len(ids)):
+                        row.recovery_s = time.monotonic() - fault_over
+                    if done == len(ids):
+                        break
+                await asyncio.sleep(0.2)
+            row.makespan_s = time.monotonic() - t0
+            states = await store.jobs.states(ids)
+            report = audit(await store.events.history(ids), states)
+            row.finished = report.final.get("JOB_FINISHED", 0)
+            failed = {i for i, st in states.items() if st is JobState.FAILED}
+            row.failed_intended = len(failed & intended)
+            row.failed_other = len(failed - intended)
+            row.stuck = len(report.stuck) + (len(ids) - len(states))
+            row.repeated = report.repeated
+            row.broken = len(report.problems) - len(report.stuck)
+            wrong = [i for i in intended if states.get(i) is not JobState.FAILED]
+            if wrong:
+                row.note = f"{len(wrong)} bad-hook jobs did not fail"
+            if report.problems:
+                row.note = (row.note + "; " if row.note else "") + report.describe(3).replace(
+                    "\n", "; "
+                )
+        finally:
+            await s.stop()
+            await store.client.drop_database(settings.db)
+    stack.stop_mongod(s.mongod_pid)
+    return row
+
+
+def print_row(row: Row) -> None:
+    recovery = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
+    print(
+        f"{row.scenario:15s} {row.jobs:>5d} {row.finished:>8d} {row.failed_intended:>8d} "
+        f"{row.failed_other:>7d} {row.stuck:>6d} {row.repeated:>8d} {row.broken:>7d} "
+        f"{recovery:>10s} {row.makespan_s:>9.1f}  {row.note}",
+        flush=True,
+    )
+
+
+async def main(n: int, only: list[str], seed: int) -> None:
+    names = only or list(SCENARIOS)
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
+    print(f"fault campaign: {n:,} mixed jobs per scenario, {SLOTS} launcher slots, seed {seed}")
+    print(
+        f"{'scenario':15s} {'jobs':>5s} {'finished':>8s} {'intended':>8s} {'failed':>7s} "
+        f"{'stuck':>6s} {'repeated':>8s} {'broken':>7s} {'recovery s':>10s} {'makespan':>9s}"
+    )
+    with tempfile.TemporaryDirectory(prefix="balsam-faults-") as tmp:
+        for i, name in enumerate(names):
+            print_row(await run_scenario(name, n, seed + i, Path(tmp), free_port()))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=1000, help="mixed jobs per scenario")
+    p.add_argument("--only", nargs="*", default=[], help=f"scenarios ({', '.join(SCENARIOS)})")
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main(a.jobs, a.only, a.seed))
