@@ -27,6 +27,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 from aio_pika.abc import AbstractConnection
 from pymongo.errors import PyMongoError
 
@@ -107,8 +108,9 @@ class Relay:
                     await declare_channel.close()
         finally:
             self.leading = False
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._store.relay_state.release(self.name, self.owner))
+            # awaited even when cancelled (a bounded while), so its failure is not left behind
+            with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+                await self._store.relay_state.release(self.name, self.owner)
 
     async def _wait_for_lease(self) -> None:
         standing_by = False
@@ -209,8 +211,8 @@ class Relay:
                     unsaved, last_save = None, time.monotonic()
         finally:
             if unsaved is not None:  # stopping: keep what was confirmed
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._save(unsaved))
+                with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+                    await self._save(unsaved)
 
     async def _save(self, token: Any) -> None:
         if not await self._store.relay_state.save(self.name, token, owner=self.owner):

@@ -105,7 +105,7 @@ class BadHook(ApplicationDefinition):
         import signal
         import time
 
-        kind = self.job.get_parameters()["kind"]
+        kind = self.job.parameters["kind"]
         if kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif kind == "hang":
@@ -257,6 +257,7 @@ class Row:
     recovery_s: float | None = None
     makespan_s: float = 0.0
     note: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)  # why jobs failed, by count
 
 
 async def submit(n: int, bad: bool) -> tuple[list[int], set[int]]:
@@ -355,6 +356,9 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
             row.stuck = len(report.stuck) + (len(ids) - len(states))
             row.repeated = report.repeated
             row.broken = len(report.problems) - len(report.stuck)
+            for job in await store.jobs.get_many(sorted(failed)):
+                reason = str(job.state_data.get("reason", "?")).split(":")[0][:70]
+                row.reasons[reason] = row.reasons.get(reason, 0) + 1
             wrong = [i for i in intended if states.get(i) is not JobState.FAILED]
             if wrong:
                 row.note = f"{len(wrong)} bad-hook jobs did not fail"
@@ -377,9 +381,11 @@ def print_row(row: Row) -> None:
         f"{recovery:>10s} {row.makespan_s:>9.1f}  {row.note}",
         flush=True,
     )
+    for reason, count in sorted(row.reasons.items()):
+        print(f"{'':15s} {count:>5d} failed: {reason}", flush=True)
 
 
-async def main(n: int, only: list[str], seed: int) -> None:
+async def main(n: int, only: list[str], seed: int, keep: Path | None) -> None:
     names = only or list(SCENARIOS)
     unknown = sorted(set(names) - set(SCENARIOS))
     if unknown:
@@ -390,8 +396,11 @@ async def main(n: int, only: list[str], seed: int) -> None:
         f"{'stuck':>6s} {'repeated':>8s} {'broken':>7s} {'recovery s':>10s} {'makespan':>9s}"
     )
     with tempfile.TemporaryDirectory(prefix="balsam-faults-") as tmp:
+        root = keep or Path(tmp)
         for i, name in enumerate(names):
-            print_row(await run_scenario(name, n, seed + i, Path(tmp), free_port()))
+            print_row(await run_scenario(name, n, seed + i, root, free_port()))
+    if keep is not None:
+        print(f"site directories and logs kept in {keep}")
 
 
 if __name__ == "__main__":
@@ -399,6 +408,7 @@ if __name__ == "__main__":
     p.add_argument("--jobs", type=int, default=1000, help="mixed jobs per scenario")
     p.add_argument("--only", nargs="*", default=[], help=f"scenarios ({', '.join(SCENARIOS)})")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", type=Path, help="keep each scenario's site and logs in this directory")
     a = p.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(main(a.jobs, a.only, a.seed))
+    asyncio.run(main(a.jobs, a.only, a.seed, a.keep))

@@ -33,7 +33,7 @@ from balsam_mq.settings import Settings
 from balsam_mq.site.elastic import ElasticQueue, ElasticQueueSettings
 from balsam_mq.site.schedulers import Scheduler, Submission, make_scheduler
 from balsam_mq.site.schedulers.templates import render_script, template_text
-from balsam_mq.store import Store
+from balsam_mq.store import Store, unavailable
 
 log = logging.getLogger(__name__)
 B = BatchJobState
@@ -99,6 +99,8 @@ class BatchJobService:
         self.settings = settings
         self.scheduler = scheduler
         self.config = config or SchedulerSettings()
+        self.passes = 0  # sync passes done
+        self.skipped = 0  # passes skipped because MongoDB could not be reached
         self.elastic = (
             ElasticQueue(store, site.id, elastic)
             if elastic is not None and elastic.enabled
@@ -106,13 +108,25 @@ class BatchJobService:
         )
 
     async def run(self) -> None:
-        """Sync every ``interval_s`` until cancelled; a failed pass is logged and retried."""
+        """Sync every ``interval_s`` until cancelled; a failed pass is logged and retried,
+        and while MongoDB is away passes are skipped (one line when it goes)."""
+        away = False
         try:
             while True:
                 try:
                     await self.sync_once()
-                except BalsamError as exc:
-                    log.warning("scheduler pass for site %s failed: %s", self.site_id, exc)
+                    self.passes += 1
+                    away = False
+                except Exception as exc:
+                    if unavailable(exc):
+                        self.skipped += 1
+                        if not away:
+                            log.warning("scheduler: MongoDB unavailable, passes skipped: %s", exc)
+                        away = True
+                    elif isinstance(exc, BalsamError):
+                        log.warning("scheduler pass for site %s failed: %s", self.site_id, exc)
+                    else:
+                        raise
                 await anyio.sleep(self.config.interval_s)
         finally:
             await self.scheduler.close()
