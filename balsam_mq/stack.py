@@ -310,7 +310,9 @@ def ensure_rabbitmq(amqp_url: str, timeout: float = 60.0) -> bool:
         raise StackError(
             f"RabbitMQ does not answer at {host}:{port} and is not installed: " + _RABBITMQ_HINT
         )
-    _run([server, "-detached"], timeout=60.0)
+    # listening on this machine only: its AMQP port and the Erlang port mapper
+    local = {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "ERL_EPMD_ADDRESS": "127.0.0.1"}
+    _run([server, "-detached"], timeout=60.0, env={**os.environ, **local})
     deadline = time.monotonic() + timeout
     while not rabbitmq_answers(amqp_url, timeout=_POLL_S * 5):
         if time.monotonic() >= deadline:
@@ -344,10 +346,15 @@ def _rabbitmq_tool(name: str) -> str | None:
     return str(sbin) if _is_executable(sbin) else None
 
 
-def _run(args: list[str], timeout: float) -> None:
+def _run(args: list[str], timeout: float, env: dict[str, str] | None = None) -> None:
     try:
         done = subprocess.run(
-            args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+            args,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StackError(f"`{' '.join(args)}` failed: {exc}") from exc

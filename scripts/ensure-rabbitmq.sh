@@ -39,8 +39,8 @@ if [ -z "$server" ]; then
     fi
 fi
 
-echo "starting RabbitMQ: $server -detached"
-"$server" -detached
+echo "starting RabbitMQ: $server -detached (listening on $host only)"
+RABBITMQ_NODE_IP_ADDRESS=$host ERL_EPMD_ADDRESS=$host "$server" -detached
 deadline=$((SECONDS + wait_seconds))
 until answers; do
     if [ "$SECONDS" -ge "$deadline" ]; then
