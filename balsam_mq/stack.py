@@ -87,6 +87,28 @@ def start_mongod(
 
     It runs in its own session, so it outlives the process that started it.
     """
+    deadline = time.monotonic() + timeout
+    proc = spawn_mongod(mongod, port=port, replica_set=replica_set, dbpath=dbpath, logpath=logpath)
+    if pidfile is not None:
+        pidfile.write_text(f"{proc.pid}\n")
+    try:
+        with _client(mongo_url(port)) as client:
+            _await(proc.pid, logpath, deadline, "answer ping", lambda: _pings(client))
+            _initiate(client, replica_set, port)
+            _await(proc.pid, logpath, deadline, "become PRIMARY", lambda: _is_writable(client))
+    except BaseException:
+        stop_mongod(proc.pid)
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
+        raise
+    return proc
+
+
+def spawn_mongod(
+    mongod: Path, *, port: int, replica_set: str, dbpath: Path, logpath: Path
+) -> subprocess.Popen[bytes]:
+    """Start mongod on 127.0.0.1:``port`` as a member of ``replica_set`` (not initiated,
+    not waited for), in its own session."""
     dbpath.mkdir(parents=True, exist_ok=True)
     logpath.parent.mkdir(parents=True, exist_ok=True)
     args = [
@@ -104,25 +126,12 @@ def start_mongod(
         # this limit (default 60 s): keep it short, our transactions take milliseconds
         "--setParameter", "transactionLifetimeLimitSeconds=10",
     ]  # fmt: skip
-    deadline = time.monotonic() + timeout
     # Option errors go to stderr before mongod opens its log: keep them in the same file.
     with logpath.open("ab") as log:
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
     _children[proc.pid] = proc
-    if pidfile is not None:
-        pidfile.write_text(f"{proc.pid}\n")
-    try:
-        with _client(mongo_url(port)) as client:
-            _await(proc.pid, logpath, deadline, "answer ping", lambda: _pings(client))
-            _initiate(client, replica_set, port)
-            _await(proc.pid, logpath, deadline, "become PRIMARY", lambda: _is_writable(client))
-    except BaseException:
-        stop_mongod(proc.pid)
-        if pidfile is not None:
-            pidfile.unlink(missing_ok=True)
-        raise
     return proc
 
 

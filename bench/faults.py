@@ -14,7 +14,9 @@ ended, the fault strikes:
 * ``launcher-kills``: the launcher SIGKILLed at random moments, three rounds, a new one
   started each time (the reaper times out what the dead one held);
 * ``bad-hooks``: 20 more jobs whose hooks kill their worker, hang past ``hooks.timeout_s``,
-  raise, or leave a value MongoDB cannot store: these must fail, alone.
+  raise, or leave a value MongoDB cannot store: these must fail, alone;
+* ``primary-kill``: on a three-member replica set (``bench/replica_set.py``), the primary
+  SIGKILLed (the others elect a new one), restarted after 10 s as a secondary.
 
 One row per scenario: jobs, finished, failed as intended, failed otherwise, stuck (not
 ended when the run gives up), repeated transitions and broken histories (the invariants
@@ -47,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import bench_settings, free_port, process_env
+from replica_set import ReplicaSet, start as start_replica_set
 
 import balsam_mq
 from balsam_mq import ApplicationDefinition, Job, stack
@@ -129,6 +132,7 @@ class Stack:
     mongod_root: Path
     mongod_port: int
     mongod_pid: int
+    replica_set: ReplicaSet | None = None
     agent: asyncio.subprocess.Process | None = None
     launcher: asyncio.subprocess.Process | None = None
     spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -233,14 +237,32 @@ async def no_fault(s: Stack, rng: random.Random) -> None:
     return None
 
 
-SCENARIOS: dict[str, tuple[Fault, bool]] = {  # name -> (fault, with bad hooks)
-    "broker-10s": (broker_outage(10), False),
-    "broker-60s": (broker_outage(60), False),
-    "mongod-10s": (mongod_crash(10), False),
-    "mongod-60s": (mongod_crash(60), False),
-    "agent-kills": (agent_kills, False),
-    "launcher-kills": (launcher_kills, False),
-    "bad-hooks": (no_fault, True),
+async def primary_kill(s: Stack, rng: random.Random) -> None:
+    assert s.replica_set is not None
+    rs = s.replica_set
+    primary = await asyncio.to_thread(rs.primary)
+    await asyncio.to_thread(rs.kill, primary)
+    await asyncio.to_thread(rs.primary)  # an election among the two left
+    await asyncio.sleep(10)
+    await asyncio.to_thread(rs.member, primary)  # back, as a secondary
+
+
+@dataclass(frozen=True)
+class Scenario:
+    fault: Fault
+    bad_hooks: bool = False  # add the jobs whose hooks misbehave
+    replica_set: bool = False  # on three mongod members instead of one
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "broker-10s": Scenario(broker_outage(10)),
+    "broker-60s": Scenario(broker_outage(60)),
+    "mongod-10s": Scenario(mongod_crash(10)),
+    "mongod-60s": Scenario(mongod_crash(60)),
+    "agent-kills": Scenario(agent_kills),
+    "launcher-kills": Scenario(launcher_kills),
+    "bad-hooks": Scenario(no_fault, bad_hooks=True),
+    "primary-kill": Scenario(primary_kill, replica_set=True),
 }
 
 
@@ -309,12 +331,17 @@ def terminal(states: dict[int, JobState]) -> int:
 
 
 async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Row:
-    fault, bad = SCENARIOS[name]
+    scenario = SCENARIOS[name]
     rng = random.Random(seed)
     row = Row(name)
     root = tmp / name
-    pid = await asyncio.to_thread(_mongod, root / "mongod", port)
-    url = stack.mongo_url(port)
+    rs: ReplicaSet | None = None
+    if scenario.replica_set:
+        rs = await asyncio.to_thread(start_replica_set, root / "replica-set")
+        pid, url = 0, rs.url
+    else:
+        pid = await asyncio.to_thread(_mongod, root / "mongod", port)
+        url = stack.mongo_url(port)
     async with (
         bench_settings(url) as settings,
         open_store(url, settings.db, timeout_ms=2000) as store,
@@ -323,17 +350,17 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
         assert site.id is not None
         site_dir = SiteDirectory.create(root / "site", name=SITE, site_id=site.id)
         site_dir.settings_file.write_text(site_dir.settings_file.read_text() + SITE_SETTINGS)
-        s = Stack(settings, site_dir, root / "mongod", port, pid)
+        s = Stack(settings, site_dir, root / "mongod", port, pid, replica_set=rs)
         try:
             async with balsam_mq.connect(settings):
-                ids, intended = await submit(n, bad)
+                ids, intended = await submit(n, scenario.bad_hooks)
             row.jobs = len(ids)
             t0 = time.monotonic()
             await s.start_agent()
             await s.start_launcher()
             while (states := await ended(store, ids)) is None or terminal(states) < len(ids) // 5:
                 await asyncio.sleep(0.2)
-            await fault(s, rng)
+            await scenario.fault(s, rng)
             fault_over = time.monotonic()
             before = terminal(states)
             deadline = fault_over + GIVE_UP_S
@@ -369,7 +396,10 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
         finally:
             await s.stop()
             await store.client.drop_database(settings.db)
-    stack.stop_mongod(s.mongod_pid)
+    if rs is not None:
+        rs.stop()
+    else:
+        stack.stop_mongod(s.mongod_pid)
     return row
 
 
