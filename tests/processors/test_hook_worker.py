@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,20 @@ def test_default_hooks_keep_what_the_launcher_recorded_also_when_called_by_super
         assert (done.state, done.state_data) == (S.POSTPROCESSED, {})
 
 
+def postprocess_request(app: type, workdir: Path) -> HookRequest:
+    """A request to run ``app``'s postprocess for job 7 (workers cache app classes by id
+    and version: each app gets a version of its own)."""
+    return HookRequest(
+        app_id=1,
+        app_version=app.__name__,
+        app_name=app.__name__,
+        serialized_class=serialize_app(app, what=app.__name__),
+        hook="postprocess",
+        job={**document().to_doc(), "_id": 7},
+        workdir=str(workdir),
+    )
+
+
 def test_run_hook_reports_what_the_hook_raised_with_its_traceback(tmp_path: Path) -> None:
     class Broken(ApplicationDefinition):
         site = "polaris"
@@ -130,16 +145,7 @@ def test_run_hook_reports_what_the_hook_raised_with_its_traceback(tmp_path: Path
             print("about to fail")
             raise RuntimeError("no output file")
 
-    request = HookRequest(
-        app_id=1,
-        app_version="v1",
-        app_name="Broken",
-        serialized_class=serialize_app(Broken, what="Broken"),
-        hook="postprocess",
-        job={**document().to_doc(), "_id": 7},
-        workdir=str(tmp_path / "w"),
-    )
-    outcome = run_hook(request)
+    outcome = run_hook(postprocess_request(Broken, tmp_path / "w"))
     assert outcome.state is None and outcome.error == "postprocess raised"
     assert outcome.traceback is not None and outcome.traceback.startswith("Traceback")
     assert "RuntimeError: no output file" in outcome.traceback
@@ -154,16 +160,7 @@ def test_a_hook_raising_keyboard_interrupt_fails_its_job_not_its_worker(tmp_path
         def postprocess(self) -> None:
             raise KeyboardInterrupt
 
-    request = HookRequest(
-        app_id=1,
-        app_version="interrupting",  # workers cache app classes by id and version
-        app_name="Interrupting",
-        serialized_class=serialize_app(Interrupting, what="Interrupting"),
-        hook="postprocess",
-        job={**document().to_doc(), "_id": 7},
-        workdir=str(tmp_path / "w"),
-    )
-    outcome = run_hook(request)
+    outcome = run_hook(postprocess_request(Interrupting, tmp_path / "w"))
     assert outcome.error == "postprocess raised KeyboardInterrupt"
     assert outcome.traceback is not None and "KeyboardInterrupt" in outcome.traceback
 
@@ -273,15 +270,8 @@ def test_run_hook_reports_an_unstorable_value_from_its_worker(tmp_path: Path) ->
             self.job.state = "POSTPROCESSED"
 
     def request(workdir: str) -> HookRequest:
-        return HookRequest(
-            app_id=2,  # hook workers keep each app's class by id and version
-            app_version="v1",
-            app_name="Locks",
-            serialized_class=serialize_app(Locks, what="Locks"),
-            hook="postprocess",
-            job={**document().to_doc(), "_id": 7, "workdir": workdir},
-            workdir=str(tmp_path / "w"),
-        )
+        at_once = postprocess_request(Locks, tmp_path / "w")
+        return replace(at_once, job={**at_once.job, "workdir": workdir})
 
     outcome = pickle.loads(pickle.dumps(run_hook(request("w/in-place"))))  # as workers send it
     assert outcome.error is not None and outcome.error.startswith(
