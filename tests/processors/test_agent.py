@@ -201,6 +201,35 @@ async def test_failing_or_illegal_hook_fails_only_its_job(
     )
 
 
+class Spawning(ApplicationDefinition):
+    """postprocess creates a SlowSim job, without its required parameter for workdirs "*bad"."""
+
+    site = "polaris"
+    command_template = "x"
+
+    def postprocess(self) -> None:
+        speed = {} if self.job.workdir.endswith("bad") else {"speed": 1}
+        Job.objects.create(workdir=self.job.workdir + "-child", app_id="SlowSim", parameters=speed)
+        self.job.state = "POSTPROCESSED"
+
+
+async def test_a_hook_creating_an_invalid_job_fails_only_its_own_job(
+    client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
+) -> None:
+    await SlowSim.sync()
+    bad, good = await Job.objects.bulk_create(
+        [Spawning.submit("sp/bad", save=False), Spawning.submit("sp/good", save=False)]
+    )
+    await start_agent()  # both are waiting: their hooks mostly run in one batch
+    await wait_for_states(store, [bad.id], [S.FAILED], 60)
+    await wait_for_states(store, [good.id], [S.JOB_FINISHED], 60)
+    reason = (await store.jobs.get(bad.id)).state_data["reason"]
+    assert reason.startswith("postprocess created an invalid job: ")
+    assert "speed" in reason
+    children = [j.workdir async for j in Job.objects.filter(workdir__contains="sp/")]
+    assert sorted(children) == ["sp/bad", "sp/good", "sp/good-child"]
+
+
 class Hoarder(ApplicationDefinition):
     site = "polaris"
     command_template = "x"

@@ -20,6 +20,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from balsam_mq.broker import Deferrals
 from balsam_mq.domain import Actor, Change, Job, JobState, is_legal
 from balsam_mq.domain.pipeline import DEFAULT_MOVES, HOOK_OF_STATE
+from balsam_mq.errors import JobError
 from balsam_mq.processors.apps import LoadedApp
 from balsam_mq.processors.consumers.base import JobConsumer, Pending
 from balsam_mq.processors.hook_worker import HookOutcome, HookRequest
@@ -58,7 +59,7 @@ class HookConsumer(JobConsumer):
             else:
                 custom.append((p, app))
         outcomes = await self.ctx.hooks.run_many([self._request(p.job, app) for p, app in custom])
-        created: list[Any] = []
+        new_jobs: list[Any] = []
         deferrals: dict[str, float] = {}
         for (p, _app), outcome in zip(custom, outcomes, strict=True):
             change = self._change_from(p.job, outcome)
@@ -67,10 +68,13 @@ class HookConsumer(JobConsumer):
                     await self.ctx.store.jobs.update_fields_if(p.id, p.job.state, outcome.fields)
                 deferrals[p.event_id] = self.backoff(p)
                 continue
+            created = outcome.created_jobs() if outcome.error is None else []
+            if created:
+                try:  # checked per hook: an invalid job fails the hook's job, not the batch
+                    new_jobs += await prepare_views(created, self.ctx.client)
+                except JobError as exc:
+                    change = self._fail(p.job, f"{self.hook} created an invalid job: {exc}")
             changes.append(change)
-            if outcome.error is None:
-                created += outcome.created_jobs()
-        new_jobs = await prepare_views(created, self.ctx.client) if created else []
 
         async def create(session: AsyncClientSession) -> None:
             await self.ctx.store.jobs.create_many(new_jobs, session=session)
