@@ -1,7 +1,8 @@
 """balsam_mq: Balsam's user model on RabbitMQ and MongoDB.
 
 Public names: ``ApplicationDefinition``, ``Job``, ``Site``, ``App`` (stored apps),
-``BatchJob``, ``EventLog``, ``connect`` and the ``errors`` module. They are imported on
+``BatchJob``, ``EventLog``, ``DeadLetters`` (parked messages), ``connect`` and the
+``errors`` module. They are imported on
 first use, so importing ``balsam_mq.settings`` (the CLI) does not load the SDK. Code
 without an event loop uses ``balsam_mq.blocking``, which has the same names without
 ``await``.
@@ -15,12 +16,22 @@ from typing import TYPE_CHECKING, Any
 from balsam_mq import errors
 
 if TYPE_CHECKING:
-    from balsam_mq.sdk import App, ApplicationDefinition, BatchJob, EventLog, Job, Site, connect
+    from balsam_mq.sdk import (
+        App,
+        ApplicationDefinition,
+        BatchJob,
+        DeadLetters,
+        EventLog,
+        Job,
+        Site,
+        connect,
+    )
 
 __all__ = [
     "App",
     "ApplicationDefinition",
     "BatchJob",
+    "DeadLetters",
     "EventLog",
     "Job",
     "Site",

@@ -8,7 +8,17 @@ import importlib
 import pytest
 
 # the same names, with and without await
-TOP = ["App", "ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site", "connect", "errors"]
+TOP = [
+    "App",
+    "ApplicationDefinition",
+    "BatchJob",
+    "DeadLetters",
+    "EventLog",
+    "Job",
+    "Site",
+    "connect",
+    "errors",
+]
 
 SURFACE: dict[str, list[str]] = {
     "balsam_mq": TOP,
@@ -43,3 +53,6 @@ def test_the_blocking_names_are_twins_of_the_async_ones() -> None:
         # two faces of one base: the same fields and rules, plain calls instead of awaits
         (base,) = original.__bases__
         assert twin.__bases__ == (base,) and twin is not original, name
+    # and the dead-letter queue: the same calls, plain
+    for call in ("list", "get", "retry", "purge"):
+        assert callable(getattr(blocking.DeadLetters, call))

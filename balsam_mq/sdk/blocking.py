@@ -27,16 +27,17 @@ Do not call it from that loop itself; async code should ``await`` the async SDK.
 from __future__ import annotations
 
 import atexit
+import builtins
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from balsam_mq.domain import SiteRemoval
+from balsam_mq.domain import ParkedMessage, SiteRemoval
 from balsam_mq.domain.states import TERMINAL_STATES
-from balsam_mq.sdk import futures, persist, refs, resources
+from balsam_mq.sdk import dead, futures, persist, refs, resources
 from balsam_mq.sdk.app import ApplicationDefinitionBase, load_classes
 from balsam_mq.sdk.capture import capturing
 from balsam_mq.sdk.client import (
@@ -68,6 +69,7 @@ __all__ = [
     "App",
     "ApplicationDefinition",
     "BatchJob",
+    "DeadLetters",
     "EventLog",
     "Job",
     "Site",
@@ -358,6 +360,30 @@ class BatchJob(resources.BatchJobBase):
 
 class EventLog(resources.EventLogBase):
     objects: ClassVar[BlockingManager[EventLog]]
+
+
+class DeadLetters:
+    """:class:`balsam_mq.sdk.DeadLetters` without ``await``::
+
+    for message in DeadLetters.list(site="polaris"):
+        print(message.message_id, message.queue, message.job_ids, message.summary)
+    """
+
+    @staticmethod
+    def list(limit: int | None = None, *, site: Any = None) -> builtins.list[ParkedMessage]:
+        return call(dead.DeadLetters.list, limit, site=site)
+
+    @staticmethod
+    def get(message_id: str) -> ParkedMessage:
+        return call(dead.DeadLetters.get, message_id)
+
+    @staticmethod
+    def retry(message_ids: Collection[str] | None = None) -> builtins.list[ParkedMessage]:
+        return call(dead.DeadLetters.retry, message_ids)
+
+    @staticmethod
+    def purge(message_ids: Collection[str] | None = None) -> builtins.list[ParkedMessage]:
+        return call(dead.DeadLetters.purge, message_ids)
 
 
 Site.objects = BlockingManager(SiteManager(Site))

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from agent_helpers import S, SiteEnv, StandInLauncher
 from support.waiting import wait_for_states
 
+import balsam_mq.blocking as blocking
 from balsam_mq import ApplicationDefinition, Job
 from balsam_mq.domain import PARKED_KEY, Actor
 from balsam_mq.errors import NotFound
 from balsam_mq.processors.consumers.preprocess import PreprocessConsumer
 from balsam_mq.sdk import DeadLetters
+from balsam_mq.settings import Settings
 from balsam_mq.store import Store
 
 # the retry, delay and dead-letter mechanics on both kinds of queue
@@ -82,6 +85,7 @@ async def test_a_parked_message_fails_its_jobs_with_the_reason_and_replaying_it_
 
 async def test_purging_a_parked_message_leaves_its_jobs_failed(
     client: Any,
+    settings: Settings,
     store: Store,
     site: SiteEnv,
     start_agent: Any,
@@ -101,6 +105,13 @@ async def test_purging_a_parked_message_leaves_its_jobs_failed(
     assert sorted(j for m in parked for j in m.job_ids) == sorted(ids)
     with pytest.raises(NotFound, match="no parked message nonesuch"):
         await DeadLetters.purge(["nonesuch"])
+    # the blocking facade sees the same queue, from code with no event loop
+
+    def listed_without_await() -> list[str]:
+        with blocking.connect(settings):
+            return [m.message_id for m in blocking.DeadLetters.list()]
+
+    assert await anyio.to_thread.run_sync(listed_without_await) == [m.message_id for m in parked]
     assert len(await DeadLetters.purge()) == len(parked)
     assert await DeadLetters.list() == []
     assert set((await store.jobs.states(ids)).values()) == {S.FAILED}
