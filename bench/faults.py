@@ -48,7 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import bench_settings, free_port, process_env
+from _env import bench_settings, free_port, start_processes
 from replica_set import ReplicaSet, start as start_replica_set
 
 import balsam_mq
@@ -138,12 +138,8 @@ class Stack:
     spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     async def _spawn(self, *args: str) -> asyncio.subprocess.Process:
-        with open(self.site_dir.logs / "procs.out", "ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "balsam_mq.cli", *args,
-                env=process_env(self.settings), stdout=out, stderr=out,
-                start_new_session=True,
-            )  # fmt: skip
+        command = [sys.executable, "-m", "balsam_mq.cli", *args]
+        (proc,) = await start_processes(self.settings, [command], self.site_dir.logs)
         self.spawned.append(proc)
         return proc
 

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from typing import Any
 
 from balsam_mq.domain import ParkedMessage
+from balsam_mq.errors import NotFound
 from balsam_mq.sdk import refs
 from balsam_mq.sdk.client import get_client
 
@@ -41,8 +42,6 @@ class DeadLetters:
     @staticmethod
     async def get(message_id: str) -> ParkedMessage:
         """The parked message ``message_id`` (:class:`~balsam_mq.errors.NotFound` if none)."""
-        from balsam_mq.errors import NotFound
-
         for message in await DeadLetters.list():
             if message.message_id == message_id:
                 return message

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.waiting import until
+from support.waiting import until, wait_for_states
 
+import balsam_mq
 from balsam_mq import ApplicationDefinition
 from balsam_mq.domain import Actor, Change, Delivery, Job, JobState, Site
 from balsam_mq.site.directory import SiteDirectory
@@ -85,3 +86,16 @@ async def hook_pid(pid_file: Path) -> int:
     """The process id a :class:`Lingering` hook wrote, once it runs."""
     await until(lambda: pid_file.exists() and pid_file.read_text() != "", 60)
     return int(pid_file.read_text())
+
+
+async def bad_among_good(store: Store, app: Any, prefix: str) -> tuple[int, dict[str, Any]]:
+    """Jobs ``<prefix>/ok1``, ``<prefix>/bad`` and ``<prefix>/ok2`` of ``app``, once the good
+    ones finished and the bad one failed: its id and ``state_data``."""
+    jobs = await balsam_mq.Job.objects.bulk_create(
+        [app.submit(f"{prefix}/{name}", save=False) for name in ("ok1", "bad", "ok2")]
+    )
+    ok = [j.id for j in jobs if j.workdir != f"{prefix}/bad"]
+    bad = next(j.id for j in jobs if j.workdir == f"{prefix}/bad")
+    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
+    await wait_for_states(store, [bad], [S.FAILED], 60)
+    return bad, (await store.jobs.get(bad)).state_data

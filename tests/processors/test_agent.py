@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agent_helpers import Lingering, S, SiteEnv, StandInLauncher, hook_pid
+from agent_helpers import Lingering, S, SiteEnv, StandInLauncher, bad_among_good, hook_pid
 from support.invariants import assert_invariants
 from support.waiting import process_gone, until, wait_for_states
 
@@ -327,14 +327,7 @@ async def test_hook_killing_its_worker_fails_only_its_job(
     client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
 ) -> None:
     await start_agent()
-    jobs = await Job.objects.bulk_create(
-        [Crashing.submit(w, save=False) for w in ("crash/ok1", "crash/bad", "crash/ok2")]
-    )
-    ok = [j.id for j in jobs if j.workdir != "crash/bad"]
-    bad = next(j.id for j in jobs if j.workdir == "crash/bad")
-    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
-    await wait_for_states(store, [bad], [S.FAILED], 60)
-    state_data = (await store.jobs.get(bad)).state_data
+    bad, state_data = await bad_among_good(store, Crashing, "crash")
     assert state_data == {"reason": f"the worker process running preprocess for job {bad} died"}
 
 
@@ -354,14 +347,7 @@ async def test_a_hook_calling_sys_exit_fails_its_job_and_the_agent_runs_on(
     client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
 ) -> None:
     agent = await start_agent()
-    jobs = await Job.objects.bulk_create(
-        [Exiting.submit(w, save=False) for w in ("exit/ok1", "exit/bad", "exit/ok2")]
-    )
-    ok = [j.id for j in jobs if j.workdir != "exit/bad"]
-    bad = next(j.id for j in jobs if j.workdir == "exit/bad")
-    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
-    await wait_for_states(store, [bad], [S.FAILED], 60)
-    state_data = (await store.jobs.get(bad)).state_data
+    _, state_data = await bad_among_good(store, Exiting, "exit")
     assert state_data["reason"] == "postprocess called sys.exit(3)"
     assert "SystemExit: 3" in state_data["traceback"]
     later = await Exiting.submit("exit/later")  # the agent is still there
@@ -385,14 +371,7 @@ async def test_a_hook_that_never_returns_is_stopped_and_fails_only_its_job(
     client: Any, store: Store, site: SiteEnv, start_agent: Any, launcher: StandInLauncher
 ) -> None:
     await start_agent("hooks:\n  timeout_s: 2\n")
-    jobs = await Job.objects.bulk_create(
-        [Stuck.submit(w, save=False) for w in ("stuck/ok1", "stuck/bad", "stuck/ok2")]
-    )
-    ok = [j.id for j in jobs if j.workdir != "stuck/bad"]
-    bad = next(j.id for j in jobs if j.workdir == "stuck/bad")
-    await wait_for_states(store, ok, [S.JOB_FINISHED], 60)
-    await wait_for_states(store, [bad], [S.FAILED], 60)
-    state_data = (await store.jobs.get(bad)).state_data
+    _, state_data = await bad_among_good(store, Stuck, "stuck")
     assert state_data == {"reason": "preprocess did not return within 2 s"}
     later = await Stuck.submit("stuck/later")  # a new pool serves the next jobs
     await wait_for_states(store, [later.id], [S.JOB_FINISHED], 60)
