@@ -127,3 +127,13 @@ def invalid_settings(
         reason = str(err["msg"]).removeprefix("Value error, ")
         problems.append(f"{key(dotted)}: {reason}")
     return ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def brief(exc: BaseException) -> str:
+    """``exc`` in one log line: its type and first line, without the timeouts and the
+    topology description PyMongo appends (``Timeout: 10.0s, Topology Description: ...``)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    for tail in (" (configured timeouts", ", Timeout:", ", full error:"):
+        text = text.split(tail)[0]
+    return f"{type(exc).__name__}: {text}"[:300]

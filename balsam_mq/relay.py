@@ -42,7 +42,7 @@ from balsam_mq.broker import (
 from balsam_mq.broker.topology import SHARED_MAX, shared
 from balsam_mq.domain import encode_event_docs
 from balsam_mq.domain.models import routing_key
-from balsam_mq.errors import BalsamError, StoreError
+from balsam_mq.errors import BalsamError, StoreError, brief
 from balsam_mq.store import Store
 from balsam_mq.store.schema import EVENTS
 
@@ -145,7 +145,9 @@ class Relay:
                     delay, failing = backoff, False
                 if not failing:
                     log.warning(
-                        "relay %s stopped (%s); restarting until it runs again", self.name, exc
+                        "relay %s stopped (%s); restarting until it runs again",
+                        self.name,
+                        brief(exc),
                     )
                 failing = True
             await asyncio.sleep(delay)

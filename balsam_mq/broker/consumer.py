@@ -71,6 +71,7 @@ from balsam_mq.broker.declare import declare_core, declare_queue
 from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import DELAY_LEVELS, QueueSpec, Topology
 from balsam_mq.domain import Delivery
+from balsam_mq.errors import brief
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +411,7 @@ class Consumer:
             log.warning(
                 "%s: %s; messages wait and are retried until it is back",
                 self.spec.name,
-                _first_line(exc),
+                brief(exc),
             )
         delay = OUTAGE_DELAYS[min(self._outage_failures, len(OUTAGE_DELAYS) - 1)]
         self._outage_failures += 1
@@ -554,11 +555,6 @@ class Consumer:
                 self.spec.name,
                 delivery.message_id,
             )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def retry_delay(attempts: int) -> int:

@@ -56,6 +56,12 @@ class LauncherSettings(BaseModel):
     kill_grace_s: float = Field(
         default=5.0, ge=0, description="Seconds from SIGTERM to SIGKILL when jobs are stopped."
     )
+    stop_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a stopping launcher waits for MongoDB to take the outcomes of "
+        "its last runs; past them it exits and the reaper settles those jobs.",
+    )
     max_prefetch: int = Field(
         default=200,
         ge=1,

@@ -17,7 +17,10 @@ Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
 * DRAINING (near the wall time, when idle, on SIGTERM/SIGINT): no more claims; jobs
   claimed ahead and not started are given back (RUNNING → RESTART_READY); at the end
   of the wall time (at once on a signal) running jobs are terminated → RUN_TIMEOUT.
-* STOPPED: every outcome committed, the session ended.
+* STOPPED: every outcome committed, the session ended. When MongoDB does not answer
+  within ``stop_timeout_s`` of the stop, the pilot exits anyway: the outcomes not
+  committed are counted in the report (``uncommitted``) and logged, and the reaper
+  settles those jobs once the session's heartbeat is stale.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.abc
 from aio_pika.abc import AbstractConnection
+from pymongo.errors import PyMongoError
 
 from balsam_mq.broker import Consumer, Deferrals, Topology, declare_core, declare_site
 from balsam_mq.domain import (
@@ -48,6 +53,7 @@ from balsam_mq.domain import (
     parked_failures,
     utcnow,
 )
+from balsam_mq.errors import StoreError, brief
 from balsam_mq.launcher.config import LauncherConfig
 from balsam_mq.launcher.fit import tags_match, unfit_reason
 from balsam_mq.launcher.nodes import Demand, NodePool, Placement
@@ -56,11 +62,10 @@ from balsam_mq.launcher.prepare import Preparer
 from balsam_mq.launcher.reporter import Reporter
 from balsam_mq.launcher.runs import Executor
 from balsam_mq.launcher.session import Heartbeat, open_session
-from balsam_mq.store import Store, unavailable
+from balsam_mq.store import Store, unavailable, uncancelled
 
 log = logging.getLogger(__name__)
 S = JobState
-FLUSH_TIMEOUT_S = 60.0  # outcomes still uncommitted this long after the last run ended
 
 
 class PilotState(StrEnum):
@@ -80,6 +85,7 @@ class PilotReport:
     dropped: int = 0  # claimed by another launcher, or no longer runnable
     deferred: int = 0  # sent back for other launchers (unfit, other tags)
     given_back: int = 0  # delivered beyond what could be taken: back to the queue at once
+    uncommitted: int = 0  # outcomes MongoDB did not take before the stop timeout
     stop_reason: str = ""
 
 
@@ -178,20 +184,48 @@ class Pilot:
                 if self.config.settings.idle_timeout_s is not None:
                     tg.start_soon(self._idle_watch, self.config.settings.idle_timeout_s)
                 await self._drained.wait()
-                with anyio.CancelScope(shield=True):
+                deadline = anyio.current_time() + self.config.settings.stop_timeout_s
+                with anyio.CancelScope(shield=True, deadline=deadline):
                     await self._consumer.stop()
-                    with anyio.move_on_after(FLUSH_TIMEOUT_S):  # else the reaper settles them
-                        await self._reporter.flush()
+                    await self._reporter.flush()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 for run in list(self._runs.values()):  # only if we were cancelled from outside
                     await run.launch.kill(0)
                 await self.executor.close()
-                await self.sessions.end(session_id, stop_reason=self.report.stop_reason)
+                await self._end_session(session_id)
             self.state = PilotState.STOPPED
             log.info("launcher session %s stopped: %s", session_id, self.report)
         return self.report
+
+    async def _end_session(self, session_id: int) -> None:
+        """Record the end, unless MongoDB is away: then say what is left to the reaper."""
+        uncommitted = self._reporter.pending
+        self.report.uncommitted = len(uncommitted)
+        if uncommitted:
+            log.warning(
+                "launcher session %s exits with %d run outcome(s) not committed (MongoDB "
+                "did not take them within %g s): the reaper times out Job(s) %s once the "
+                "session's heartbeat is stale",
+                session_id,
+                len(uncommitted),
+                self.config.settings.stop_timeout_s,
+                ", ".join(str(c.job_id) for c in uncommitted),
+            )
+            return  # ending the session needs MongoDB too; a silent one is reaped alike
+        try:
+            await uncancelled(
+                partial(self.sessions.end, session_id, stop_reason=self.report.stop_reason),
+                within=max(self.config.settings.stop_timeout_s, 1.0),
+            )
+        except (StoreError, PyMongoError) as exc:
+            log.warning(
+                "launcher session %s could not record its end (%s); its heartbeat goes "
+                "stale and the reaper ends it",
+                session_id,
+                brief(exc),
+            )
 
     def stop_claiming(self, reason: str) -> None:
         """Claim nothing more; exit once running jobs are done (or killed at wall time)."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 from pymongo.errors import PyMongoError
 
 from balsam_mq.domain import App, Change
-from balsam_mq.errors import StoreError
-from balsam_mq.store import Store
+from balsam_mq.errors import StoreError, brief
+from balsam_mq.store import Store, uncancelled
 
 log = logging.getLogger(__name__)
+COMMIT_TIMEOUT_S = 5.0  # one attempt's bound: a stopping launcher waits at most this for it
 
 
 class Reporter:
@@ -26,6 +28,7 @@ class Reporter:
         self._store = store
         self._max_batch = max_batch
         self._pending: list[Change] = []
+        self._inflight: list[Change] = []
         self._apps: dict[int, App] = {}  # the latest version seen of each app
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -43,6 +46,11 @@ class Reporter:
         self._idle.clear()
         self._wake.set()
 
+    @property
+    def pending(self) -> list[Change]:
+        """The outcomes submitted and not yet committed (one in flight included)."""
+        return [*self._inflight, *self._pending]
+
     async def flush(self) -> None:
         """Wait until every submitted outcome is committed."""
         await self._idle.wait()
@@ -58,17 +66,21 @@ class Reporter:
                     self._pending[: self._max_batch],
                     self._pending[self._max_batch :],
                 )
+                self._inflight = batch
                 try:
-                    result = await self._store.jobs.transition(batch, apps=self._apps)
+                    result = await uncancelled(
+                        partial(self._store.jobs.transition, batch, apps=self._apps),
+                        within=COMMIT_TIMEOUT_S,
+                    )
                 except (StoreError, PyMongoError) as exc:
                     if outage is None:
                         outage = time.monotonic()
                         log.warning(
                             "committing run outcomes failed (%s); kept and retried until "
                             "MongoDB answers",
-                            exc,
+                            brief(exc),
                         )
-                    self._pending = batch + self._pending
+                    self._pending, self._inflight = batch + self._pending, []
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
@@ -78,6 +90,7 @@ class Reporter:
                         time.monotonic() - outage,
                     )
                     outage = None
+                self._inflight = []
                 backoff = 0.1
                 self.commits += 1
                 self.committed += len(result.moved)

@@ -6,15 +6,17 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
 from pymongo.errors import PyMongoError
 
 from balsam_mq.domain import Session
-from balsam_mq.errors import StoreError
+from balsam_mq.errors import StoreError, brief
 from balsam_mq.launcher.config import LauncherConfig
 from balsam_mq.launcher.nodes import NodePool
+from balsam_mq.store.client import uncancelled
 from balsam_mq.store.sessions import SessionRepository
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,13 @@ class Heartbeat:
             await anyio.sleep(self.interval)
             try:
                 fields = status() if status else {}
-                alive = await self.sessions.heartbeat(self.session_id, **fields)
+                alive = await uncancelled(
+                    partial(self.sessions.heartbeat, self.session_id, **fields),
+                    within=max(self.interval, 1.0),
+                )
             except (PyMongoError, StoreError) as exc:
                 if not failing:
-                    log.warning("session %s: heartbeats failing (%s)", self.session_id, exc)
+                    log.warning("session %s: heartbeats failing (%s)", self.session_id, brief(exc))
                 failing = True
                 continue
             if failing:

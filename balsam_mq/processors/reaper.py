@@ -10,7 +10,7 @@ import anyio
 from pymongo.errors import PyMongoError
 
 from balsam_mq.domain import Actor, Change, JobState, utcnow
-from balsam_mq.errors import StoreError
+from balsam_mq.errors import StoreError, brief
 from balsam_mq.store import Store
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class Reaper:
                 if self._outage is None:
                     self._outage = time.monotonic()
                     log.warning(
-                        "reaper: MongoDB unavailable, passes skipped until it is back: %s", exc
+                        "reaper: MongoDB unavailable, passes skipped until it is back: %s",
+                        brief(exc),
                     )
             await anyio.sleep(self.interval)

@@ -27,14 +27,10 @@ from balsam_mq.domain import (
     TransitionResult,
 )
 from balsam_mq.domain.queries import Condition, QuerySpec
-from balsam_mq.errors import JobError, NotFound, QueryError, Unavailable
+from balsam_mq.errors import JobError, NotFound, QueryError, Unavailable, brief
 from balsam_mq.sdk.stream import EventStream
 from balsam_mq.sdk.watch import FinishedEvents, Subscription
 from balsam_mq.store import Store
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
 
 
 class DirectBackend:
@@ -114,7 +110,7 @@ class DirectBackend:
         try:
             return await self.store.jobs.get_many(job_ids)
         except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
-            raise Unavailable(f"MongoDB cannot be reached: {_first_line(exc)}") from exc
+            raise Unavailable(f"MongoDB cannot be reached: {brief(exc)}") from exc
 
     async def transition_jobs(self, changes: Sequence[Change]) -> TransitionResult:
         return await self.store.jobs.transition(changes)

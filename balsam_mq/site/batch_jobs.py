@@ -28,7 +28,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from balsam_mq.domain import BatchJob, BatchJobState, Site, utcnow
-from balsam_mq.errors import BalsamError
+from balsam_mq.errors import BalsamError, brief
 from balsam_mq.settings import Settings
 from balsam_mq.site.elastic import ElasticQueue, ElasticQueueSettings
 from balsam_mq.site.schedulers import Scheduler, Submission, make_scheduler
@@ -121,7 +121,9 @@ class BatchJobService:
                     if unavailable(exc):
                         self.skipped += 1
                         if not away:
-                            log.warning("scheduler: MongoDB unavailable, passes skipped: %s", exc)
+                            log.warning(
+                                "scheduler: MongoDB unavailable, passes skipped: %s", brief(exc)
+                            )
                         away = True
                     elif isinstance(exc, BalsamError):
                         log.warning("scheduler pass for site %s failed: %s", self.site_id, exc)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from pymongo.monitoring import CommandListener
 
-from balsam_mq.errors import StoreError, Unavailable
+from balsam_mq.errors import StoreError, Unavailable, brief
 from balsam_mq.store.apps import AppRepository
 from balsam_mq.store.batch_jobs import BatchJobRepository
 from balsam_mq.store.counters import Counters
@@ -37,6 +39,21 @@ def unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OperationFailure) and exc.code in _NOT_NOW_CODES:
         return True
     return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
+
+
+T = TypeVar("T")
+
+
+async def uncancelled(call: Callable[[], Awaitable[T]], within: float) -> T:
+    """Await ``call()`` to its end, bounded by PyMongo's own timeout (``within`` seconds)
+    instead of by cancellation: a task cancelled while PyMongo waits for a server (an
+    outage) breaks the driver's topology lock ("RuntimeError: Lock is not acquired"
+    instead of the cancellation). A cancellation arriving meanwhile takes effect after
+    it; past ``within`` the call raises PyMongo's timeout error."""
+    with pymongo.timeout(within):
+        with anyio.CancelScope(shield=True):
+            result = await call()
+        return result
 
 
 @dataclass(frozen=True)
@@ -81,9 +98,8 @@ async def open_store(
         try:
             hello = await client.admin.command("hello")
         except PyMongoError as exc:
-            reason = str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
             raise StoreError(
-                f"cannot reach MongoDB at {url}: {reason}; start the local stack with "
+                f"cannot reach MongoDB at {url}: {brief(exc)}; start the local stack with "
                 "`balsam-mq up` or point BALSAM_MONGODB_URL at a running replica set"
             ) from exc
         if not hello.get("setName"):

@@ -141,3 +141,36 @@ async def test_a_feed_hands_out_the_events_committed_while_the_broker_was_away(e
 
         await asyncio.wait_for(read(), 90)
     assert seen == wanted
+
+
+@pytest.mark.parametrize("site_settings", [SETTINGS_YML.replace("grace_s: 3", "grace_s: 6")])
+async def test_a_launcher_stopped_while_the_database_is_down_exits_and_its_jobs_run_again(
+    e2e: E2E, mongod: Mongod
+) -> None:
+    """SIGTERM during an outage: the launcher kills its runs and exits after its stop
+    timeout, counting the outcomes it could not commit; once the database is back the
+    reaper settles those jobs and they run again under the next launcher."""
+
+    class Twice(ApplicationDefinition):
+        site = "e2e"
+        command_template = "echo run >> runs.log; [ $(wc -l < runs.log) -gt 1 ] || sleep 60"
+
+    jobs = await Job.objects.bulk_create(
+        [Twice.submit(f"s/{i}", save=False, node_packing_count=2) for i in range(2)]
+    )
+    ids = [j.id for j in jobs]
+    pilot = await e2e.start_pilot(settings={"cores_per_node": 2, "stop_timeout_s": 2})
+    for i in range(2):
+        await wait_for_file(e2e.site_dir.data / f"s/{i}/runs.log")
+    await mongod.kill()
+    pilot.request_stop("test stops it")
+    task = next(t for p, t in e2e.pilots if p is pilot)
+    report = await asyncio.wait_for(asyncio.shield(task), 20)
+    assert report.uncommitted == 2
+    await mongod.start()
+    await wait_for_states(e2e.store, ids, [S.RESTART_READY], timeout=60)
+    await e2e.start_pilot(settings={"cores_per_node": 2})
+    await wait_for_states(e2e.store, ids, [S.JOB_FINISHED], timeout=60)
+    await assert_invariants(e2e.store, ids)
+    for i in range(2):
+        assert (e2e.site_dir.data / f"s/{i}/runs.log").read_text() == "run\nrun\n"
