@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     )
     amqp_url: str = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",
-        description="RabbitMQ connection URL.",
+        description="RabbitMQ connection URL; a cluster's nodes separated by commas "
+        "(connections fail over between them).",
     )
     db: str = Field(default="balsam", description="MongoDB database name.")
     namespace: str = Field(default="balsam", description="Prefix of every RabbitMQ name.")
@@ -77,8 +78,9 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp_scheme(cls, v: str) -> str:
-        if not v.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
+        from balsam_mq.broker.connection import split_urls
+
+        split_urls(v)
         return v
 
     @field_validator("namespace", "db")

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pymongo import MongoClient, ReadPreference
 from pymongo.errors import OperationFailure, PyMongoError
 
+from balsam_mq.broker.connection import split_urls
 from balsam_mq.errors import StackError
 from balsam_mq.settings import Settings
 
@@ -291,8 +292,8 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def rabbitmq_answers(amqp_url: str, timeout: float = 2.0) -> bool:
-    """A TCP connection to the broker of `amqp_url` succeeds."""
-    return _tcp_answers(_amqp_address(amqp_url), timeout)
+    """A TCP connection to the broker of `amqp_url` (to one of its nodes) succeeds."""
+    return any(_tcp_answers(_amqp_address(url), timeout) for url in split_urls(amqp_url))
 
 
 def _tcp_answers(address: tuple[str, int], timeout: float) -> bool:
@@ -307,6 +308,11 @@ def ensure_rabbitmq(amqp_url: str, timeout: float = 60.0) -> bool:
     """Make RabbitMQ answer at `amqp_url`; True if we started it (local `rabbitmq-server`)."""
     if rabbitmq_answers(amqp_url):
         return False
+    if len(split_urls(amqp_url)) > 1:
+        raise StackError(
+            "none of the RabbitMQ nodes of BALSAM_AMQP_URL answers, and `up` starts only a "
+            "local single-node broker: start the cluster's nodes"
+        )
     host, port = _amqp_address(amqp_url)
     if host not in LOCAL_HOSTS or port != AMQP_PORT:
         raise StackError(

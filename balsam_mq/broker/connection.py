@@ -1,15 +1,25 @@
-"""Opening RabbitMQ: one robust connection, channels made from it by whoever needs one."""
+"""Opening RabbitMQ: one robust connection, channels made from it by whoever needs one.
+
+The address may list several nodes of a cluster, comma-separated
+(``amqp://u:p@node1:5672/,amqp://u:p@node2:5672/``): the connection opens to the first
+that answers and, when it is lost, reconnects to the next node that answers, in turn.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+from yarl import URL
 
 from balsam_mq.errors import BrokerError
+
+log = logging.getLogger(__name__)
 
 # what an ack, a publish or a new channel raises while the connection is down
 _LOST = (ChannelInvalidStateError, AMQPError, ConnectionError)
@@ -26,19 +36,67 @@ def connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and str(exc).endswith(" closed")
 
 
+def split_urls(value: str) -> list[str]:
+    """The node addresses of ``value`` (one URL, or several separated by commas)."""
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"{_safe(url)!r} must start with amqp:// or amqps://")
+    if not urls:
+        raise ValueError("no RabbitMQ address given")
+    return urls
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over several nodes: each failed (re)connection attempt moves
+    on to the next address, so a node that is down is left for one that answers.
+
+    aio-pika's robust connection reconnects to ``self.url`` only; its reconnection loop
+    calls the private ``__connect_transport`` for every attempt, which is where this
+    class moves ``url`` on (``tests/broker/test_failover.py`` proves it against two
+    nodes, so a change of aio-pika's internals fails there).
+    """
+
+    def __init__(self, url: URL, *args: Any, failover: tuple[str, ...] = (), **kwargs: Any):
+        super().__init__(url, *args, **kwargs)
+        self._urls = [URL(u) for u in failover] or [self.url]
+        self._at = 0
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        try:
+            await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+        except BaseException:
+            if len(self._urls) > 1:
+                self._at = (self._at + 1) % len(self._urls)
+                self.url = self._urls[self._at]
+                log.debug("RabbitMQ: next attempt on %s", _safe(str(self.url)))
+            raise
+
+
 @asynccontextmanager
 async def open_amqp(url: str, *, timeout: float = 10.0) -> AsyncIterator[AbstractRobustConnection]:
-    """Connect to RabbitMQ; a clear error if it does not answer.
+    """Connect to RabbitMQ (``url``: one address, or a cluster's nodes separated by
+    commas); a clear error if none answers.
 
     Example::
 
         async with open_amqp(settings.amqp_url) as amqp:
             channel = await amqp.channel()
     """
-    try:
-        connection = await aio_pika.connect_robust(url, timeout=timeout)
-    except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
-        raise BrokerError(f"cannot reach RabbitMQ at {_safe(url)}: {exc}") from exc
+    urls = split_urls(url)
+    connection: AbstractRobustConnection | None = None
+    errors: list[str] = []
+    for i in range(len(urls)):  # the first attempt fails fast: try each node once
+        order = (*urls[i:], *urls[:i])
+        try:
+            connection = await aio_pika.connect_robust(
+                order[0], timeout=timeout, connection_class=FailoverConnection, failover=order
+            )
+            break
+        except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
+            errors.append(f"{_safe(order[0])}: {exc}")
+    if connection is None:
+        raise BrokerError(f"cannot reach RabbitMQ at {'; '.join(errors)}")
     try:
         yield connection
     finally:
