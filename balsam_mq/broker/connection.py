@@ -32,8 +32,10 @@ def connection_lost(exc: BaseException) -> bool:
         return True
     if isinstance(exc, BrokerError) and exc.__cause__ is not None:  # a publish that failed
         return connection_lost(exc.__cause__)
-    # aiormq, asked for a channel on the connection being replaced
-    return isinstance(exc, RuntimeError) and str(exc).endswith(" closed")
+    # aio-pika/aiormq, asked for a channel while the connection is being replaced
+    return isinstance(exc, RuntimeError) and (
+        str(exc).endswith(" closed") or str(exc) == "Connection was not opened"
+    )
 
 
 def split_urls(value: str) -> list[str]:
@@ -88,12 +90,15 @@ async def open_amqp(url: str, *, timeout: float = 10.0) -> AsyncIterator[Abstrac
     errors: list[str] = []
     for i in range(len(urls)):  # the first attempt fails fast: try each node once
         order = (*urls[i:], *urls[:i])
+        # built here, not by aio_pika.connect_robust, which would write ``failover`` (and
+        # the passwords in it) into the URL's query string
+        candidate = FailoverConnection(URL(order[0]), failover=order)
         try:
-            connection = await aio_pika.connect_robust(
-                order[0], timeout=timeout, connection_class=FailoverConnection, failover=order
-            )
+            await candidate.connect(timeout=timeout)
+            connection = candidate
             break
         except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
+            await candidate.close()
             errors.append(f"{_safe(order[0])}: {exc}")
     if connection is None:
         raise BrokerError(f"cannot reach RabbitMQ at {'; '.join(errors)}")
