@@ -12,13 +12,14 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 from balsam_mq import stack
 from balsam_mq.settings import ENV_PREFIX, Settings, load_settings
 
 HERE = Path(__file__).resolve().parent
 # what a process needs to reach the same database and namespace
-_CONNECTION_FIELDS = ("mongodb_url", "amqp_url", "db", "namespace")
+_CONNECTION_FIELDS = ("mongodb_url", "amqp_url", "db", "namespace", "queue_type")
 
 
 def free_port() -> int:
@@ -48,9 +49,13 @@ def mongo_url() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def bench_settings(url: str) -> AsyncIterator[Settings]:
+async def bench_settings(url: str, **overrides: Any) -> AsyncIterator[Settings]:
+    """A fresh database and namespace on the MongoDB at ``url`` (``overrides``: other
+    settings, e.g. ``amqp_url`` and ``queue_type`` of a cluster)."""
     tag = uuid.uuid4().hex[:10]
-    settings = load_settings(mongodb_url=url, db=f"bench_{tag}", namespace=f"bench{tag}")
+    settings = load_settings(
+        mongodb_url=url, db=f"bench_{tag}", namespace=f"bench{tag}", **overrides
+    )
     stack.ensure_rabbitmq(settings.amqp_url)
     yield settings
 

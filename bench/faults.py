@@ -16,7 +16,12 @@ ended, the fault strikes:
 * ``bad-hooks``: 20 more jobs whose hooks kill their worker, hang past ``hooks.timeout_s``,
   raise, or leave a value MongoDB cannot store: these must fail, alone;
 * ``primary-kill``: on a three-member replica set (``bench/replica_set.py``), the primary
-  SIGKILLed (the others elect a new one), restarted after 10 s as a secondary.
+  SIGKILLed (the others elect a new one), restarted after 10 s as a secondary;
+* ``cluster-node-stop``, ``cluster-primary-kill``: on a three-node RabbitMQ cluster
+  (``bench/rabbit_cluster.py``, quorum queues, every process given the three addresses)
+  and a three-member replica set: the broker node every process connected to stopped
+  (``rabbitmqctl stop``), started again after 10 s; or the MongoDB primary killed as in
+  ``primary-kill``.
 
 One row per scenario: jobs, finished, failed as intended, failed otherwise, stuck (not
 ended when the run gives up), repeated transitions and broken histories (the invariants
@@ -26,7 +31,8 @@ nothing repeated.
 
     python bench/faults.py [--jobs 1000] [--only broker-10s mongod-10s ...] [--seed 1]
 
-Needs ``rabbitmqctl`` for the local RabbitMQ node (the broker scenarios stop its app).
+Needs ``rabbitmqctl`` for the local RabbitMQ node (the broker scenarios stop its app);
+the cluster scenarios start nodes of their own (about a minute).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import bench_settings, free_port, start_processes
+from rabbit_cluster import RabbitCluster, start as start_rabbit_cluster
 from replica_set import ReplicaSet, start as start_replica_set
 
 import balsam_mq
@@ -133,6 +140,7 @@ class Stack:
     mongod_port: int
     mongod_pid: int
     replica_set: ReplicaSet | None = None
+    rabbit: RabbitCluster | None = None
     agent: asyncio.subprocess.Process | None = None
     launcher: asyncio.subprocess.Process | None = None
     spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -243,11 +251,20 @@ async def primary_kill(s: Stack, rng: random.Random) -> None:
     await asyncio.to_thread(rs.member, primary)  # back, as a secondary
 
 
+async def cluster_node_stop(s: Stack, rng: random.Random) -> None:
+    assert s.rabbit is not None
+    node = s.rabbit.nodes[0]  # the first address: every process is connected to it
+    await asyncio.to_thread(node.stop)
+    await asyncio.sleep(10)
+    await asyncio.to_thread(node.start)  # back in the cluster, on its data
+
+
 @dataclass(frozen=True)
 class Scenario:
     fault: Fault
     bad_hooks: bool = False  # add the jobs whose hooks misbehave
     replica_set: bool = False  # on three mongod members instead of one
+    cluster: bool = False  # on three RabbitMQ nodes with quorum queues (and a replica set)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -259,6 +276,8 @@ SCENARIOS: dict[str, Scenario] = {
     "launcher-kills": Scenario(launcher_kills),
     "bad-hooks": Scenario(no_fault, bad_hooks=True),
     "primary-kill": Scenario(primary_kill, replica_set=True),
+    "cluster-node-stop": Scenario(cluster_node_stop, replica_set=True, cluster=True),
+    "cluster-primary-kill": Scenario(primary_kill, replica_set=True, cluster=True),
 }
 
 
@@ -332,6 +351,11 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
     row = Row(name)
     root = tmp / name
     rs: ReplicaSet | None = None
+    rabbit: RabbitCluster | None = None
+    overrides: dict[str, Any] = {}
+    if scenario.cluster:
+        rabbit = await asyncio.to_thread(start_rabbit_cluster, root / "rabbit")
+        overrides = {"amqp_url": rabbit.url, "queue_type": "quorum"}
     if scenario.replica_set:
         rs = await asyncio.to_thread(start_replica_set, root / "replica-set")
         pid, url = 0, rs.url
@@ -339,14 +363,14 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
         pid = await asyncio.to_thread(_mongod, root / "mongod", port)
         url = stack.mongo_url(port)
     async with (
-        bench_settings(url) as settings,
+        bench_settings(url, **overrides) as settings,
         open_store(url, settings.db, timeout_ms=2000) as store,
     ):
         site = await store.sites.create(Site(name=SITE, path=str(root / "site")))
         assert site.id is not None
         site_dir = SiteDirectory.create(root / "site", name=SITE, site_id=site.id)
         site_dir.settings_file.write_text(site_dir.settings_file.read_text() + SITE_SETTINGS)
-        s = Stack(settings, site_dir, root / "mongod", port, pid, replica_set=rs)
+        s = Stack(settings, site_dir, root / "mongod", port, pid, replica_set=rs, rabbit=rabbit)
         try:
             async with balsam_mq.connect(settings):
                 ids, intended = await submit(n, scenario.bad_hooks)
@@ -396,6 +420,8 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
         rs.stop()
     else:
         stack.stop_mongod(s.mongod_pid)
+    if rabbit is not None:
+        await asyncio.to_thread(rabbit.stop)
     return row
 
 

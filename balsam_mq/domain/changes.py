@@ -12,7 +12,9 @@ from balsam_mq.domain.states import TRANSITIONS, Actor, JobState
 
 @dataclass(frozen=True)
 class Change:
-    """Move job ``job_id`` from ``expect`` to ``to``, only if it is still in ``expect``.
+    """Move job ``job_id`` from ``expect`` to ``to``, only if it is still in ``expect``
+    (and, with ``held_by``, still held by that launcher session: the outcome of a run
+    whose job was taken from its launcher and claimed again never lands on the new run).
 
     ``fields`` are further job fields written in the same conditional update
     (``data``, ``return_code``, ``session_id``, ...).
@@ -24,6 +26,7 @@ class Change:
     state_data: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
     by: Actor | None = None
+    held_by: int | None = None  # the launcher session the job must still be held by
 
 
 @dataclass(frozen=True)

@@ -39,21 +39,32 @@ def outcome(run: ActiveRun, code: int | None, error: str | None, *, tail_chars: 
     else → RUN_ERROR with the return code and the tail of job.out in ``state_data``.
     """
     fields: dict[str, Any] = {"return_code": code}
+    held_by = run.job.session_id
     if run.python:
         fields.update(run.launch.payload or read_result(run.workdir))
     if run.timeout_reason is not None:
         elapsed = round(time.monotonic() - run.started, 3)
         state_data = {"reason": run.timeout_reason, "elapsed_s": elapsed}
-        return Change(run.job_id, S.RUNNING, S.RUN_TIMEOUT, state_data, fields, Actor.LAUNCHER)
+        return Change(
+            run.job_id, S.RUNNING, S.RUN_TIMEOUT, state_data, fields, Actor.LAUNCHER, held_by
+        )
     if code == 0 and error is None:
-        return Change(run.job_id, S.RUNNING, S.RUN_DONE, {}, fields, Actor.LAUNCHER)
+        return Change(run.job_id, S.RUNNING, S.RUN_DONE, {}, fields, Actor.LAUNCHER, held_by)
     tail = output_tail(run.workdir / OUTPUT_FILE, tail_chars)
     data: dict[str, Any] = {"return_code": code, "output_tail": tail}
     if error is not None:
         data["error"] = error
-    return Change(run.job_id, S.RUNNING, S.RUN_ERROR, data, fields, Actor.LAUNCHER)
+    return Change(run.job_id, S.RUNNING, S.RUN_ERROR, data, fields, Actor.LAUNCHER, held_by)
 
 
-def launch_failure(job_id: int, exc: Exception) -> Change:
+def launch_failure(job: Job, exc: Exception) -> Change:
     """A claimed job that could not be started (bad template, missing app...)."""
-    return Change(job_id, S.RUNNING, S.RUN_ERROR, {"error": str(exc)}, by=Actor.LAUNCHER)
+    assert job.id is not None
+    return Change(
+        job.id,
+        S.RUNNING,
+        S.RUN_ERROR,
+        {"error": str(exc)},
+        by=Actor.LAUNCHER,
+        held_by=job.session_id,
+    )

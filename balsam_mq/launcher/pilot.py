@@ -171,7 +171,9 @@ class Pilot:
         self.state = PilotState.RUNNING
         if self._killing is not None:  # a stop was requested while we were starting
             self.stop_claiming(self._killing)
-        heartbeat = Heartbeat(self.sessions, session_id, self.config.settings.heartbeat_s)
+        heartbeat = Heartbeat(
+            self.sessions, session_id, self.config.settings.heartbeat_s, self._session_lost
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -194,9 +196,9 @@ class Pilot:
                 for run in list(self._runs.values()):  # only if we were cancelled from outside
                     await run.launch.kill(0)
                 await self.executor.close()
-                await self._end_session(session_id)
+                await self._end_session(self.session_id)
             self.state = PilotState.STOPPED
-            log.info("launcher session %s stopped: %s", session_id, self.report)
+            log.info("launcher session %s stopped: %s", self.session_id, self.report)
         return self.report
 
     async def _end_session(self, session_id: int) -> None:
@@ -226,6 +228,31 @@ class Pilot:
                 session_id,
                 brief(exc),
             )
+
+    async def _session_lost(self) -> int:
+        """The site agent took this session for dead (cut off from MongoDB longer than
+        the reaper's grace) and timed out its jobs, which run again: the runs still here
+        are killed (their outcomes would not land), the jobs claimed ahead forgotten, and
+        the launcher goes on under a new session."""
+        assert self._tg is not None and self.session_id is not None
+        lost = self.session_id
+        reason = f"launcher session {lost} was taken for dead by the site agent"
+        for run in self._runs.values():
+            if run.timeout_reason is None:
+                run.timeout_reason = reason
+                self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+        if self._queued:
+            self._queued.clear()
+            self._capacity_changed()
+        session_id = await open_session(self.sessions, self.config, self.pool)
+        self.session_id = self.report.session_id = session_id
+        log.warning(
+            "launcher session %s lost: %d run(s) killed; going on as session %s",
+            lost,
+            len(self._runs),
+            session_id,
+        )
+        return session_id
 
     def stop_claiming(self, reason: str) -> None:
         """Claim nothing more; exit once running jobs are done (or killed at wall time)."""
@@ -284,6 +311,7 @@ class Pilot:
                         S.RESTART_READY,
                         state_data={"reason": f"given back unstarted: {reason}"},
                         by=Actor.LAUNCHER,
+                        held_by=job.session_id,
                     )
                 )
             if back:
@@ -559,7 +587,7 @@ class Pilot:
             self.pool.free(job.id)
             self._capacity_changed()
             self.report.errors += 1
-            self._reporter.submit(launch_failure(job.id, exc))
+            self._reporter.submit(launch_failure(job, exc))
             return
         run = ActiveRun(
             job, placement, launch, prepared.workdir, prepared.python, app=apps.get(job.app_id)

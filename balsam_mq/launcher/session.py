@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -51,17 +51,24 @@ class Heartbeat:
     """Refreshes the session's ``heartbeat`` every ``interval`` seconds until cancelled.
 
     A session whose heartbeat is older than the reaper's grace has its RUNNING jobs
-    moved to RUN_TIMEOUT, so a failed beat is logged and retried, never fatal.
+    moved to RUN_TIMEOUT, so a failed beat is logged and retried, never fatal. A beat
+    that finds the session taken for dead (the launcher was cut off longer than the
+    grace) calls ``on_lost``, which returns the id of the session that replaces it.
     """
 
     def __init__(
-        self, sessions: SessionRepository, session_id: int | None, interval: float
+        self,
+        sessions: SessionRepository,
+        session_id: int | None,
+        interval: float,
+        on_lost: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         if session_id is None:
             raise ValueError("a heartbeat needs a stored session")
         self.sessions = sessions
         self.session_id = session_id
         self.interval = interval
+        self.on_lost = on_lost
         self.beats = 0
 
     async def run(self, status: Callable[[], dict[str, Any]] | None = None) -> None:
@@ -85,7 +92,9 @@ class Heartbeat:
             self.beats += 1
             if not alive:
                 log.error(
-                    "session %s no longer exists: the site agent took it for dead; "
-                    "outcomes of its running jobs will not be applied",
+                    "session %s was taken for dead by the site agent (no heartbeat for its "
+                    "grace): its jobs were timed out and run again",
                     self.session_id,
                 )
+                if self.on_lost is not None:
+                    self.session_id = await self.on_lost()

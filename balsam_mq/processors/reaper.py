@@ -50,6 +50,8 @@ class Reaper:
         }
         if not reasons:
             return []
+        if stale:  # first: a launcher that comes back learns it lost its jobs (and kills them)
+            await self.store.sessions.mark_lost(stale, f"no heartbeat for {self.grace:g} s")
         jobs = await self.store.jobs.running_in_sessions(sorted(reasons))
         result = await self.store.jobs.transition(
             [
@@ -59,6 +61,7 @@ class Reaper:
                     JobState.RUN_TIMEOUT,
                     state_data={"reason": reasons[j.session_id]},
                     by=Actor.REAPER,
+                    held_by=j.session_id,
                 )
                 for j in jobs
                 if j.id is not None and j.session_id is not None
@@ -68,8 +71,6 @@ class Reaper:
             log.warning(
                 "reaped %d job(s) of dead session(s) %s", len(result.moved), sorted(reasons)
             )
-        if stale:
-            await self.store.sessions.mark_lost(stale, f"no heartbeat for {self.grace:g} s")
         return result.moved
 
     async def run(self) -> None:

@@ -49,6 +49,7 @@ CREATE_IN_FLIGHT = 2
 
 # what a transition reads of each job inside its transaction
 _TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
+_TRANSITION_FIELDS["session_id"] = 1  # a run's outcome lands only on its own claim
 _TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to the resolver
 
 _EVENT = blank(Event, site_id=0, to_state="")  # every field of a job event, in order
@@ -339,7 +340,11 @@ class JobRepository:
             unmoved: dict[int, JobState | None] = {}
             for c in changes:
                 doc = current.get(c.job_id)
-                if doc is None or doc["state"] != c.expect:
+                if (
+                    doc is None
+                    or doc["state"] != c.expect
+                    or (c.held_by is not None and doc.get("session_id") != c.held_by)
+                ):
                     unmoved[c.job_id] = None if doc is None else JobState(doc["state"])
                     continue
                 steps = steps_of(
@@ -355,7 +360,10 @@ class JobRepository:
                     "last_update": now,
                     "seq": seq + len(steps),
                 }
-                ops.append(UpdateOne({"_id": c.job_id, "state": c.expect.value}, {"$set": fields}))
+                where = {"_id": c.job_id, "state": c.expect.value}
+                if c.held_by is not None:
+                    where["session_id"] = c.held_by
+                ops.append(UpdateOne(where, {"$set": fields}))
                 events.add(_events(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now))
                 moved.append(c.job_id)
                 final[c.job_id] = steps[-1].to

@@ -20,6 +20,7 @@ from support.services import free_port, start_mongod
 from support.waiting import wait_for_states
 
 from balsam_mq import ApplicationDefinition, EventLog, Job, stack
+from balsam_mq.processors.reaper import Reaper
 
 
 @dataclass
@@ -151,12 +152,8 @@ async def test_a_launcher_stopped_while_the_database_is_down_exits_and_its_jobs_
     timeout, counting the outcomes it could not commit; once the database is back the
     reaper settles those jobs and they run again under the next launcher."""
 
-    class Twice(ApplicationDefinition):
-        site = "e2e"
-        command_template = "echo run >> runs.log; [ $(wc -l < runs.log) -gt 1 ] || sleep 60"
-
     jobs = await Job.objects.bulk_create(
-        [Twice.submit(f"s/{i}", save=False, node_packing_count=2) for i in range(2)]
+        [twice_app().submit(f"s/{i}", save=False, node_packing_count=2) for i in range(2)]
     )
     ids = [j.id for j in jobs]
     pilot = await e2e.start_pilot(settings={"cores_per_node": 2, "stop_timeout_s": 2})
@@ -174,3 +171,40 @@ async def test_a_launcher_stopped_while_the_database_is_down_exits_and_its_jobs_
     await assert_invariants(e2e.store, ids)
     for i in range(2):
         assert (e2e.site_dir.data / f"s/{i}/runs.log").read_text() == "run\nrun\n"
+
+
+def twice_app() -> type[ApplicationDefinition]:
+    """Its first run of a job hangs; the second ends at once."""
+
+    class Twice(ApplicationDefinition):
+        site = "e2e"
+        command_template = "echo run >> runs.log; [ $(wc -l < runs.log) -gt 1 ] || sleep 60"
+
+    return Twice
+
+
+async def test_a_launcher_taken_for_dead_kills_its_runs_and_goes_on_as_a_new_session(
+    e2e: E2E,
+) -> None:
+    """What a launcher cut off from the services longer than the reaper's grace finds when
+    it is back: its jobs were timed out and wait to run again. It kills the runs it still
+    has (their outcomes must not land on the jobs' next runs) and claims under a new
+    session; each job runs twice and finishes once."""
+    jobs = await Job.objects.bulk_create(
+        [twice_app().submit(f"t/{i}", save=False, node_packing_count=2) for i in range(2)]
+    )
+    ids = [j.id for j in jobs]
+    pilot = await e2e.start_pilot(settings={"cores_per_node": 2})
+    for i in range(2):
+        await wait_for_file(e2e.site_dir.data / f"t/{i}/runs.log")
+    first = pilot.session_id
+    # the reaper of a site whose grace ran out for this launcher
+    assert sorted(await Reaper(e2e.store, e2e.site_id, grace=0, interval=1).reap_once()) == ids
+    await wait_for_states(e2e.store, ids, [S.JOB_FINISHED], timeout=30)
+    assert pilot.session_id != first and pilot.claiming
+    await assert_invariants(e2e.store, ids)
+    for i in range(2):
+        assert (e2e.site_dir.data / f"t/{i}/runs.log").read_text() == "run\nrun\n"
+    async for event in e2e.store.events.iterate(site_id=e2e.site_id, to_state="RUN_TIMEOUT"):
+        assert "stopped heartbeating" in event.state_data["reason"]  # the reaper's, only
+    assert set((await e2e.running_events(ids)).values()) == {2}
