@@ -21,7 +21,11 @@ ended, the fault strikes:
   (``bench/rabbit_cluster.py``, quorum queues, every process given the three addresses)
   and a three-member replica set: the broker node every process connected to stopped
   (``rabbitmqctl stop``), started again after 10 s; or the MongoDB primary killed as in
-  ``primary-kill``.
+  ``primary-kill``;
+* ``partition``: the launcher in a network namespace of its own (``bench/partition.py``)
+  whose link to the services is cut for 30 s, longer than the reaper's grace: its jobs
+  are timed out meanwhile; back, it learns it was taken for dead, kills its runs and
+  goes on under a new session.
 
 One row per scenario: jobs, finished, failed as intended, failed otherwise, stuck (not
 ended when the run gives up), repeated transitions and broken histories (the invariants
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -55,6 +60,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import bench_settings, free_port, start_processes
+from partition import Partition, partition
 from rabbit_cluster import RabbitCluster, start as start_rabbit_cluster
 from replica_set import ReplicaSet, start as start_replica_set
 
@@ -141,13 +147,16 @@ class Stack:
     mongod_pid: int
     replica_set: ReplicaSet | None = None
     rabbit: RabbitCluster | None = None
+    netns: Partition | None = None  # where the launcher runs, if in a namespace
     agent: asyncio.subprocess.Process | None = None
     launcher: asyncio.subprocess.Process | None = None
     spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
 
-    async def _spawn(self, *args: str) -> asyncio.subprocess.Process:
-        command = [sys.executable, "-m", "balsam_mq.cli", *args]
-        (proc,) = await start_processes(self.settings, [command], self.site_dir.logs)
+    async def _spawn(
+        self, *args: str, prefix: list[str] | None = None, settings: Settings | None = None
+    ) -> asyncio.subprocess.Process:
+        command = [*(prefix or []), sys.executable, "-m", "balsam_mq.cli", *args]
+        (proc,) = await start_processes(settings or self.settings, [command], self.site_dir.logs)
         self.spawned.append(proc)
         return proc
 
@@ -155,8 +164,25 @@ class Stack:
         self.agent = await self._spawn("site", "agent", str(self.site_dir.path))
 
     async def start_launcher(self) -> None:
+        prefix, settings = None, None
+        if self.netns is not None:  # the services through the namespace's link
+            prefix, host = self.netns.prefix(), self.netns.host_ip
+            settings = self.settings.model_copy(
+                update={
+                    "mongodb_url": f"mongodb://{host}:{self.mongod_port}/?directConnection=true",
+                    "amqp_url": f"amqp://guest:guest@{host}:{stack.AMQP_PORT}/",
+                }
+            )
         self.launcher = await self._spawn(
-            "launcher", "--site", SITE, "--wall-time", "120", "--cores-per-node", str(SLOTS)
+            "launcher",
+            "--site",
+            SITE,
+            "--wall-time",
+            "120",
+            "--cores-per-node",
+            str(SLOTS),
+            prefix=prefix,
+            settings=settings,
         )
 
     async def kill(self, proc: asyncio.subprocess.Process | None) -> None:
@@ -259,12 +285,20 @@ async def cluster_node_stop(s: Stack, rng: random.Random) -> None:
     await asyncio.to_thread(node.start)  # back in the cluster, on its data
 
 
+async def link_cut(s: Stack, rng: random.Random) -> None:
+    assert s.netns is not None
+    await asyncio.to_thread(s.netns.cut)
+    await asyncio.sleep(30)
+    await asyncio.to_thread(s.netns.restore)
+
+
 @dataclass(frozen=True)
 class Scenario:
     fault: Fault
     bad_hooks: bool = False  # add the jobs whose hooks misbehave
     replica_set: bool = False  # on three mongod members instead of one
     cluster: bool = False  # on three RabbitMQ nodes with quorum queues (and a replica set)
+    partition: bool = False  # the launcher in a network namespace of its own
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -278,6 +312,7 @@ SCENARIOS: dict[str, Scenario] = {
     "primary-kill": Scenario(primary_kill, replica_set=True),
     "cluster-node-stop": Scenario(cluster_node_stop, replica_set=True, cluster=True),
     "cluster-primary-kill": Scenario(primary_kill, replica_set=True, cluster=True),
+    "partition": Scenario(link_cut, partition=True),
 }
 
 
@@ -365,12 +400,17 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
     async with (
         bench_settings(url, **overrides) as settings,
         open_store(url, settings.db, timeout_ms=2000) as store,
+        contextlib.AsyncExitStack() as scope,
     ):
+        netns = None
+        if scenario.partition:
+            netns = await scope.enter_async_context(partition([port, stack.AMQP_PORT]))
         site = await store.sites.create(Site(name=SITE, path=str(root / "site")))
         assert site.id is not None
         site_dir = SiteDirectory.create(root / "site", name=SITE, site_id=site.id)
         site_dir.settings_file.write_text(site_dir.settings_file.read_text() + SITE_SETTINGS)
         s = Stack(settings, site_dir, root / "mongod", port, pid, replica_set=rs, rabbit=rabbit)
+        s.netns = netns
         try:
             async with balsam_mq.connect(settings):
                 ids, intended = await submit(n, scenario.bad_hooks)

@@ -143,6 +143,7 @@ class Consumer:
         # a prefetch change the broker did not get (its connection was down): applied
         # when the connection is back
         self._stale = False
+        self._away = False  # the broker connection was lost and has not come back yet
         self._resubscribing: asyncio.Task[None] | None = None
         self._window = window
         self._max_attempts = max_attempts
@@ -209,12 +210,9 @@ class Consumer:
                     # the channel went with the connection: what it did not ack goes back
                     # to the queue, and the robust connection resumes consuming
                     self._held = max(0, self._held - len(batch))
-                    log.warning(
-                        "%s: connection to RabbitMQ lost (%s); the %d message(s) in hand "
-                        "come back when it returns",
-                        self.spec.name,
-                        type(exc).__name__,
-                        len(batch),
+                    self._lost(
+                        f"connection to RabbitMQ lost ({type(exc).__name__}); the messages "
+                        "in hand come back when it returns"
                     )
                 finally:
                     self._settled.set()
@@ -308,15 +306,21 @@ class Consumer:
             if not connection_lost(exc):
                 raise
             self._stale = True
-            log.warning(
-                "%s: prefetch %d not applied, connection to RabbitMQ lost (%s); applied when "
-                "it returns",
-                self.spec.name,
-                self._prefetch,
-                type(exc).__name__,
+            self._lost(
+                f"connection to RabbitMQ lost ({type(exc).__name__}); prefetch "
+                f"{self._prefetch} applied when it returns"
             )
 
+    def _lost(self, message: str) -> None:
+        """Say it once per outage, not once per batch that meets it."""
+        if not self._away:
+            self._away = True
+            log.warning("%s: %s", self.spec.name, message)
+
     def _on_reconnect(self, *_: Any) -> None:
+        if self._away:
+            self._away = False
+            log.warning("%s: connection to RabbitMQ back", self.spec.name)
         if self._stale and self.state is ConsumerState.RUNNING:
             self._resubscribing = asyncio.get_running_loop().create_task(self._resubscribe())
 

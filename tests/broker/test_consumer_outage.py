@@ -50,6 +50,9 @@ async def test_a_consumer_outlives_a_broker_restart(
     try:
         await publisher.publish_many([Outgoing("job.1.READY", b"a", "a")])
         await asyncio.wait_for(handler.inside.wait(), 30)
+        later = [Outgoing("job.1.READY", f"x{i}".encode(), f"x{i}") for i in range(3)]
+        await publisher.publish_many(later)  # in hand too: a second batch meets the outage
+        await asyncio.sleep(0.2)
         await asyncio.to_thread(ctl, "stop_app")
         try:
             handler.release.set()  # its ack meets a closed channel
@@ -77,6 +80,9 @@ async def test_a_consumer_outlives_a_broker_restart(
 
         await until(both, 60)
         assert not task.done()
+        # one line when the connection went, one when it came back: not one per batch
+        assert caplog.text.count("connection to RabbitMQ lost") == 1, caplog.text
+        assert caplog.text.count("connection to RabbitMQ back") == 1
     finally:
         await consumer.stop(grace=1)
         task.cancel()
