@@ -25,7 +25,7 @@ from balsam_mq.cli.common import (
     state_text,
     when,
 )
-from balsam_mq.errors import BalsamError, NotFound
+from balsam_mq.errors import NotFound
 
 if TYPE_CHECKING:
     from balsam_mq.domain import JobState
@@ -156,7 +156,7 @@ async def fetch_listing(
 
 def job_json(job: Job, listing: Listing) -> dict[str, Any]:
     """A job for scripts: every field, plus its site's and app's names."""
-    return {**job.to_dict(), "site": listing.site(job), "app": listing.app(job)}
+    return {**job.display(), "site": listing.site(job), "app": listing.app(job)}
 
 
 def job_line(doc: dict[str, Any]) -> str:
@@ -292,18 +292,17 @@ def show_details(job_id: int, *, as_json: bool) -> None:
     details = run(main)
     job = details.job
     workdir = _workdir_path(job, details.site_path)
-    outcome = _outcome(job)
+    doc = job_json(job, details.listing)
     if as_json:
         print_json(
             {
-                **job_json(job, details.listing),
+                **doc,
                 "workdir_path": workdir,
                 "events": [e.model_dump(mode="json") for e in details.events],
-                **outcome,
             }
         )
         return
-    doc = job_json(job, details.listing)
+    outcome = doc
     pairs: list[tuple[str, str | Text]] = [
         ("job", str(job.id)),
         ("state", state_text(job.state.value)),
@@ -359,25 +358,3 @@ def _resources(doc: dict[str, Any]) -> str:
     text = " ".join(f"{n}={doc[n]}" for n in names)
     text += f" gpus_per_rank={doc['gpus_per_rank']} node_packing_count={doc['node_packing_count']}"
     return text + f" wall_time_min={doc['wall_time_min']}"
-
-
-def _outcome(job: Job) -> dict[str, Any]:
-    """``result`` of a finished job, ``exception`` of a failed one (when they load here)."""
-    from balsam_mq.domain import JobState
-
-    try:
-        if job.state == JobState.JOB_FINISHED:
-            return {"result": job.result_nowait()}
-        if job.state == JobState.FAILED:
-            exc = job.exception_nowait()
-            assert exc is not None
-            return {
-                "exception": {
-                    "type": type(exc).__name__,
-                    "message": str(exc),
-                    "traceback": job.traceback or "",
-                }
-            }
-    except BalsamError as exc:  # stored by value but not loadable here (a missing module)
-        return {"result_error": str(exc)}
-    return {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import pickle
 import traceback as tb_module
 from collections.abc import Iterator, Mapping
@@ -63,6 +64,59 @@ def deserialize(text: str, *, what: str = "object") -> Any:
         return dill.loads(raw)
     except Exception as exc:
         raise SerializationError(f"{what}: cannot be deserialized: {exc!r}") from exc
+
+
+class Unloaded:
+    """What :func:`peek` shows in place of a stored object it does not load."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}: stored with dill, not loaded here>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unloaded) and other.kind == self.kind
+
+    def __hash__(self) -> int:
+        return hash(self.kind)
+
+
+# the only globals peek() resolves: constructors of plain values, which run no stored code
+_PEEKABLE = {
+    ("builtins", name) for name in ("set", "frozenset", "complex", "bytearray", "range", "slice")
+} | {("datetime", name) for name in ("datetime", "date", "time", "timedelta", "timezone")}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PEEKABLE:
+            return super().find_class(module, name)
+        raise _NotPlain(f"{module}.{name}")
+
+
+class _NotPlain(pickle.UnpicklingError):
+    pass
+
+
+def peek(text: str | None, *, what: str = "object") -> Any:
+    """The value :func:`serialize` wrote as ``text`` if it is plain data (str, numbers,
+    bytes, None, dates and containers of them), without loading anything else: no class,
+    function or module named in the payload is imported or called, so displaying a job
+    runs none of its code. Anything else is an :class:`Unloaded` naming its first class.
+    """
+    if text is None:
+        return None
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SerializationError(f"{what}: stored text is not base64: {exc}") from exc
+    try:
+        return _PlainUnpickler(io.BytesIO(raw)).load()
+    except _NotPlain as exc:
+        return Unloaded(str(exc))
+    except Exception as exc:
+        raise SerializationError(f"{what}: cannot be read: {exc!r}") from exc
 
 
 def _is_plain(obj: Any, depth: int = 0) -> bool:

@@ -21,6 +21,7 @@ from balsam_mq.domain.serialization import (
     deserialize,
     deserialize_exception,
     deserialize_parameters,
+    peek,
     serialize_parameters,
 )
 from balsam_mq.errors import JobError, JobFailed, MultipleResults, NoResult, NotFound
@@ -294,6 +295,34 @@ class JobView:
             **{name: getattr(self, name) for name in PATHS},
         }
 
+    def display(self) -> dict[str, Any]:
+        """The job as plain data for showing it, running none of its stored code:
+        ``parameters`` and, once finished, ``result`` decoded only where they are plain
+        data (anything else reads ``<module.Class: stored with dill, not loaded here>``);
+        for a failed job, ``exception``: its type, message and traceback as stored text.
+        """
+        what = self._label()
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state.value,
+            "parameters": peek(self._f_parameters, what=f"{what} parameters") or {},
+            **{name: getattr(self, name) for name in PATHS},
+        }
+        if self.state == JobState.JOB_FINISHED:
+            doc["result"] = peek(self._f_result, what=f"{what} result")
+        elif self.state == JobState.FAILED and self._f_exception:
+            kind, _, message = _last_line(self.traceback or "").partition(": ")
+            doc["exception"] = {
+                "type": kind.rsplit(".", 1)[-1] or "Exception",
+                "message": message,
+                "traceback": self.traceback or "",
+            }
+        elif self.state == JobState.FAILED:  # failed by a hook or the engine: the reason
+            assert self.id is not None
+            failed = JobFailed(self.id, self.state_data)
+            doc["exception"] = {"type": "JobFailed", "message": str(failed), "traceback": ""}
+        return doc
+
     def _failure(self) -> BaseException:
         text = self._f_exception
         if text:
@@ -402,3 +431,9 @@ for _name in PATHS:
 def _exact(kind: type[Any], value: Any) -> Any:
     """``value`` if it is a ``kind`` itself (not a subclass or look-alike), else converted."""
     return value if type(value) is kind else kind(value)
+
+
+def _last_line(text: str) -> str:
+    """The last line of a traceback: ``module.Type: message``."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -162,3 +162,19 @@ async def test_show_a_failed_job_and_errors(cli: Cli, world: World, store: Store
     await Site.objects.filter(id=world.site.id).update(path="")
     assert (await cli.json("job", "show", "2"))["workdir_path"] is None
     assert await cli.error("job", "show", "99") == "error: job 99 does not exist"
+
+
+async def test_show_reads_parameters_and_results_without_loading_them(
+    cli: Cli, world: World, store: Store
+) -> None:
+    """The CLI runs none of a job's stored code: what is not plain data is named, not loaded."""
+
+    class Opaque:  # defined here: stored by value, its code travels with it
+        pass
+
+    (job,) = await adders(1)
+    await drive(store, [job.id], S.JOB_FINISHED, result=Opaque())
+    shown = await cli.json("job", "show", str(job.id))
+    assert shown["parameters"] == {"x": 0}
+    assert "stored with dill, not loaded here" in shown["result"]
+    assert "result: <" in (await cli.ok("job", "show", str(job.id))).stdout

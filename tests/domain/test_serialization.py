@@ -7,16 +7,19 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import dill
 import pytest
 
 from balsam_mq.domain.serialization import (
     MAX_BYTES,
+    Unloaded,
     deserialize,
     deserialize_app,
     deserialize_exception,
     deserialize_parameters,
+    peek,
     repair_class_cells,
     serialize,
     serialize_app,
@@ -193,3 +196,32 @@ def test_a_stale_class_cell_is_repaired() -> None:
     assert repair_class_cells(loaded) == 1
     assert loaded().hook() == "app+base"
     assert repair_class_cells(loaded) == 0
+
+
+def test_peek_reads_plain_data_as_it_was_stored() -> None:
+    from datetime import UTC, datetime
+
+    value = {"x": {1, 2}, "when": datetime(2026, 1, 2, tzinfo=UTC), "b": b"raw"}
+    assert peek(serialize(value)) == value
+    assert peek(None) is None
+
+
+def test_peek_runs_no_stored_code(tmp_path: Path) -> None:
+    """A payload that would call something when loaded (here: create a file) is shown as
+    what it names, and nothing is called: displaying a job runs none of its code."""
+    marker = tmp_path / "ran"
+
+    class Trap:
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return (Path.touch, (marker,))
+
+    class Local:  # a class serialized by value
+        pass
+
+    shown = peek(serialize({"trap": Trap()}))
+    assert shown == Unloaded("pathlib.Path.touch")
+    assert repr(shown) == "<pathlib.Path.touch: stored with dill, not loaded here>"
+    assert not marker.exists()
+    assert isinstance(peek(serialize(Local())), Unloaded)
+    deserialize(serialize({"trap": Trap()}))  # what loading it for real would do
+    assert marker.exists()
