@@ -3,6 +3,7 @@ and a fresh database and namespace that are removed afterwards."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -10,7 +11,7 @@ import signal
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,17 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def services_main(doc: str, start: Callable[[Path], str], stop: Callable[[Path], None]) -> None:
+    """The command line of a script that starts services keeping their state in DIR
+    (``start DIR`` prints the URL to use) and stops them (``stop DIR``)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("action", choices=["start", "stop"])
+    p.add_argument("dir", type=Path)
+    a = p.parse_args()
+    a.dir.mkdir(parents=True, exist_ok=True)
+    if a.action == "start":
+        print(start(a.dir))
+    else:
+        stop(a.dir)

@@ -9,7 +9,6 @@ it. ``bench/faults.py`` uses it for its ``cluster-*`` scenarios.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import uuid
@@ -18,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import free_port
+from _env import free_port, services_main
 
 from balsam_mq.rabbit_node import RabbitNode
 
@@ -67,17 +66,5 @@ def load(root: Path) -> RabbitCluster:
     return RabbitCluster([RabbitNode(root / f"n{i}", *node) for i, node in enumerate(saved)])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=["start", "stop"])
-    p.add_argument("dir", type=Path)
-    a = p.parse_args()
-    a.dir.mkdir(parents=True, exist_ok=True)
-    if a.action == "start":
-        print(start(a.dir).url)
-    else:
-        load(a.dir).stop()
-
-
 if __name__ == "__main__":
-    main()
+    services_main(__doc__, lambda root: start(root).url, lambda root: load(root).stop())

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import free_port
+from _env import free_port, services_main
 
 from balsam_mq import stack
 
@@ -108,18 +107,10 @@ def start(root: Path) -> ReplicaSet:
     return rs
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=["start", "stop"])
-    p.add_argument("dir", type=Path)
-    a = p.parse_args()
-    a.dir.mkdir(parents=True, exist_ok=True)
-    if a.action == "start":
-        print(start(a.dir).url)
-    else:
-        saved = json.loads((a.dir / "members.json").read_text())
-        ReplicaSet(a.dir, saved["ports"], saved["pids"]).stop()
+def stop(root: Path) -> None:
+    saved = json.loads((root / "members.json").read_text())
+    ReplicaSet(root, saved["ports"], saved["pids"]).stop()
 
 
 if __name__ == "__main__":
-    main()
+    services_main(__doc__, lambda root: start(root).url, stop)
