@@ -21,6 +21,19 @@ from balsam_mq.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
+# aio-pika and aiormq log every reconnection attempt (every few seconds while a broker is
+# away) and every channel callback that meets the closed connection; the consumers, the
+# relay and the heartbeats of balsam_mq say once that the broker went and once it is back
+RECONNECTION_LOGGERS = ("aiormq.connection", "aio_pika.robust_connection", "aio_pika.tools")
+
+
+def quiet_reconnection_logs() -> None:
+    """Leave broker outages to balsam_mq's own once-per-outage lines (long-running
+    processes call this when they set up logging)."""
+    for name in RECONNECTION_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 # what an ack, a publish or a new channel raises while the connection is down
 _LOST = (ChannelInvalidStateError, AMQPError, ConnectionError)
 
@@ -67,6 +80,8 @@ class FailoverConnection(aio_pika.RobustConnection):
     async def _RobustConnection__connect_transport(self) -> None:
         try:
             await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+            if len(self._urls) > 1:
+                log.info("RabbitMQ: connected to %s", _safe(str(self.url)))
         except BaseException:
             if len(self._urls) > 1:
                 self._at = (self._at + 1) % len(self._urls)

@@ -80,6 +80,9 @@ def launcher(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from balsam_mq.broker.connection import quiet_reconnection_logs
+
+    quiet_reconnection_logs()
     overrides: dict[str, Any] = {
         "app_run": app_run,
         "cores_per_node": cores_per_node,

@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 
 from balsam_mq.broker import build_topology, open_amqp
+from balsam_mq.broker.connection import quiet_reconnection_logs
 from balsam_mq.processors.agent import SiteAgent
 from balsam_mq.settings import Settings
 from balsam_mq.site.directory import SiteDirectory
@@ -24,6 +25,7 @@ def configure_logging(site_dir: SiteDirectory, level: str) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_reconnection_logs()
 
 
 async def run_agent(settings: Settings, path: Path, *, grace: float = 10.0) -> None:
