@@ -64,7 +64,9 @@ def split_urls(value: str) -> list[str]:
 
 class FailoverConnection(aio_pika.RobustConnection):
     """A robust connection over several nodes: each failed (re)connection attempt moves
-    on to the next address, so a node that is down is left for one that answers.
+    on to the next address, so a node that is down is left for one that answers. The
+    next node is tried at once; the reconnect interval is waited only after every node
+    failed in turn.
 
     aio-pika's robust connection reconnects to ``self.url`` only; its reconnection loop
     calls the private ``__connect_transport`` for every attempt, which is where this
@@ -76,18 +78,24 @@ class FailoverConnection(aio_pika.RobustConnection):
         super().__init__(url, *args, **kwargs)
         self._urls = [URL(u) for u in failover] or [self.url]
         self._at = 0
+        self._interval = self.reconnect_interval
+        self._failures = 0  # failed attempts since the last success
 
     async def _RobustConnection__connect_transport(self) -> None:
         try:
             await super()._RobustConnection__connect_transport()  # type: ignore[misc]
-            if len(self._urls) > 1:
-                log.info("RabbitMQ: connected to %s", _safe(str(self.url)))
         except BaseException:
             if len(self._urls) > 1:
+                self._failures += 1
                 self._at = (self._at + 1) % len(self._urls)
                 self.url = self._urls[self._at]
+                whole_round = self._failures % len(self._urls) == 0
+                self.reconnect_interval = self._interval if whole_round else 0.1
                 log.debug("RabbitMQ: next attempt on %s", _safe(str(self.url)))
             raise
+        if len(self._urls) > 1:
+            self._failures, self.reconnect_interval = 0, self._interval
+            log.info("RabbitMQ: connected to %s", _safe(str(self.url)))
 
 
 @asynccontextmanager
