@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,8 +79,6 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp_scheme(cls, v: str) -> str:
-        from balsam_mq.broker.connection import split_urls
-
         split_urls(v)
         return v
 
@@ -102,6 +101,30 @@ class Settings(BaseSettings):
         if v.upper() not in levels:
             raise ValueError(f"must be one of {', '.join(sorted(levels))}")
         return v.upper()
+
+
+def split_urls(value: str) -> list[str]:
+    """The RabbitMQ node addresses of ``value`` (``BALSAM_AMQP_URL``: one URL, or a
+    cluster's nodes separated by commas)."""
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"{redact_url(url)!r} must start with amqp:// or amqps://")
+    if not urls:
+        raise ValueError("no RabbitMQ address given")
+    return urls
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or each of a comma-separated list) without its password, for messages."""
+    if "," in url:
+        return ",".join(redact_url(part) for part in url.split(","))
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -18,14 +18,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pymongo import MongoClient, ReadPreference
 from pymongo.errors import OperationFailure, PyMongoError
 
-from balsam_mq.broker.connection import split_urls
 from balsam_mq.errors import StackError
-from balsam_mq.settings import Settings
+from balsam_mq.settings import Settings, redact_url, split_urls
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 AMQP_PORT = 5672
@@ -348,7 +347,7 @@ def _amqp_address(amqp_url: str) -> tuple[str, int]:
     try:
         port = parts.port
     except ValueError as exc:
-        raise StackError(f"BALSAM_AMQP_URL={_redact(amqp_url)}: {exc}") from None
+        raise StackError(f"BALSAM_AMQP_URL={redact_url(amqp_url)}: {exc}") from None
     default = AMQPS_PORT if parts.scheme == "amqps" else AMQP_PORT
     return parts.hostname or "127.0.0.1", port or default
 
@@ -518,7 +517,7 @@ def up(settings: Settings) -> StackStatus:
                 _await(pid, paths.log, deadline, "become PRIMARY", lambda: _is_writable(client))
             actions.append(f"mongod already running (pid {pid}, port {port}): nothing to do")
         elif _probe_mongo(settings.mongodb_url)[0]:
-            url = _redact(settings.mongodb_url)
+            url = redact_url(settings.mongodb_url)
             actions.append(f"MongoDB already answers at {url}: not starting mongod")
         elif _is_local(settings.mongodb_url, port):
             proc = start_mongod(
@@ -534,7 +533,7 @@ def up(settings: Settings) -> StackStatus:
             actions.append(f"started mongod (pid {proc.pid}) on 127.0.0.1:{port}")
         else:
             raise StackError(
-                f"BALSAM_MONGODB_URL={_redact(settings.mongodb_url)} does not answer, and `up` "
+                f"BALSAM_MONGODB_URL={redact_url(settings.mongodb_url)} does not answer, and `up` "
                 f"only starts a local mongod at {mongo_url(port)}: start that server, or unset "
                 "BALSAM_MONGODB_URL"
             )
@@ -543,7 +542,7 @@ def up(settings: Settings) -> StackStatus:
             paths.write_state(state)
             actions.append("started RabbitMQ (rabbitmq-server -detached)")
         else:
-            actions.append(f"RabbitMQ already answers at {_redact(settings.amqp_url)}")
+            actions.append(f"RabbitMQ already answers at {redact_url(settings.amqp_url)}")
     return dataclasses.replace(status(settings), actions=tuple(actions))
 
 
@@ -578,13 +577,13 @@ def status(settings: Settings) -> StackStatus:
     answering, primary = _probe_mongo(settings.mongodb_url)
     return StackStatus(
         mongo=MongoStatus(
-            url=_redact(settings.mongodb_url),
+            url=redact_url(settings.mongodb_url),
             answering=answering,
             is_primary=primary,
             pid=paths.our_mongod(),
         ),
         rabbitmq=RabbitStatus(
-            url=_redact(settings.amqp_url),
+            url=redact_url(settings.amqp_url),
             answering=rabbitmq_answers(settings.amqp_url),
             started_by_us=paths.read_state().rabbitmq_started,
         ),
@@ -625,12 +624,3 @@ def _single_host(url: str) -> tuple[str, int] | None:
         return address.hostname or "localhost", address.port or MONGO_PORT
     except ValueError:
         return None
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))

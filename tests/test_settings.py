@@ -43,3 +43,10 @@ def test_malformed_value_names_the_variable(
         load_settings()
     assert f"{var}: " in str(info.value)
     assert reason in str(info.value)
+
+
+def test_messages_show_no_password_of_any_node() -> None:
+    from balsam_mq.settings import redact_url
+
+    urls = "amqp://u:secret1@a:5672/,amqp://u:secret2@b:5672/"
+    assert redact_url(urls) == "amqp://u:***@a:5672/,amqp://u:***@b:5672/"

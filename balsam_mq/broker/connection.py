@@ -18,6 +18,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from yarl import URL
 
 from balsam_mq.errors import BrokerError
+from balsam_mq.settings import redact_url, split_urls
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,6 @@ def connection_lost(exc: BaseException) -> bool:
     )
 
 
-def split_urls(value: str) -> list[str]:
-    """The node addresses of ``value`` (one URL, or several separated by commas)."""
-    urls = [u.strip() for u in value.split(",") if u.strip()]
-    for url in urls:
-        if not url.startswith(("amqp://", "amqps://")):
-            raise ValueError(f"{_safe(url)!r} must start with amqp:// or amqps://")
-    if not urls:
-        raise ValueError("no RabbitMQ address given")
-    return urls
-
-
 class FailoverConnection(aio_pika.RobustConnection):
     """A robust connection over several nodes: each failed (re)connection attempt moves
     on to the next address, so a node that is down is left for one that answers. The
@@ -91,11 +81,11 @@ class FailoverConnection(aio_pika.RobustConnection):
                 self.url = self._urls[self._at]
                 whole_round = self._failures % len(self._urls) == 0
                 self.reconnect_interval = self._interval if whole_round else 0.1
-                log.debug("RabbitMQ: next attempt on %s", _safe(str(self.url)))
+                log.debug("RabbitMQ: next attempt on %s", redact_url(str(self.url)))
             raise
         if len(self._urls) > 1:
             self._failures, self.reconnect_interval = 0, self._interval
-            log.info("RabbitMQ: connected to %s", _safe(str(self.url)))
+            log.info("RabbitMQ: connected to %s", redact_url(str(self.url)))
 
 
 @asynccontextmanager
@@ -122,19 +112,10 @@ async def open_amqp(url: str, *, timeout: float = 10.0) -> AsyncIterator[Abstrac
             break
         except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
             await candidate.close()
-            errors.append(f"{_safe(order[0])}: {exc}")
+            errors.append(f"{redact_url(order[0])}: {exc}")
     if connection is None:
         raise BrokerError(f"cannot reach RabbitMQ at {'; '.join(errors)}")
     try:
         yield connection
     finally:
         await connection.close()
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url

@@ -237,10 +237,12 @@ class Pilot:
         assert self._tg is not None and self.session_id is not None
         lost = self.session_id
         reason = f"launcher session {lost} was taken for dead by the site agent"
+        killed = 0
         for run in self._runs.values():
             if run.timeout_reason is None:
                 run.timeout_reason = reason
                 self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+                killed += 1
         if self._queued:
             self._queued.clear()
             self._capacity_changed()
@@ -249,7 +251,7 @@ class Pilot:
         log.warning(
             "launcher session %s lost: %d run(s) killed; going on as session %s",
             lost,
-            len(self._runs),
+            killed,
             session_id,
         )
         return session_id

@@ -16,7 +16,7 @@ from balsam_mq.domain import Session
 from balsam_mq.errors import StoreError, brief
 from balsam_mq.launcher.config import LauncherConfig
 from balsam_mq.launcher.nodes import NodePool
-from balsam_mq.store.client import uncancelled
+from balsam_mq.store import uncancelled
 from balsam_mq.store.sessions import SessionRepository
 
 log = logging.getLogger(__name__)

@@ -288,10 +288,13 @@ class JobView:
 
             print(json.dumps((await Job.objects.get(id=3)).to_dict(), default=str))
         """
+        return self._fields(dict(self.parameters))
+
+    def _fields(self, parameters: Any) -> dict[str, Any]:
         return {
             "id": self.id,
             "state": self.state.value,
-            "parameters": dict(self.parameters),
+            "parameters": parameters,
             **{name: getattr(self, name) for name in PATHS},
         }
 
@@ -302,12 +305,7 @@ class JobView:
         for a failed job, ``exception``: its type, message and traceback as stored text.
         """
         what = self._label()
-        doc: dict[str, Any] = {
-            "id": self.id,
-            "state": self.state.value,
-            "parameters": peek(self._f_parameters, what=f"{what} parameters") or {},
-            **{name: getattr(self, name) for name in PATHS},
-        }
+        doc = self._fields(peek(self._f_parameters, what=f"{what} parameters") or {})
         if self.state == JobState.JOB_FINISHED:
             doc["result"] = peek(self._f_result, what=f"{what} result")
         elif self.state == JobState.FAILED and self._f_exception:

@@ -12,6 +12,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 from support.services import free_port
+from support.waiting import until
 
 from balsam_mq.broker import open_amqp
 from balsam_mq.errors import BrokerError, ConfigError
@@ -79,13 +80,16 @@ async def test_a_lost_node_is_left_for_the_next_with_queues_and_consumers(
         assert queue_name in second_node.ctl("list_queues", "name")  # on the second node
 
         await asyncio.to_thread(second_node.stop)
-        for _ in range(200):  # the robust channel re-declares the queue on the other node
+
+        async def published() -> bool:  # once the channel is back, on the other node
             try:
                 await channel.default_exchange.publish(
                     aio_pika.Message(b"two"), routing_key=queue_name
                 )
-                break
             except Exception:
-                await asyncio.sleep(0.1)
+                return False
+            return True
+
+        await until(published, 30, interval=0.1)
         assert await asyncio.wait_for(received.get(), 30) == b"two"
         await channel.close()
