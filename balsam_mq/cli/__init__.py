@@ -22,6 +22,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("launcher", None),
     ("queue", "queue"),
     ("dead", "dead"),
+    ("report", "report"),
 ]
 
 
