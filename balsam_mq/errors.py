@@ -15,6 +15,8 @@
      ├── StoreError             MongoDB failed or answered something unexpected
      │    └── Unavailable       MongoDB cannot be reached for now (trying again may work)
      ├── BrokerError            RabbitMQ failed (declare, publish, confirm)
+     ├── AuthError              a gateway token is missing, unknown, revoked or expired
+     ├── GatewayError           the gateway cannot be reached or answered something unexpected
      ├── SchedulerError         sbatch/qsub/squeue/... failed or answered something unreadable
      └── SerializationError     dill could not (de)serialize, or an entity is too large
 
@@ -105,6 +107,14 @@ class Unavailable(StoreError):
 
 class BrokerError(BalsamError):
     """RabbitMQ failed: declaration, publish or confirm."""
+
+
+class AuthError(BalsamError):
+    """A gateway request carried no token, or one that is unknown, revoked or expired."""
+
+
+class GatewayError(BalsamError):
+    """The HTTP gateway cannot be reached, or answered something the client cannot read."""
 
 
 class SchedulerError(BalsamError):

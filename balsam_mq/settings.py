@@ -68,6 +68,20 @@ class Settings(BaseSettings):
         default=5, ge=1, le=1000, description="Failed handlings before a message is parked."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    gateway_url: str | None = Field(
+        default=None,
+        description="When set, the SDK and CLI reach balsam_mq through this HTTP gateway "
+        "(https://...) instead of MongoDB and RabbitMQ.",
+    )
+    token: str | None = Field(
+        default=None,
+        description="The gateway token; by default the one `balsam-mq login` stored for "
+        "the gateway's URL.",
+    )
+    credentials: Path = Field(
+        default_factory=lambda: Path.home() / ".balsam_mq" / "credentials.json",
+        description="Where `balsam-mq login` keeps tokens (readable by their owner only).",
+    )
 
     @field_validator("mongodb_url")
     @classmethod
@@ -81,6 +95,15 @@ class Settings(BaseSettings):
     def _amqp_scheme(cls, v: str) -> str:
         split_urls(v)
         return v
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_scheme(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// on a trusted network)")
+        return v.strip().rstrip("/")
 
     @field_validator("namespace", "db")
     @classmethod

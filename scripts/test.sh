@@ -6,4 +6,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 python3 -m pip install -q -e '.[dev]'
 bash scripts/ensure-rabbitmq.sh
+# the status page test drives Debian's headless chromium: installed once, as root
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "installing chromium with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "warning: chromium is not installed and the status page test needs it;" \
+            "as root run: apt-get install -y chromium" >&2
+    fi
+fi
 exec python3 -m pytest "$@"

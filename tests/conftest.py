@@ -19,6 +19,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from support.broker_control import broker_restored  # noqa: F401  (a fixture for every folder)
 from support.driving import Drive, drive_jobs
+from support.gateway import serving
 from support.services import free_port, start_mongod
 
 from balsam_mq import stack
@@ -128,6 +129,28 @@ async def topology(
 async def client(settings: Settings, store: Store, topology: Topology) -> AsyncIterator[Client]:
     """An SDK client made current for the test (its database and namespace are the test's)."""
     async with connect(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def gateway(settings: Settings, store: Store, topology: Topology) -> AsyncIterator[str]:
+    """The URL of a gateway serving the test's database and namespace (no relay of its own:
+    tests that need events published ask for ``relay``)."""
+    async with serving(settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def token(store: Store) -> str:
+    """A token of the user "alice" (created for the test)."""
+    await store.users.create("alice")
+    return (await store.users.issue_token("alice")).text
+
+
+@pytest.fixture
+async def http_client(settings: Settings, gateway: str, token: str) -> AsyncIterator[Client]:
+    """An SDK client on the gateway as "alice", made current for the test."""
+    async with connect(settings, gateway_url=gateway, token=token) as c:
         yield c
 
 

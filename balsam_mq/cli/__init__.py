@@ -22,6 +22,8 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("launcher", None),
     ("queue", "queue"),
     ("dead", "dead"),
+    ("gateway", None),
+    ("user", "user"),
     ("report", "report"),
 ]
 

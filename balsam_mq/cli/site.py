@@ -68,11 +68,11 @@ def ls(
     """
 
     async def fetch() -> list[Site]:
-        settings = load_settings()
-        async with open_store(settings.mongodb_url, settings.db) as store:
-            return await store.sites.all()
+        from balsam_mq.sdk import Site as SiteView
 
-    sites = anyio.run(fetch)
+        return list(await SiteView.objects.order_by("id"))
+
+    sites = run(fetch)
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in sites], indent=2))
         return

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from balsam_mq.domain.models import BatchJobState
+from balsam_mq.domain.models import App, BatchJob, BatchJobState, Event, Job, Site
 from balsam_mq.domain.states import JobState, parse_state
 from balsam_mq.errors import QueryError
 
@@ -83,6 +83,15 @@ FIELDS: dict[Resource, dict[str, Kind]] = {
         "by": "str",
         "timestamp": "time",
     },
+}
+
+# the model of each resource's documents
+MODELS: dict[Resource, Any] = {
+    "jobs": Job,
+    "sites": Site,
+    "apps": App,
+    "batch_jobs": BatchJob,
+    "events": Event,
 }
 
 # fields a plain update may not set: ids, and states (their changes go through a

@@ -36,6 +36,8 @@ class Client:
     def __repr__(self) -> str:
         if self.settings is None:
             return f"<Client {type(self.backend).__name__}>"
+        if self.settings.gateway_url is not None:
+            return f"<Client gateway={self.settings.gateway_url!r}>"
         return f"<Client db={self.settings.db!r} namespace={self.settings.namespace!r}>"
 
     async def aclose(self) -> None:
@@ -62,10 +64,15 @@ _current: ContextVar[Client | None] = ContextVar("balsam_mq_client", default=Non
 
 @asynccontextmanager
 async def open_client(settings: Settings) -> AsyncIterator[Client]:
-    """A client on MongoDB and RabbitMQ as ``settings`` say, without making it current.
+    """A client on MongoDB and RabbitMQ as ``settings`` say (or on the HTTP gateway of
+    ``settings.gateway_url``), without making it current.
 
     The database and broker libraries are imported here, not with the SDK: code that
     only defines or runs apps never loads them."""
+    if settings.gateway_url is not None:
+        async with _gateway_client(settings) as client:
+            yield client
+        return
     from balsam_mq.broker import build_topology, open_amqp
     from balsam_mq.sdk.direct import DirectBackend
     from balsam_mq.store import open_store
@@ -86,6 +93,20 @@ async def open_client(settings: Settings) -> AsyncIterator[Client]:
             yield client
         finally:
             await client.aclose()
+
+
+@asynccontextmanager
+async def _gateway_client(settings: Settings) -> AsyncIterator[Client]:
+    from balsam_mq.sdk.credentials import token_for
+    from balsam_mq.sdk.http import HttpBackend
+
+    assert settings.gateway_url is not None
+    token = settings.token or token_for(settings.credentials, settings.gateway_url)
+    client = Client(HttpBackend(settings.gateway_url, token), settings)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @asynccontextmanager

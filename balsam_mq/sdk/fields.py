@@ -27,6 +27,14 @@ PATHS: dict[str, tuple[str, ...]] = {
 }
 # attributes a new job is given (keywords of ``Job(...)`` and of ``App.submit(...)``)
 NEW_JOB_FIELDS: tuple[str, ...] = ("tags", "data", "parent_ids", "transfers", *RESOURCE_FIELDS)
+# stored fields a new job's creator gives it (its site is its app's; the rest the store sets)
+CREATED_FIELDS: tuple[str, ...] = (
+    "app_id",
+    "workdir",
+    "parameters",
+    "resources",
+    *(f for f in NEW_JOB_FIELDS if f not in RESOURCE_FIELDS),
+)
 # attributes a user may change and save; compared with the snapshot taken at load time
 TRACKED: tuple[str, ...] = (
     "workdir",
@@ -131,6 +139,8 @@ def _strings_problem(field: str, value: Any) -> str | None:
         if type(k) is not str or type(v) is not str:  # the common case, without isinstance
             if not isinstance(k, str) or not isinstance(v, str):
                 return f"{field} must map str to str, got {k!r}: {v!r}"
+        if not k or "." in k or k[0] == "$":  # a key queries and updates could not name
+            return f"{field} key {k!r} must be non-empty, without '.' and not start with '$'"
     return None
 
 
@@ -234,6 +244,8 @@ def workdir_problem(workdir: Any) -> str | None:
     its text tells; symlinks on the site's disk are for ``sdk.workdirs``."""
     if not isinstance(workdir, str) or not workdir.strip():
         return f"workdir must be a non-empty relative path, got {workdir!r}"
+    if "\x00" in workdir:
+        return f"workdir {workdir!r} contains a NUL character"
     if workdir.startswith("/") or ".." in workdir.split("/"):
         return f"workdir {workdir!r} must be relative to the site's data directory"
     return None

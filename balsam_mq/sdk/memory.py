@@ -44,6 +44,7 @@ from balsam_mq.domain.pipeline import Step, Work, starting_state, steps
 from balsam_mq.domain.queries import (
     FIELDS,
     GUARDED,
+    MODELS,
     STAMPED,
     QuerySpec,
     Resource,
@@ -53,13 +54,6 @@ from balsam_mq.domain.queries import (
 from balsam_mq.domain.states import TERMINAL_STATES
 from balsam_mq.errors import BalsamError, InUse, JobError, NotFound, QueryError, StoreError
 
-_MODELS: dict[Resource, Any] = {
-    "jobs": Job,
-    "sites": Site,
-    "apps": App,
-    "batch_jobs": BatchJob,
-    "events": Event,
-}
 _ACTIVE = frozenset(
     {
         BatchJobState.PENDING_SUBMISSION,
@@ -151,8 +145,8 @@ class MemoryBackend:
     """Implements :class:`~balsam_mq.sdk.backend.Backend` in this process's memory."""
 
     def __init__(self) -> None:
-        self._docs: dict[Resource, dict[Any, Any]] = {r: {} for r in _MODELS}
-        self._ids = {r: itertools.count(1) for r in _MODELS}
+        self._docs: dict[Resource, dict[Any, Any]] = {r: {} for r in MODELS}
+        self._ids = {r: itertools.count(1) for r in MODELS}
         self._event_ids = itertools.count(1)
         self._finished: list[_Finished] = []
         self._subscriptions: list[_Events] = []
@@ -223,7 +217,7 @@ class MemoryBackend:
             for key in parents:
                 target = target.setdefault(key, {})
             target[last] = value
-        return _MODELS[resource].from_doc(stored)
+        return MODELS[resource].from_doc(stored)
 
     def _put(self, resource: Resource, doc: Any) -> Any:
         self._docs[resource][doc.id] = doc

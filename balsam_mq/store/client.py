@@ -26,6 +26,7 @@ from balsam_mq.store.schema import ensure_schema
 from balsam_mq.store.sessions import SessionRepository
 from balsam_mq.store.sites import SiteRepository
 from balsam_mq.store.transactions import Transactor
+from balsam_mq.store.users import UserRepository
 
 # server answers that mean "not now": shutting down, stepped down, no primary yet
 _NOT_NOW_CODES = frozenset({91, 189, 10107, 11600, 11602, 13435, 13436})
@@ -72,6 +73,7 @@ class Store:
     batch_jobs: BatchJobRepository
     queries: QueryRepository
     sessions: SessionRepository
+    users: UserRepository
 
 
 @asynccontextmanager
@@ -124,6 +126,7 @@ async def open_store(
             batch_jobs=BatchJobRepository(db, tx),
             queries=QueryRepository(db),
             sessions=SessionRepository(db),
+            users=UserRepository(db),
         )
     finally:
         await client.close()

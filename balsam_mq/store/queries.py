@@ -14,9 +14,17 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from balsam_mq.domain import App, BatchJob, Event, Job, Site, utcnow
+from balsam_mq.domain import utcnow
 from balsam_mq.domain.models import plain
-from balsam_mq.domain.queries import GUARDED, STAMPED, Condition, QuerySpec, Resource, field_value
+from balsam_mq.domain.queries import (
+    GUARDED,
+    MODELS,
+    STAMPED,
+    Condition,
+    QuerySpec,
+    Resource,
+    field_value,
+)
 from balsam_mq.errors import QueryError, StoreError
 from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES
 
@@ -26,13 +34,6 @@ COLLECTIONS: dict[Resource, str] = {
     "apps": APPS,
     "batch_jobs": BATCH_JOBS,
     "events": EVENTS,
-}
-MODELS: dict[Resource, Any] = {
-    "jobs": Job,
-    "sites": Site,
-    "apps": App,
-    "batch_jobs": BatchJob,
-    "events": Event,
 }
 _MONGO_OPS = {"ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 

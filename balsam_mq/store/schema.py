@@ -51,7 +51,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     BATCH_JOBS: [IndexModel([("site_id", ASCENDING), ("state", ASCENDING)])],
     SESSIONS: [IndexModel([("site_id", ASCENDING), ("heartbeat", ASCENDING)])],
     TRANSFER_ITEMS: [IndexModel([("job_id", ASCENDING)])],
-    USERS: [IndexModel([("username", ASCENDING)], unique=True)],
+    USERS: [
+        IndexModel([("username", ASCENDING)], unique=True),
+        IndexModel([("tokens.id", ASCENDING)]),  # a request's token finds its user
+    ],
 }
 
 # indexes of earlier versions that those above replace: dropped where they exist

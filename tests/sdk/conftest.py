@@ -13,16 +13,56 @@ import anyio
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from support.driving import BackendJobs, Drive, drive_jobs
+from support.gateway import serving
 
 from balsam_mq.broker import Topology
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import Actor, Event, JobState, decode_events
 from balsam_mq.processors.hook_worker import HookOutcome, call_hook
-from balsam_mq.sdk import ApplicationDefinition, Client, MemoryBackend, Site, use_client
+from balsam_mq.sdk import (
+    ApplicationDefinition,
+    Client,
+    MemoryBackend,
+    Site,
+    connect,
+    use_client,
+)
 from balsam_mq.sdk.persist import prepare_views
+from balsam_mq.settings import Settings
 from balsam_mq.store import Store
 
 S = JobState
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every SDK test runs on each backend it can: ``either`` tests in memory, directly and
+    through a gateway; ``client`` tests directly and through a gateway (tests marked
+    ``direct_only`` directly only)."""
+    if "either" in metafunc.fixturenames:
+        kinds = ["memory", "direct", "http"]
+    elif "client" in metafunc.fixturenames:
+        kinds = ["direct", "http"]
+    else:
+        return
+    if metafunc.definition.get_closest_marker("direct_only"):
+        kinds.remove("http")
+    metafunc.parametrize("backend", kinds)
+
+
+@pytest.fixture
+async def client(
+    backend: str, settings: Settings, store: Store, topology: Topology
+) -> AsyncIterator[Client]:
+    """The SDK client of every SDK test, made current: once on MongoDB and RabbitMQ
+    directly, once through a gateway (as a user who owns what the test creates)."""
+    if backend == "direct":
+        async with connect(settings) as c:
+            yield c
+        return
+    await store.users.create("tester")
+    token = (await store.users.issue_token("tester")).text
+    async with serving(settings) as url, connect(settings, gateway_url=url, token=token) as c:
+        yield c
 
 
 @pytest.fixture
@@ -46,11 +86,12 @@ async def memory_site(memory: Client) -> Site:
     return await Site.objects.create(name="polaris", path="/sites/polaris")
 
 
-@pytest.fixture(params=["memory", "direct"])
-def either(request: pytest.FixtureRequest) -> tuple[Client, Site, Drive]:
-    """The client (current), the site "polaris" and ``drive``: once in memory, once on the
-    real stack. For tests of what both backends must do alike (queries, above all)."""
-    if request.param == "memory":
+@pytest.fixture
+def either(backend: str, request: pytest.FixtureRequest) -> tuple[Client, Site, Drive]:
+    """The client (current), the site "polaris" and ``drive``: in memory, on the real stack
+    directly and through a gateway. For tests of what every backend must do alike
+    (queries, above all)."""
+    if backend == "memory":
         names = ("memory", "memory_site", "memory_drive")
     else:
         names = ("client", "site", "drive")

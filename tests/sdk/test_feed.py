@@ -116,6 +116,7 @@ def test_matches_gives_conditions_the_store_meaning() -> None:
     assert matches([Condition("parent_ids", "in", [4, 9])], tags)
 
 
+@pytest.mark.direct_only  # reconnects this client's RabbitMQ connection
 async def test_after_a_reconnection_the_store_is_read_again(
     client: Client, site: Site, relay: Relay
 ) -> None:

@@ -101,6 +101,7 @@ async def test_order_windows_and_single_reads(either: tuple[Client, Site, Drive]
     assert await q.exists() and not await q.filter(state="FAILED").exists()
 
 
+@pytest.mark.direct_only  # counts the reads this client makes of MongoDB
 async def test_values_read_only_the_fields_named(
     client: Client, site: Site, store: Store, drive: object
 ) -> None:

@@ -55,6 +55,7 @@ async def test_the_site_may_be_a_name_an_id_or_a_site(
     assert (await stored(store, "MySimulation")).site_id == site.id
 
 
+@pytest.mark.direct_only  # through a gateway, every site a caller sees is the caller's
 async def test_an_unknown_or_ambiguous_site_is_a_clear_error(client: Client, site: Site) -> None:
     class Nowhere(ApplicationDefinition):
         site = "theta"

@@ -31,6 +31,10 @@ async def test_lookup_by_name_id_or_digits(client: Client, site: Site) -> None:
         await Site.objects.lookup(99)
     with pytest.raises(QueryError, match="expected a site name, id or Site"):
         await Site.objects.lookup(1.5)
+
+
+@pytest.mark.direct_only  # through a gateway, every site a caller sees is the caller's
+async def test_a_name_shared_by_owners_is_ambiguous(client: Client, site: Site) -> None:
     await Site.objects.create(name="polaris", owner="someone")
     with pytest.raises(MultipleResults, match="site name 'polaris' is ambiguous"):
         await Site.objects.lookup("polaris")
@@ -48,6 +52,7 @@ async def test_app_lookup(client: Client, site: Site) -> None:
         await App.objects.lookup("Nope")
 
 
+@pytest.mark.direct_only  # through a gateway, a removed site's events go with it
 async def test_delete_refuses_a_site_in_use_unless_forced(client: Client, site: Site) -> None:
     await Job.objects.bulk_create([Sim.submit(f"s/{i}", n=i, save=False) for i in range(2)])
     queued = await BatchJob.objects.create(site_id=site.id or 0, num_nodes=1, wall_time_min=5)
