@@ -22,6 +22,10 @@ ended, the fault strikes:
   and a three-member replica set: the broker node every process connected to stopped
   (``rabbitmqctl stop``), started again after 10 s; or the MongoDB primary killed as in
   ``primary-kill``;
+* ``gateway-kills``: the jobs submitted, and awaited with ``as_completed``, by a remote
+  client through a gateway (``balsam-mq gateway``, its own relay the only one besides
+  the agent's), which is SIGKILLed at random moments, three rounds, restarted each time:
+  the client must see every job end, once;
 * ``partition``: the launcher in a network namespace of its own (``bench/partition.py``)
   whose link to the services is cut for 30 s, longer than the reaper's grace: its jobs
   are timed out meanwhile; back, it learns it was taken for dead, kills its runs and
@@ -57,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _env import bench_settings, free_port, start_processes
@@ -73,6 +79,7 @@ from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store, open_store
 
 SITE = "faults"
+REMOTE_USER = "remote"  # the owner of the site in the gateway scenario
 SLOTS = 2
 # quick heartbeats and reaper, a short hook timeout: the campaign measures recovery, not
 # the production defaults (grace 60 s, hook timeout 600 s)
@@ -150,6 +157,8 @@ class Stack:
     netns: Partition | None = None  # where the launcher runs, if in a namespace
     agent: asyncio.subprocess.Process | None = None
     launcher: asyncio.subprocess.Process | None = None
+    gateway: asyncio.subprocess.Process | None = None
+    gateway_port: int = 0
     spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     async def _spawn(
@@ -184,6 +193,20 @@ class Stack:
             prefix=prefix,
             settings=settings,
         )
+
+    async def start_gateway(self) -> str:
+        """The gateway's URL once it answers."""
+        if not self.gateway_port:
+            self.gateway_port = free_port()
+        self.gateway = await self._spawn("gateway", "--port", str(self.gateway_port))
+        url = f"http://127.0.0.1:{self.gateway_port}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        return url
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the gateway did not start (see its log in the site's logs)")
 
     async def kill(self, proc: asyncio.subprocess.Process | None) -> None:
         if proc is not None and proc.returncode is None:
@@ -263,6 +286,14 @@ async def launcher_kills(s: Stack, rng: random.Random) -> None:
         await s.start_launcher()
 
 
+async def gateway_kills(s: Stack, rng: random.Random) -> None:
+    for _ in range(3):
+        await asyncio.sleep(rng.uniform(0.5, 3.0))
+        await s.kill(s.gateway)
+        await asyncio.sleep(rng.uniform(0.0, 2.0))
+        await s.start_gateway()
+
+
 async def no_fault(s: Stack, rng: random.Random) -> None:
     return None
 
@@ -299,6 +330,7 @@ class Scenario:
     replica_set: bool = False  # on three mongod members instead of one
     cluster: bool = False  # on three RabbitMQ nodes with quorum queues (and a replica set)
     partition: bool = False  # the launcher in a network namespace of its own
+    remote: bool = False  # jobs submitted and awaited through a gateway
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -312,6 +344,7 @@ SCENARIOS: dict[str, Scenario] = {
     "primary-kill": Scenario(primary_kill, replica_set=True),
     "cluster-node-stop": Scenario(cluster_node_stop, replica_set=True, cluster=True),
     "cluster-primary-kill": Scenario(primary_kill, replica_set=True, cluster=True),
+    "gateway-kills": Scenario(gateway_kills, remote=True),
     "partition": Scenario(link_cut, partition=True),
 }
 
@@ -368,6 +401,19 @@ async def submit(n: int, bad: bool) -> tuple[list[int], set[int]]:
     return ids, intended
 
 
+async def await_remotely(settings: Settings, ids: list[int]) -> int:
+    """Every job awaited with ``as_completed`` through the gateway: how many ended (each
+    counted once: a job handed out twice is an error)."""
+    seen: set[int] = set()
+    async with balsam_mq.connect(settings):
+        jobs = await Job.objects.filter(id__in=ids).all()
+        async for job in Job.objects.as_completed(jobs):
+            if job.id in seen:
+                raise RuntimeError(f"as_completed handed out job {job.id} twice")
+            seen.add(job.id)
+    return len(seen)
+
+
 async def ended(store: Store, ids: list[int]) -> dict[int, JobState] | None:
     """States of the jobs, or ``None`` while MongoDB cannot answer."""
     try:
@@ -405,16 +451,26 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
         netns = None
         if scenario.partition:
             netns = await scope.enter_async_context(partition([port, stack.AMQP_PORT]))
-        site = await store.sites.create(Site(name=SITE, path=str(root / "site")))
+        owner = REMOTE_USER if scenario.remote else ""
+        site = await store.sites.create(Site(name=SITE, path=str(root / "site"), owner=owner))
         assert site.id is not None
         site_dir = SiteDirectory.create(root / "site", name=SITE, site_id=site.id)
         site_dir.settings_file.write_text(site_dir.settings_file.read_text() + SITE_SETTINGS)
         s = Stack(settings, site_dir, root / "mongod", port, pid, replica_set=rs, rabbit=rabbit)
         s.netns = netns
+        awaiter: asyncio.Task[int] | None = None
         try:
-            async with balsam_mq.connect(settings):
+            client_settings = settings
+            if scenario.remote:
+                await store.users.create(REMOTE_USER)
+                token = (await store.users.issue_token(REMOTE_USER)).text
+                url = await s.start_gateway()
+                client_settings = settings.model_copy(update={"gateway_url": url, "token": token})
+            async with balsam_mq.connect(client_settings):
                 ids, intended = await submit(n, scenario.bad_hooks)
             row.jobs = len(ids)
+            if scenario.remote:
+                awaiter = asyncio.create_task(await_remotely(client_settings, ids))
             t0 = time.monotonic()
             await s.start_agent()
             await s.start_launcher()
@@ -434,6 +490,14 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
                         break
                 await asyncio.sleep(0.2)
             row.makespan_s = time.monotonic() - t0
+            if awaiter is not None:
+                try:
+                    seen = await asyncio.wait_for(awaiter, 120)
+                except Exception as exc:
+                    row.note = f"the remote client failed: {exc!r}"
+                else:
+                    if seen != len(ids):
+                        row.note = f"the remote client saw {seen} of {len(ids)} jobs end"
             states = await store.jobs.states(ids)
             report = audit(await store.events.history(ids), states)
             row.finished = report.final.get("JOB_FINISHED", 0)
@@ -454,6 +518,8 @@ async def run_scenario(name: str, n: int, seed: int, tmp: Path, port: int) -> Ro
                     "\n", "; "
                 )
         finally:
+            if awaiter is not None and not awaiter.done():
+                awaiter.cancel()
             await s.stop()
             await store.client.drop_database(settings.db)
     if rs is not None:

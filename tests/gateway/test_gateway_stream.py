@@ -15,6 +15,8 @@ import httpx
 import pytest
 from gateway_helpers import Adder, World, http_as, make_world, new_token, sdk_as
 from support.driving import Drive
+from support.gateway import serving
+from support.services import free_port
 
 from balsam_mq.domain import JobState
 from balsam_mq.domain.serialization import deserialize_parameters
@@ -154,6 +156,38 @@ async def test_a_token_expiring_during_as_completed_ends_it_with_a_clear_error(
         with pytest.raises(AuthError, match="expired"):
             async for _ in Job.objects.as_completed(jobs, timeout=60):
                 pass
+
+
+async def test_a_remote_as_completed_rides_out_a_gateway_restart(
+    settings: Settings, store: Store, relay: Relay, drive: Drive
+) -> None:
+    port = free_port()
+    first = serving(settings, port=port)
+    url = await first.__aenter__()
+    world = await make_world(settings, store, url, "alice", jobs=3)
+    got: list[int] = []
+    one_seen, all_seen = asyncio.Event(), asyncio.Event()
+    async with sdk_as(settings, url, world.token) as client, use_client(client):
+        jobs = await Job.objects.filter(id__in=world.job_ids).all()
+        await drive(world.job_ids[:1], S.JOB_FINISHED, result=0)
+
+        async def wait() -> None:
+            async for job in Job.objects.as_completed(jobs, timeout=60):
+                got.append(await job.result())
+                one_seen.set()
+            all_seen.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            with anyio.fail_after(20):
+                await one_seen.wait()
+            await first.__aexit__(None, None, None)  # the gateway goes: the stream drops
+            for n, job_id in enumerate(world.job_ids[1:], 1):  # jobs end while it is away
+                await drive([job_id], S.JOB_FINISHED, result=n)
+            async with serving(settings, port=port):  # a new gateway: the stream is unknown
+                with anyio.fail_after(30):
+                    await all_seen.wait()
+    assert sorted(got) == [0, 1, 2]
 
 
 async def test_fifty_remote_clients_each_get_exactly_their_own_results(

@@ -16,9 +16,11 @@ from support.services import free_port
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *, relay: bool = False) -> AsyncIterator[str]:
-    """The gateway's URL while it serves."""
-    port = free_port()
+async def serving(
+    settings: Settings, *, relay: bool = False, port: int | None = None
+) -> AsyncIterator[str]:
+    """The gateway's URL while it serves (on ``port``, else a free one)."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings, relay=relay),
         host="127.0.0.1",
