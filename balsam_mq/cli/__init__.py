@@ -4,7 +4,7 @@ each module imported only when one of its commands runs (or a help page lists th
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -60,13 +60,28 @@ app = typer.Typer(
     cls=_Root,
     help="Run ensembles of HPC jobs on RabbitMQ and MongoDB.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"balsam-mq {version('balsam_mq')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     # the commands come from _Root; a callback makes typer build a group for them
     pass
 
