@@ -4,11 +4,13 @@ at a time, by list of ids, or by filter."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from balsam_mq.domain.queries import MODELS, QuerySpec
@@ -83,8 +85,24 @@ def spec_of(body: BaseModel, res: str) -> QuerySpec:
     return spec_from_wire(resource(res), data)
 
 
-def _dump(items: list[Any]) -> list[Any]:
-    return [i.model_dump(mode="json") for i in items]
+def items_answer(items: list[BaseModel]) -> Response:
+    """``{"items": [...]}`` of documents, written by pydantic's own JSON encoder (listings
+    are the gateway's busiest answers)."""
+    body = b'{"items":[' + b",".join(i.__pydantic_serializer__.to_json(i) for i in items) + b"]}"
+    return Response(body, media_type="application/json")
+
+
+def stored_answer(docs: list[dict[str, Any]], status: int = 200) -> Response:
+    """``{"items": [...]}`` of documents in their stored form (``_id`` named ``id``)."""
+    items = [{"id" if k == "_id" else k: v for k, v in d.items()} for d in docs]
+    body = json.dumps({"items": items}, default=_iso, separators=(",", ":"))
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @router.get("/{kind}", summary="List documents")
@@ -96,19 +114,19 @@ async def listing(
     order_by: Annotated[str | None, Query(description="fields, comma-separated; -desc")] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=0, le=MAX_PAGE)] = DEFAULT_PAGE,
-) -> dict[str, Any]:
+) -> Response:
     """Filters are the SDK's keywords as query parameters, repeated for "any of":
     ``?state=RUNNING&state=READY&tags=run:H2O&site_id=3&last_update__gt=2026-11-30T10:00``."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "limit"]
     params.append(("limit", str(limit)))
     spec = await mine.narrow(spec_from_params(resource(kind.value), params))
-    return {"items": _dump(await svc.backend.find(spec))}
+    return items_answer(await svc.backend.find(spec))
 
 
 @router.post("/{kind}/query", summary="Query documents")
-async def query(kind: Kind, body: QueryBody, svc: Svc, mine: Mine) -> dict[str, Any]:
+async def query(kind: Kind, body: QueryBody, svc: Svc, mine: Mine) -> Response:
     spec = await mine.narrow(paged(spec_of(body, kind.value)))
-    return {"items": _dump(await svc.backend.find(spec))}
+    return items_answer(await svc.backend.find(spec))
 
 
 @router.post("/{kind}/count", summary="Count documents")

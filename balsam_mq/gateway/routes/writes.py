@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from balsam_mq.domain import (
@@ -19,12 +19,13 @@ from balsam_mq.domain import (
     Site,
     parse_state,
 )
+from balsam_mq.domain.models import blank
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.domain.wire import result_to_wire
 from balsam_mq.errors import JobError, NotFound, QueryError
 from balsam_mq.gateway.deps import Mine, Svc
 from balsam_mq.gateway.limits import MAX_CREATE
-from balsam_mq.gateway.routes.resources import spec_of
+from balsam_mq.gateway.routes.resources import spec_of, stored_answer
 from balsam_mq.gateway.scope import (
     AppSync,
     BatchJobCreate,
@@ -36,6 +37,9 @@ from balsam_mq.gateway.scope import (
 )
 
 router = APIRouter()
+
+_NEW = blank(Job, app_id=0, site_id=0, workdir="")  # every stored field of a job, in order
+_NEW.pop("_id", None)
 
 
 @router.post("/sites", status_code=201, summary="Register a site (the caller owns it)")
@@ -67,7 +71,7 @@ class JobsCreate(BaseModel):
 
 
 @router.post("/jobs", status_code=201, summary="Create jobs (all or none)")
-async def create_jobs(body: JobsCreate, svc: Svc, mine: Mine) -> dict[str, Any]:
+async def create_jobs(body: JobsCreate, svc: Svc, mine: Mine) -> Response:
     """Every job is checked before the first is written: one bad job creates none. Its
     site is its app's, which must be one of the caller's sites."""
     jobs: list[Any] = body.jobs
@@ -94,9 +98,10 @@ async def create_jobs(body: JobsCreate, svc: Svc, mine: Mine) -> dict[str, Any]:
             raise JobError(f"parent job(s) {absent} do not exist")
     documents = []
     for job in jobs:
-        app = known[job.app_id]
-        doc = Job(**job.model_dump(), site_id=app.site_id, owner=mine.user).to_doc()
-        doc.pop("_id", None)
+        doc = dict(_NEW)  # its shared containers are all replaced here, or by the store
+        doc.update(job.model_dump())
+        doc["site_id"] = known[job.app_id].site_id
+        doc["owner"] = mine.user
         documents.append(doc)
     stored: list[dict[str, Any]] = [{}] * len(documents)
 
@@ -104,7 +109,7 @@ async def create_jobs(body: JobsCreate, svc: Svc, mine: Mine) -> dict[str, Any]:
         stored[offset : offset + len(docs)] = docs
 
     await svc.backend.create_jobs(documents, len(documents), created, known)
-    return {"items": [Job.from_doc(d).model_dump(mode="json") for d in stored]}
+    return stored_answer(stored, 201)
 
 
 class ChangeIn(BaseModel):
