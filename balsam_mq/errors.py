@@ -3,6 +3,7 @@
     BalsamError
      ├── ConfigError            a setting or settings file is malformed (names the variable/key)
      ├── StackError             the local stack (mongod, RabbitMQ) cannot be started or reached
+     ├── AgentError             a site agent cannot be started, stopped or signalled (names the pid)
      ├── AppError               an ApplicationDefinition is invalid (names the app and the field)
      ├── JobError               a job is invalid (names the job and the field)
      │    └── JobFailed         a job awaited as a future ended FAILED without a stored exception
@@ -40,6 +41,11 @@ class ConfigError(BalsamError):
 
 class StackError(BalsamError):
     """The local stack could not be started, stopped or reached."""
+
+
+class AgentError(BalsamError):
+    """A site's agent cannot be started, stopped or signalled: one already runs, it did not
+    come up or go down in time, or it runs on another host."""
 
 
 class AppError(BalsamError):

@@ -108,8 +108,11 @@ async def start(
 
 
 async def agents_running(site_dir: SiteDirectory, agents: int) -> None:
-    log = site_dir.logs / "agent.log"
-    while not (log.exists() and log.read_text().count(") running") >= agents):
+    # the agent holding the pid file logs to agent.log, those alongside it to agent-<host>-<pid>.log
+    def running() -> int:
+        return sum(log.read_text().count(") running") for log in site_dir.logs.glob("agent*.log"))
+
+    while running() < agents:
         await asyncio.sleep(0.1)
 
 

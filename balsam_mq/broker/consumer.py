@@ -268,6 +268,16 @@ class Consumer:
     def prefetch(self) -> int:
         return self._prefetch
 
+    @property
+    def batch_size(self) -> int:
+        """The most messages handed to the handler at once (at most the prefetch)."""
+        return self._batch_size
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """Take at most ``batch_size`` messages at once from the next batch on."""
+        self._batch_limit = max(1, batch_size)
+        self._batch_size = max(1, min(self._batch_limit, self._prefetch))
+
     async def set_prefetch(self, prefetch: int) -> None:
         """Let RabbitMQ hand us up to ``prefetch`` unacked messages from now on; 0 pauses
         the subscription (nothing more is delivered) until a later call raises it.
@@ -362,6 +372,7 @@ class Consumer:
     async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
         deliveries = [_delivery(m) for m in batch]
         self._deferred.difference_update(d.message_id for d in deliveries)
+        started = asyncio.get_running_loop().time()
         try:
             deferrals = await self._handler.handle(deliveries)
         except Exception as exc:
@@ -401,6 +412,14 @@ class Consumer:
             await outstanding[-1].ack(multiple=True)
         self._held -= len(batch)
         self.handled += len(outstanding)
+        # one line per batch, never per job: what came, how much of it comes back later
+        log.info(
+            "%s: batch of %d message(s) handled in %.3f s%s",
+            self.spec.name,
+            len(batch),
+            asyncio.get_running_loop().time() - started,
+            f", {len(deferrals)} deferred" if deferrals else "",
+        )
 
     async def _wait_out(
         self,

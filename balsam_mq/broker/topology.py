@@ -127,6 +127,12 @@ class Topology:
         }
         return SiteQueues(site_id=site_id, **queues)
 
+    def run_ends(self, site_id: int) -> tuple[str, ...]:
+        """The routing keys (quiet or not) of the events that can end a run from outside its
+        launcher: a user's kill or deletion (RUNNING → FAILED). A launcher binds a private
+        queue to them and kills the runs whose jobs left RUNNING (``launcher.kills``)."""
+        return (f"job.{site_id}.{S.FAILED.value}.#",)
+
     def private(self, name: str, routing_keys: tuple[str, ...]) -> QueueSpec:
         """A client's own auto-delete queue (result waiters, app reload listeners)."""
         return QueueSpec(

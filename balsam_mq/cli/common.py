@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
@@ -150,6 +151,38 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any]:
     return value
 
 
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def moment(text: str, option: str) -> datetime:
+    """A time typed by the user: ISO 8601 (naive means local time) or an age (``2h`` ago)."""
+    from balsam_mq.domain.models import utcnow
+
+    age = _AGE.fullmatch(text.strip())
+    try:
+        if age:
+            return utcnow() - timedelta(**{_UNITS[age[2]]: float(age[1])})
+        parsed = datetime.fromisoformat(text.strip())
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is too far back", param_hint=option) from None
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither a time (2024-05-01T12:00) nor an age (30m, 2h, 1d)",
+            param_hint=option,
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.astimezone()
+
+
+def state_name(text: str) -> str:
+    """A job state typed in any case (``running``) as its name (``RUNNING``); text that names
+    no state is returned as typed, for the query to refuse with the list of states."""
+    from balsam_mq.domain.states import JobState
+
+    upper = text.strip().upper()
+    return upper if upper in JobState.__members__ else text
+
+
 # --- output -----------------------------------------------------------------------------
 
 
@@ -172,6 +205,21 @@ def print_json(data: Any, *, lines: bool = False) -> None:
 def when(moment: datetime | None) -> str:
     """A timestamp in local time, to the second."""
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def span(seconds: float) -> str:
+    """A duration for people: ``0.25s``, ``42s``, ``3m 05s``, ``2h 07m``, ``3d 4h``."""
+    if seconds < 10:
+        return f"{seconds:.2g}s" if seconds < 1 else f"{seconds:.1f}s"
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 STATE_STYLES = {

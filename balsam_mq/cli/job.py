@@ -1,4 +1,5 @@
-"""`balsam-mq job ls | create | modify | rm | show`: jobs from the command line, through the SDK."""
+"""`balsam-mq job ls | create | modify | kill | reset | rm | show | logs`: jobs from the command
+line, through the SDK."""
 
 from __future__ import annotations
 
@@ -9,27 +10,30 @@ import typer
 
 from balsam_mq.cli.common import (
     confirm,
+    moment,
     parse_json_object,
     parse_pairs,
     print_json,
     progress,
     run,
     run_until_interrupted,
+    state_name,
 )
 from balsam_mq.cli.job_views import (
     JobFilters,
     Listing,
+    count_states,
     fetch_listing,
     job_json,
     job_line,
-    show_details,
+    show_counts,
     show_listing,
-    watch_display,
 )
 from balsam_mq.domain.states import parse_state
-from balsam_mq.errors import NotFound
 
-app = typer.Typer(help="List, create, modify, delete and inspect jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, create, modify, kill, reset, delete and inspect jobs.", no_args_is_help=True
+)
 
 # --- options shared by the commands that select jobs (ls, rm) ----------------------------
 
@@ -60,14 +64,24 @@ def _filters(
     app_ref: str | None,
     site: str | None,
     workdir: str | None,
+    *,
+    states_not: list[str] | None = None,
+    tag_keys: list[str] | None = None,
+    since: str | None = None,
 ) -> JobFilters:
+    if since is not None:
+        moment(since, "--since")  # a malformed time is a usage error before any I/O
+    tag_filter: dict[str, str | None] = {key: None for key in tag_keys or []}
+    tag_filter.update({k: str(v) for k, v in parse_pairs(tags, "--tag").items()})
     return JobFilters(
         ids=list(ids or []),
-        states=list(states or []),
-        tags={k: str(v) for k, v in parse_pairs(tags, "--tag").items()},
+        states=[state_name(s) for s in states or []],
+        states_not=[state_name(s) for s in states_not or []],
+        tags=tag_filter,
         app=app_ref,
         site=None if site == "all" else site,
         workdir=workdir,
+        since=since,
     )
 
 
@@ -75,40 +89,81 @@ def _filters(
 def ls(
     ids: IdOption = None,
     states: StateOption = None,
+    states_not: Annotated[
+        list[str] | None,
+        typer.Option("--state-not", help="Leave out jobs in this state (repeatable)."),
+    ] = None,
     tags: TagOption = None,
+    tag_keys: Annotated[
+        list[str] | None,
+        typer.Option("--tag-key", help="Only jobs that have this tag, any value (repeatable)."),
+    ] = None,
     app_ref: AppOption = None,
     site: SiteOption = None,
     workdir: WorkdirOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only jobs changed since this time: an age (30m, 2h, 1d, 1w) or ISO 8601.",
+        ),
+    ] = None,
     order_by: Annotated[
-        str, typer.Option("--order-by", help="Sort by this field; -FIELD sorts descending.")
-    ] = "id",
+        str | None,
+        typer.Option(
+            "--order-by",
+            help="Sort by this field; -FIELD sorts descending (default: id; live --watch: "
+            "-last_update).",
+        ),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=0, help="Show at most N jobs (0: all).")
     ] = 100,
+    offset: Annotated[
+        int, typer.Option("--offset", min=0, help="Skip the first N jobs of the order.")
+    ] = 0,
+    by_state: Annotated[
+        bool, typer.Option("--by-state", help="Count the jobs in each state instead.")
+    ] = False,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Keep the listing up to date until Ctrl-C.")
     ] = False,
     watch_seconds: Annotated[float | None, typer.Option("--watch-seconds", hidden=True)] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List jobs, filtered and ordered; --watch re-lists on every job event.
+    """List jobs, filtered and ordered, or count them per state; --watch follows job events.
 
     Filters of different kinds must all hold; a repeated --id or --state means any
-    of them. With --watch a live table follows the site's job events (a relay must
-    run: the site agent runs one); off a terminal each listing is printed again,
-    with --json as one JSON array per line.
+    of them; state names may be in any case. With --watch on a terminal a live view
+    shows the counts per state, a progress bar and the jobs changed last on top, until
+    Ctrl-C (a relay must run: the site agent runs one); off a terminal each listing
+    is printed again, with --json as one JSON array per line.
 
     Example:  balsam-mq job ls --state FAILED --tag run=H2O --order-by -last_update --limit 20
     """
-    filters = _filters(ids, states, tags, app_ref, site, workdir)
+    filters = _filters(
+        ids,
+        states,
+        tags,
+        app_ref,
+        site,
+        workdir,
+        states_not=states_not,
+        tag_keys=tag_keys,
+        since=since,
+    )
     if watch:
-        run_until_interrupted(
-            lambda: watch_display(filters, order_by, limit, as_json=as_json), watch_seconds
-        )
+        from balsam_mq.cli.job_watch import Watch, watch_display
+
+        view = Watch(filters, order_by, limit, offset, as_json=as_json, by_state=by_state)
+        run_until_interrupted(lambda: watch_display(view), watch_seconds)
+        return
+    if by_state:
+        show_counts(run(lambda: count_states(filters)), as_json=as_json)
         return
 
     async def main() -> Listing:
-        return await fetch_listing(filters, order_by, limit, whole=as_json)
+        return await fetch_listing(filters, order_by or "id", limit, whole=as_json, offset=offset)
 
     show_listing(run(main), as_json=as_json)
 
@@ -190,7 +245,9 @@ def create(
 
 @app.command()
 def modify(
-    ids: Annotated[list[int], typer.Argument(metavar="IDS", help="The ids of the jobs to change.")],
+    ids: Annotated[
+        list[int] | None, typer.Argument(metavar="IDS", help="The ids of the jobs to change.")
+    ] = None,
     state: Annotated[
         str | None,
         typer.Option(
@@ -204,19 +261,32 @@ def modify(
         str | None,
         typer.Option("--data-json", help="A JSON object whose keys are set in the job's data."),
     ] = None,
+    from_states: Annotated[
+        list[str] | None,
+        typer.Option("--from-state", help="Only jobs in this state (repeatable)."),
+    ] = None,
+    with_tags: Annotated[
+        list[str] | None,
+        typer.Option("--with-tag", help="Only jobs tagged key=value (repeatable)."),
+    ] = None,
+    app_ref: AppOption = None,
+    site: SiteOption = None,
+    workdir: WorkdirOption = None,
 ) -> None:
-    """Change jobs' state, tags or data, all jobs in one transaction.
+    """Change the state, tags or data of jobs (by id or by filters) in one transaction.
 
     A state change follows the state table as the user (FAILED -> RESTART_READY, any
-    pending state -> FAILED, ...); an illegal one changes nothing. Tags and data keys
-    are set one by one: the others are kept.
+    pending or RUNNING state -> FAILED, FAILED or JOB_FINISHED -> READY, ...); an
+    illegal one changes nothing. Tags and data keys are set one by one: the others are
+    kept. The filters are those of `job rm`, with --from-state and --with-tag for its
+    --state and --tag (which say here what to set).
 
-    Example:  balsam-mq job modify 12 13 --state RESTART_READY --tag retry=1
+    Example:  balsam-mq job modify --from-state FAILED --with-tag run=H2O --state RESTART_READY
     """
     changes: dict[str, Any] = {}
     if state is not None:
         try:
-            changes["state"] = parse_state(state)
+            changes["state"] = parse_state(state_name(state))
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--state") from None
     for key, value in parse_pairs(tags, "--tag").items():
@@ -225,20 +295,14 @@ def modify(
         changes[f"data.{key}"] = value
     if not changes:
         raise typer.BadParameter("nothing to change: give --state, --tag or --data-json")
+    filters = _filters(ids, from_states, with_tags, app_ref, site, workdir)
+    if not filters.given():
+        raise typer.BadParameter(
+            "give job ids or at least one filter (--from-state, --with-tag, ...)"
+        )
+    from balsam_mq.cli.job_steer import modify_jobs
 
-    async def main() -> int:
-        from balsam_mq.sdk import Job
-
-        query = Job.objects.filter(id=ids)
-        found = {row["id"] for row in await query.values("id")}
-        missing = sorted(set(ids) - found)
-        if missing:
-            raise NotFound(f"job(s) {', '.join(map(str, missing))} do not exist")
-        with progress(f"Updating {len(found)} jobs", None):
-            return await query.update(**changes)
-
-    updated = run(main)
-    typer.echo(f"updated {updated} job{'' if updated == 1 else 's'}")
+    modify_jobs(filters, changes)
 
 
 @app.command("rm")
@@ -278,12 +342,105 @@ def rm(
 
 
 @app.command()
+def kill(
+    ids: Annotated[
+        list[int] | None, typer.Argument(metavar="IDS", help="Ids of jobs to kill.")
+    ] = None,
+    states: StateOption = None,
+    tags: TagOption = None,
+    app_ref: AppOption = None,
+    site: SiteOption = None,
+    workdir: WorkdirOption = None,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Kill jobs by id or by the filters of `job rm`: each unfinished one fails.
+
+    Its reason is "killed by the user". A RUNNING job's launcher terminates its process
+    group within seconds (a relay must run: the site agent runs one); a job that has
+    not run never starts. Finished jobs are left alone, and the output says so.
+
+    Example:  balsam-mq job kill --tag run=H2O --state RUNNING --yes
+    """
+    filters = _filters(ids, states, tags, app_ref, site, workdir)
+    if not filters.given():
+        raise typer.BadParameter("give job ids or at least one filter (--state, --tag, ...)")
+    from balsam_mq.cli.job_steer import kill_jobs
+
+    kill_jobs(filters, yes=yes, as_json=as_json)
+
+
+@app.command()
+def reset(
+    ids: Annotated[
+        list[int] | None, typer.Argument(metavar="IDS", help="Ids of jobs to reset.")
+    ] = None,
+    states: StateOption = None,
+    tags: TagOption = None,
+    app_ref: AppOption = None,
+    site: SiteOption = None,
+    workdir: WorkdirOption = None,
+    descendants: Annotated[
+        bool,
+        typer.Option("--descendants", help="Reset the jobs depending on them too (transitively)."),
+    ] = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run FAILED or JOB_FINISHED jobs (by id or by the filters of `job rm`) again.
+
+    They re-enter at READY: stage-in, preprocess and the check of their parents run
+    again. A job with an unfinished parent waits for it; one with a FAILED parent fails again,
+    naming it. With --descendants the jobs that depend on them are reset too and wait
+    for them. Jobs in other states are left alone, and the output says so.
+
+    Example:  balsam-mq job reset 12 --descendants --yes
+    """
+    filters = _filters(ids, states, tags, app_ref, site, workdir)
+    if not filters.given():
+        raise typer.BadParameter("give job ids or at least one filter (--state, --tag, ...)")
+    from balsam_mq.cli.job_steer import reset_jobs
+
+    reset_jobs(filters, descendants=descendants, yes=yes, as_json=as_json)
+
+
+@app.command()
 def show(
     job_id: Annotated[int, typer.Argument(metavar="JOB_ID", help="The job's id.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show a job: its fields, workdir path, event history, and result or exception.
+    """Show a job: what it waits for, its fields, workdir path, time in each state, event
+    history, and result or exception (the output tail and traceback printed once).
 
     Example:  balsam-mq job show 12
     """
+    from balsam_mq.cli.job_show import show_details
+
     show_details(job_id, as_json=as_json)
+
+
+@app.command()
+def logs(
+    job_id: Annotated[int, typer.Argument(metavar="JOB_ID", help="The job's id.")],
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Go on printing what they gain until the job ends or Ctrl-C."
+        ),
+    ] = False,
+    follow_seconds: Annotated[float | None, typer.Option("--follow-seconds", hidden=True)] = None,
+) -> None:
+    """Print a job's job.out (its run's output) and balsam.log (its hooks' output).
+
+    They are read from the job's workdir under the site's data/ directory, so this runs
+    where that directory is (the site's machine, or a shared file system). With
+    --follow it goes on until the job is JOB_FINISHED or FAILED, or until Ctrl-C.
+
+    Example:  balsam-mq job logs 12 --follow
+    """
+    from balsam_mq.cli.job_logs import follow_logs, locate, show_logs
+
+    if follow:
+        run_until_interrupted(lambda: follow_logs(job_id), follow_seconds)
+    else:
+        show_logs(run(lambda: locate(job_id)))

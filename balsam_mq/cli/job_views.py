@@ -1,37 +1,22 @@
-"""Job selections and what the job commands show: listings, the live listing, one job in full."""
+"""Job selections and what `job ls` shows of them: listings (a window of rows) and counts
+per state."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import typer
 from rich.text import Text
 
-from balsam_mq.cli.common import (
-    build_table,
-    console,
-    note,
-    print_json,
-    run,
-    show_fields,
-    show_table,
-    state_text,
-    when,
-)
-from balsam_mq.errors import NotFound
+from balsam_mq.cli.common import moment, note, print_json, show_table, state_text, when
+from balsam_mq.domain.states import JobState
 
 if TYPE_CHECKING:
-    from balsam_mq.domain import JobState
-    from balsam_mq.sdk import EventLog, Job, Query
+    from balsam_mq.sdk import Job, Query
 
-WATCH_INTERVAL = 0.25  # seconds: at most one re-query this often, however many events arrive
 COLUMNS = ["id", "site", "app", "workdir", "state", "tags", "updated"]
 # a listing counts the jobs it does not show up to this many; beyond, it says "more than"
 COUNT_CAP = 10_000
@@ -43,13 +28,24 @@ class JobFilters:
 
     ids: list[int] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
+    states_not: list[str] = field(default_factory=list)
+    tags: dict[str, str | None] = field(default_factory=dict)  # None: the key, any value
     app: str | None = None
     site: str | None = None
     workdir: str | None = None
+    since: str | None = None  # changed since this time or age (an age slides as time passes)
 
     def given(self) -> bool:
-        return bool(self.ids or self.states or self.tags or self.app or self.site or self.workdir)
+        return bool(
+            self.ids
+            or self.states
+            or self.states_not
+            or self.tags
+            or self.app
+            or self.site
+            or self.workdir
+            or self.since
+        )
 
     async def resolve(self) -> dict[str, Any]:
         """The SDK filter keywords; an unknown site or app is an error, not an empty list."""
@@ -66,6 +62,8 @@ class JobFilters:
             filters["id"] = self.ids
         if self.states:
             filters["state"] = self.states
+        if self.states_not:
+            filters["state__nin"] = self.states_not
         if self.tags:
             filters["tags"] = self.tags
         if self.workdir:
@@ -73,10 +71,22 @@ class JobFilters:
         return filters
 
     async def query(self, resolved: dict[str, Any] | None = None) -> Query[Job]:
-        """The SDK query (``resolved``: the keywords of an earlier :meth:`resolve`)."""
+        """The SDK query (``resolved``: the keywords of an earlier :meth:`resolve`); an age
+        given to ``since`` counts back from now, each time a query is made."""
         from balsam_mq.sdk import Job
 
-        return Job.objects.filter(**(resolved if resolved is not None else await self.resolve()))
+        keywords = resolved if resolved is not None else await self.resolve()
+        if self.since is not None:
+            keywords = {**keywords, "last_update__gte": moment(self.since, "--since")}
+        return Job.objects.filter(**keywords)
+
+    def possible_states(self) -> list[JobState]:
+        """The states a selected job may be in, by the state filters alone."""
+        return [
+            s
+            for s in JobState
+            if (not self.states or s.value in self.states) and s.value not in self.states_not
+        ]
 
 
 @dataclass(frozen=True)
@@ -105,10 +115,13 @@ class Listing:
     sites: dict[int, str]
     apps: dict[int, str]
     total: int
+    offset: int = 0  # the matches skipped before the first shown
     at: datetime = field(default_factory=datetime.now)
 
     @classmethod
-    async def of(cls, jobs: Sequence[Job | JobRow], total: int | None = None) -> Listing:
+    async def of(
+        cls, jobs: Sequence[Job | JobRow], total: int | None = None, offset: int = 0
+    ) -> Listing:
         from balsam_mq.sdk import App, Site
 
         site_ids = sorted({j.site_id for j in jobs if j.site_id is not None})
@@ -120,6 +133,7 @@ class Listing:
             {d["id"]: d["name"] for d in sites},
             {d["id"]: d["name"] for d in apps},
             len(jobs) if total is None else total,
+            offset,
         )
 
     def site(self, job: Job | JobRow) -> str:
@@ -131,6 +145,16 @@ class Listing:
     def total_text(self) -> str:
         return f"more than {COUNT_CAP}" if self.total > COUNT_CAP else str(self.total)
 
+    def window_text(self) -> str | None:
+        """What a window that leaves jobs out shows (``showing 20 of 57 jobs``); ``None``
+        when it shows every match."""
+        shown, total = len(self.jobs), self.total_text()
+        if not self.offset:
+            return f"showing {shown} of {total} jobs" if self.total > shown else None
+        if not shown:
+            return f"no jobs after the first {self.offset} of {total}"
+        return f"showing jobs {self.offset + 1}-{self.offset + shown} of {total}"
+
 
 async def fetch_listing(
     filters: JobFilters,
@@ -139,19 +163,21 @@ async def fetch_listing(
     resolved: dict[str, Any] | None = None,
     *,
     whole: bool = False,
+    offset: int = 0,
 ) -> Listing:
-    """The listing of ``filters``: whole jobs (``whole``, for JSON), else their rows."""
+    """The listing of ``filters``: whole jobs (``whole``, for JSON), else their rows; the
+    ``limit`` (0: all) matches after the first ``offset``."""
     query = (await filters.query(resolved)).order_by(order_by)
-    window = query[:limit] if limit else query
+    window = query[offset : offset + limit] if limit else query[offset:]
     jobs: Sequence[Job | JobRow]
     if whole:
         jobs = await window
     else:
         jobs = [JobRow(**row) for row in await window.values(*ROW_FIELDS)]
-    total = len(jobs)
-    if limit and total == limit:
+    total = offset + len(jobs)
+    if (limit and len(jobs) == limit) or (offset and not jobs):
         total = await query[: COUNT_CAP + 1].count()
-    return await Listing.of(jobs, total)
+    return await Listing.of(jobs, total, offset)
 
 
 def job_json(job: Job, listing: Listing) -> dict[str, Any]:
@@ -166,7 +192,7 @@ def job_line(doc: dict[str, Any]) -> str:
     )
 
 
-def _rows(listing: Listing) -> list[list[str | Text]]:
+def rows(listing: Listing) -> list[list[str | Text]]:
     return [
         [
             str(j.id),
@@ -181,180 +207,52 @@ def _rows(listing: Listing) -> list[list[str | Text]]:
     ]
 
 
-def _json(listing: Listing) -> list[dict[str, Any]]:
+def listing_json(listing: Listing) -> list[dict[str, Any]]:
     return [job_json(j, listing) for j in listing.jobs if not isinstance(j, JobRow)]
 
 
 def show_listing(listing: Listing, *, as_json: bool) -> None:
     if as_json:
-        print_json(_json(listing))
+        print_json(listing_json(listing))
     else:
-        show_table(COLUMNS, _rows(listing))
-    if listing.total > len(listing.jobs):
-        shown = len(listing.jobs)
-        note(f"showing {shown} of {listing.total_text()} jobs (--limit 0 shows all)")
+        show_table(COLUMNS, rows(listing))
+    window = listing.window_text()
+    if window is not None:
+        note(f"{window} (--limit 0 shows all)" if not listing.offset else window)
 
 
-# --- the live listing -------------------------------------------------------------------
+# --- counts per state -------------------------------------------------------------------
 
 
-def follow_filters(resolved: dict[str, Any]) -> dict[str, Any]:
-    """Event filters that let through every event that may change the listing: the
-    job events of its sites, apps and ids (other filters are checked by re-querying)."""
-    out: dict[str, Any] = {"kind": "job"}
-    for job_key, event_key in (("site_id", "site_id"), ("app_id", "app_id"), ("id", "job_id")):
-        if job_key in resolved:
-            out[event_key] = resolved[job_key]
-    return out
+async def count_states(
+    filters: JobFilters, resolved: dict[str, Any] | None = None
+) -> dict[JobState, int]:
+    """How many selected jobs are in each state (those with none left out), in the order
+    of the lifecycle: one count per state the filters allow, made together."""
+    query = await filters.query(resolved)
+    counts: dict[JobState, int] = {}
+
+    async def count(state: JobState) -> None:
+        counts[state] = await query.filter(state=state.value).count()
+
+    async with anyio.create_task_group() as tg:
+        for state in filters.possible_states():
+            tg.start_soon(count, state)
+    return {s: counts[s] for s in JobState if counts.get(s)}
 
 
-async def watch_display(filters: JobFilters, order_by: str, limit: int, *, as_json: bool) -> None:
-    """Show the listing, then again after every burst of job events, until cancelled."""
-    from balsam_mq.sdk import EventLog
-
-    resolved = await filters.resolve()
-    async with EventLog.objects.follow(**follow_filters(resolved)) as feed:
-        with _renderer(as_json) as render:
-            render(await fetch_listing(filters, order_by, limit, resolved, whole=as_json))
-            last = anyio.current_time()
-            async for _ in feed.batches():
-                # at most one re-query per interval: a burst of events becomes one listing
-                await anyio.sleep(max(0.0, last + WATCH_INTERVAL - anyio.current_time()))
-                render(await fetch_listing(filters, order_by, limit, resolved, whole=as_json))
-                last = anyio.current_time()
+def counts_json(counts: dict[JobState, int]) -> dict[str, int]:
+    return {state.value: n for state, n in counts.items()}
 
 
-@contextmanager
-def _renderer(as_json: bool) -> Iterator[Callable[[Listing], None]]:
-    out = console()
-    if as_json or not out.is_terminal:
-        shown: list[Any] = []
-
-        def reprint(listing: Listing) -> None:
-            content = _json(listing) if as_json else _rows(listing)
-            if shown == [content]:  # printed again only when something changed
-                return
-            shown[:] = [content]
-            if as_json:
-                print_json(content, lines=True)
-                return
-            show_table(COLUMNS, _rows(listing))
-            typer.echo("")
-            sys.stdout.flush()
-
-        yield reprint
-        return
-    from rich.console import Group
-    from rich.live import Live
-
-    with Live(console=out, auto_refresh=False) as live:
-
-        def update(listing: Listing) -> None:
-            when_ = f"{listing.at:%H:%M:%S}"
-            caption = f"{listing.total_text()} jobs · {when_} · Ctrl-C stops watching"
-            if listing.total > len(listing.jobs):
-                caption = f"showing {len(listing.jobs)} of " + caption
-            table = build_table(COLUMNS, _rows(listing))
-            live.update(Group(table, Text(caption, style="dim")), refresh=True)
-
-        yield update
+def count_rows(counts: dict[JobState, int]) -> list[list[str | Text]]:
+    return [[state_text(state.value), str(n)] for state, n in counts.items()]
 
 
-# --- one job in full --------------------------------------------------------------------
-
-
-@dataclass
-class Details:
-    job: Job
-    listing: Listing
-    site_path: str
-    hostname: str
-    events: list[EventLog]
-
-
-def show_details(job_id: int, *, as_json: bool) -> None:
-    async def main() -> Details:
-        from balsam_mq.sdk import EventLog, Job, Site
-
-        job = await Job.objects.filter(id=job_id).first()
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist")
-        site = await Site.objects.filter(id=job.site_id).first()
-        events = await EventLog.objects.filter(job_id=job_id).order_by("seq")
-        return Details(
-            job,
-            await Listing.of([job]),
-            site.path if site else "",
-            site.hostname if site else "",
-            events,
-        )
-
-    details = run(main)
-    job = details.job
-    workdir = _workdir_path(job, details.site_path)
-    doc = job_json(job, details.listing)
+def show_counts(counts: dict[JobState, int], *, as_json: bool) -> None:
+    """``job ls --by-state``: a table (plain ``STATE<tab>N`` lines off a terminal), or a
+    JSON object ``{"STATE": N}``; states with no job are left out."""
     if as_json:
-        print_json(
-            {
-                **doc,
-                "workdir_path": workdir,
-                "events": [e.model_dump(mode="json") for e in details.events],
-            }
-        )
+        print_json(counts_json(counts))
         return
-    outcome = doc
-    pairs: list[tuple[str, str | Text]] = [
-        ("job", str(job.id)),
-        ("state", state_text(job.state.value)),
-        ("app", f"{doc['app']} (id {job.app_id})"),
-        ("site", f"{doc['site']} (id {job.site_id})"),
-        ("workdir", job.workdir),
-    ]
-    if workdir:
-        host = f" on {details.hostname}" if details.hostname else ""
-        pairs.append(("workdir path", f"{workdir}{host}"))
-    for name in ("parameters", "tags", "data", "parent_ids", "transfers", "state_data"):
-        if doc[name]:
-            pairs.append((name, repr(doc[name])))
-    pairs.append(("resources", _resources(doc)))
-    if job.launch_params:
-        pairs.append(("launch params", repr(job.launch_params)))
-    if job.return_code is not None:
-        pairs.append(("return code", str(job.return_code)))
-    if job.batch_job_id is not None:
-        pairs.append(("batch job", str(job.batch_job_id)))
-    pairs += [("created", when(job.created_at)), ("updated", when(job.last_update))]
-    if "result" in outcome:
-        pairs.append(("result", repr(outcome["result"])))
-    if "exception" in outcome:
-        exc = outcome["exception"]
-        pairs.append(("exception", f"{exc['type']}: {exc['message']}"))
-    show_fields(pairs)
-    typer.echo("")
-    show_table(
-        ["time", "from", "to", "by", "data"],
-        [
-            [
-                when(e.timestamp),
-                e.from_state or "-",
-                state_text(e.to_state),
-                e.by.value if e.by else "-",
-                repr(e.state_data) if e.state_data else "",
-            ]
-            for e in details.events
-        ],
-    )
-    if "exception" in outcome and outcome["exception"]["traceback"]:
-        typer.echo("")
-        typer.echo(outcome["exception"]["traceback"].rstrip())
-
-
-def _workdir_path(job: Job, site_path: str) -> str | None:
-    return str(job.resolve_workdir(Path(site_path) / "data")) if site_path else None
-
-
-def _resources(doc: dict[str, Any]) -> str:
-    names = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core")
-    text = " ".join(f"{n}={doc[n]}" for n in names)
-    text += f" gpus_per_rank={doc['gpus_per_rank']} node_packing_count={doc['node_packing_count']}"
-    return text + f" wall_time_min={doc['wall_time_min']}"
+    show_table(["state", "jobs"], count_rows(counts))

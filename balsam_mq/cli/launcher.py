@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -123,8 +125,35 @@ async def _run(
     assert site.id is not None
     site_path = Path(site.path)
     base = site_launcher_settings(site_path)
+    _log_to_site(site_path)
     launcher_settings = LauncherSettings.model_validate({**base.model_dump(), **overrides})
     config = LauncherConfig(
         site_id=site.id, data_dir=site_path / "data", settings=launcher_settings, **options
     )
     return await run_launcher(settings, config)
+
+
+def _log_to_site(site_path: Path) -> None:
+    """When the site's directory is here, the full log goes to its
+    ``logs/launcher-<host>-<pid>.log`` (rotated as its ``logs:`` settings say) and stderr
+    keeps the warnings and errors; elsewhere everything stays on stderr."""
+    from balsam_mq.site.config import load_config
+    from balsam_mq.site.directory import SiteDirectory
+    from balsam_mq.site.logs import rotating_handler
+
+    site_dir = SiteDirectory(site_path)
+    if not site_dir.settings_file.is_file():
+        return
+    path = site_dir.logs / f"launcher-{socket.gethostname()}-{os.getpid()}.log"
+    log = logging.getLogger("balsam_mq.launcher")
+    try:
+        handler = rotating_handler(path, load_config(site_dir.settings_file).logs)
+    except OSError as exc:
+        log.warning("cannot write %s (%s): the log stays on stderr", path, exc)
+        return
+    root = logging.getLogger()
+    root.addHandler(handler)
+    log.info("launcher log: %s", path)
+    for other in root.handlers:
+        if other is not handler:
+            other.setLevel(logging.WARNING)

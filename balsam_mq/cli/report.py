@@ -4,20 +4,28 @@ the batch jobs (``balsam_mq.analytics``), summarised, written as CSV, or plotted
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, cast
 
 import typer
 
 from balsam_mq.analytics.series import samples, time_average, value_at
-from balsam_mq.cli.common import Cell, fail, note, parse_pairs, run, show_fields, show_table, when
-from balsam_mq.domain.models import utcnow
+from balsam_mq.cli.common import (
+    Cell,
+    fail,
+    moment,
+    note,
+    parse_pairs,
+    run,
+    show_fields,
+    show_table,
+    when,
+)
 
 app = typer.Typer(
     help="Throughput, utilization and nodes over time: a summary, CSV or a plot.",
@@ -112,27 +120,6 @@ def _filters(
         since=None if since is None else moment(since, "--since"),
         until=None if until is None else moment(until, "--until"),
     )
-
-
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def moment(text: str, option: str) -> datetime:
-    """A time typed by the user: ISO 8601 (naive means local time) or an age (``2h`` ago)."""
-    age = _AGE.fullmatch(text.strip())
-    try:
-        if age:
-            return utcnow() - timedelta(**{_UNITS[age[2]]: float(age[1])})
-        parsed = datetime.fromisoformat(text.strip())
-    except OverflowError:
-        raise typer.BadParameter(f"{text!r} is too far back", param_hint=option) from None
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is neither a time (2024-05-01T12:00) nor an age (30m, 2h, 1d)",
-            param_hint=option,
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
 
 
 @dataclass

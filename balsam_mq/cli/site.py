@@ -1,10 +1,11 @@
-"""`balsam-mq site init | ls | rm | sync | agent`: create, list and remove sites, sync apps to
-them, run a site's agent."""
+"""`balsam-mq site init | ls | rm | sync | agent | start | stop | status | reload`: create,
+list and remove sites, sync apps to them, run a site's agent (foreground or background)."""
 
 from __future__ import annotations
 
 import json
 import socket
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,9 +14,9 @@ import typer
 from rich.table import Table
 
 from balsam_mq.cli.app import app_json
-from balsam_mq.cli.common import confirm, console, print_json, progress, run
+from balsam_mq.cli.common import confirm, console, fail, note, print_json, progress, run
 from balsam_mq.domain import Site
-from balsam_mq.errors import ConfigError
+from balsam_mq.errors import BalsamError, ConfigError
 from balsam_mq.settings import load_settings
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import open_store
@@ -55,7 +56,7 @@ def init(
 
     site = anyio.run(create)
     typer.echo(f"site {site.name!r} (id {site.id}) created at {path}")
-    typer.echo(f"run its agent with:  balsam-mq site agent {path}")
+    typer.echo(f"start its agent with:  balsam-mq site start {path}")
 
 
 @app.command("ls")
@@ -92,17 +93,26 @@ def ls(
 @app.command()
 def agent(
     path: Annotated[Path, typer.Argument(help="The site directory.")] = Path("."),
+    exclusive: Annotated[
+        bool,
+        typer.Option(
+            "--exclusive",
+            help="Refuse to run if another agent of the site holds its pid file "
+            "(else run alongside it).",
+        ),
+    ] = False,
 ) -> None:
     """Run the site agent in the foreground: hooks, transfers, dependencies, cleanup, reaping.
 
-    Logs go to PATH/logs/agent.log. SIGINT or SIGTERM stops it cleanly: batches in hand
-    commit or stay unacknowledged for the next agent, never half-applied.
+    Logs go to PATH/logs/agent.log (rotated), its pid to PATH/agent.pid. SIGINT or SIGTERM
+    stops it cleanly: batches in hand commit or stay unacknowledged for the next agent,
+    never half-applied. SIGHUP reloads settings.yml.
 
     Example:  balsam-mq site agent ~/sites/laptop
     """
     from balsam_mq.processors.main import run_agent
 
-    anyio.run(run_agent, load_settings(), path)
+    anyio.run(partial(run_agent, exclusive=exclusive), load_settings(), path)
 
 
 @app.command("rm")
@@ -194,3 +204,118 @@ def sync(
     for a, site_name in synced:
         kind = "command template" if a.command_template is not None else "run()"
         typer.echo(f"synced app {a.name!r} (id {a.id}, {kind}) to site {site_name!r}")
+
+
+# --- the agent in the background ----------------------------------------------------------
+
+SiteDirArgument = Annotated[Path, typer.Argument(help="The site directory.")]
+
+# `site status` exit codes, for scripts (documented in docs/cli.md)
+STATUS_RUNNING, STATUS_NOT_RUNNING, STATUS_ELSEWHERE, STATUS_UNKNOWN = 0, 1, 3, 4
+
+
+@app.command()
+def start(
+    path: SiteDirArgument = Path("."),
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait until it runs.")
+    ] = 60,
+) -> None:
+    """Start the site's agent in the background (detached, in a session of its own).
+
+    It logs to PATH/logs/agent.log (its own output, such as a crash, to PATH/logs/agent.out)
+    and writes its pid to PATH/agent.pid. Refused while an agent of the site runs; a stale
+    pid file is removed. Returns once the agent runs.
+
+    Example:  balsam-mq site start ~/sites/laptop
+    """
+    from balsam_mq.cli.site_views import pid_of
+    from balsam_mq.site.control import start_agent
+
+    site_dir, config = SiteDirectory.open(path)
+    started = start_agent(site_dir, config, timeout=timeout)
+    if started.stale is not None:
+        note(f"removed a stale pid file ({pid_of(started.stale)})")
+    typer.echo(
+        f"agent of site {config.name!r} running (pid {started.record.pid}); "
+        f"log: {site_dir.agent_log}"
+    )
+
+
+@app.command()
+def stop(
+    path: SiteDirArgument = Path("."),
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds to wait for its drain.")
+    ] = 60,
+) -> None:
+    """Stop the site's agent: SIGTERM, then wait while it drains (the batches in hand commit
+    or go back to their queues), and its pid file is gone.
+
+    Exits 0 once it has stopped, or if none was running; 1 if it still drains after
+    --timeout (it goes on draining: run stop again to wait longer).
+
+    Example:  balsam-mq site stop ~/sites/laptop
+    """
+    from balsam_mq.cli.site_views import pid_of
+    from balsam_mq.site.control import stop_agent
+    from balsam_mq.site.pidfile import Liveness
+
+    site_dir = SiteDirectory.find(path)
+    found = stop_agent(site_dir, timeout=timeout)
+    name = site_dir.name()
+    if found.alive:
+        typer.echo(f"agent of site {name!r} stopped ({pid_of(found)})")
+    elif found.liveness is Liveness.STALE:
+        typer.echo(f"no agent of site {name!r} was running; removed a stale pid file")
+    else:
+        typer.echo(f"no agent of site {name!r} is running")
+
+
+@app.command("reload")
+def reload_(path: SiteDirArgument = Path(".")) -> None:
+    """Have the site's agent reload settings.yml (SIGHUP), checked here first.
+
+    A malformed file is refused (the error names the key) and the agent is not disturbed.
+    The agent applies what it can at once, and its log says which changes reach only
+    launchers started afterwards and which need a restart (`site stop`, `site start`).
+
+    Example:  balsam-mq site reload ~/sites/laptop
+    """
+    from balsam_mq.site.control import reload_agent
+
+    site_dir = SiteDirectory.find(path)
+    record = reload_agent(site_dir)
+    typer.echo(
+        f"asked the agent of site {site_dir.name()!r} (pid {record.pid}) to reload settings.yml; "
+        f"what it applied, and what needs a restart, is in {site_dir.agent_log}"
+    )
+
+
+@app.command()
+def status(path: SiteDirArgument = Path("."), as_json: JsonOption = False) -> None:
+    """Whether the site's agent runs, and the site's launcher sessions (heartbeats).
+
+    Each session is alive, or silent when it missed three heartbeats, with its host, pid,
+    batch job, start and the number of RUNNING jobs it holds.
+    Exit codes: 0 the agent runs (or is starting); 1 it does not; 3 its pid file names
+    another host (not checkable here); 4 PATH is not a site directory.
+
+    Example:  balsam-mq site status ~/sites/laptop --json
+    """
+    from balsam_mq.cli.site_views import sessions_of, show_status, status_json
+    from balsam_mq.site.pidfile import Liveness, find_agent
+
+    try:
+        site_dir = SiteDirectory.find(path)
+    except BalsamError as exc:
+        fail(str(exc), code=STATUS_UNKNOWN)
+    found = find_agent(site_dir.pid_file)
+    sessions, problem = anyio.run(sessions_of, site_dir)
+    if as_json:
+        print_json(status_json(site_dir, found, sessions, problem))
+    else:
+        show_status(site_dir, found, sessions, problem)
+    if found.liveness is Liveness.ELSEWHERE:
+        raise typer.Exit(STATUS_ELSEWHERE)
+    raise typer.Exit(STATUS_RUNNING if found.alive else STATUS_NOT_RUNNING)

@@ -133,6 +133,15 @@ def check_environment(label: str, env: object) -> dict[str, str]:
     return dict(env)
 
 
+def check_retries(label: str, max_retries: object, backoff_s: object) -> dict[str, Any]:
+    """``max_retries`` (an int >= 0) and ``retry_backoff_s`` (seconds >= 0) of an app."""
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise AppError(f"{label}: max_retries must be an int >= 0, got {max_retries!r}")
+    if not isinstance(backoff_s, int | float) or isinstance(backoff_s, bool) or backoff_s < 0:
+        raise AppError(f"{label}: retry_backoff_s must be a number >= 0, got {backoff_s!r}")
+    return {"max_retries": max_retries, "retry_backoff_s": float(backoff_s)}
+
+
 def check_cleanup_files(label: str, patterns: object) -> list[str]:
     if isinstance(patterns, str) or not isinstance(patterns, list | tuple):
         raise AppError(f"{label}: cleanup_files must be a list of glob patterns")

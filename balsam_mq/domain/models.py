@@ -100,6 +100,10 @@ class App(Document):
     # the lifecycle hooks the class defines itself (None: not known, so every hook step
     # goes to its consumer); steps whose hook is the default are passed through
     hooks: list[str] | None = None
+    # how many times a run's failure or timeout may restart a job (``retry_capped``), and
+    # the wait before the n-th restart runs: retry_backoff_s * 2**(n-1), at most an hour
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff_s: float = Field(default=1.0, ge=0)
     serialized_class: str = ""
     source: str = ""
     last_update: datetime = Field(default_factory=utcnow)
@@ -146,6 +150,7 @@ class Job(Document):
     seq: int = 0  # transitions so far; each event carries the job's seq after it
     # set by a launcher that can never run this job (too big, too long): who, why, when
     unfit: dict[str, Any] | None = None
+    restarts: int = 0  # restarts after a run failed or timed out (``pipeline.retry_capped``)
 
 
 EventKind = Literal["job", "app", "batchjob"]

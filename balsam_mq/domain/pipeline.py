@@ -10,17 +10,20 @@ A state without work is passed through: its consumer's default move is taken in 
 same transaction as the move that reached it, and so on (:func:`passage`), every step
 recorded as its own event. An event nobody has work for is *quiet*: it is published
 for the log and for waiters, never to a work queue (:func:`has_work`).
+
+A user's reset sends a finished or failed job back to READY, or wherever its parents
+let it, by the rule of a new job (:func:`reentry_steps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from balsam_mq.domain.changes import Change
 from balsam_mq.domain.models import App
-from balsam_mq.domain.states import Actor, JobState
+from balsam_mq.domain.states import TERMINAL_STATES, Actor, JobState
 
 S = JobState
 A = Actor
@@ -136,8 +139,16 @@ class Step:
     quiet: bool  # no consumer has work for the job in ``to``
 
 
-def steps(change: Change, work: Work | None, *, has_children: bool) -> list[Step]:
-    """``change``, then the default move of every following step with no work."""
+def steps(
+    change: Change,
+    work: Work | None,
+    *,
+    has_children: bool,
+    restarts: int = 0,
+    max_retries: int | None = None,
+) -> list[Step]:
+    """``change``, then the default move of every following step with no work; a restart
+    past ``max_retries`` (the job has had ``restarts``) fails the job instead."""
 
     def quiet(state: JobState) -> bool:
         return not has_work(state, work, has_children=has_children)
@@ -147,7 +158,52 @@ def steps(change: Change, work: Work | None, *, has_children: bool) -> list[Step
         previous = taken[-1]
         state_data = move.state_data(previous.state_data)
         taken.append(Step(previous.to, move.to, move.by, state_data, quiet(move.to)))
+    return retry_capped(taken, restarts, max_retries, quiet(S.FAILED))
+
+
+# a run ended in one of these, and a hook (or the default move) restarts the job
+_RETRIED_FROM = frozenset({S.RUN_DONE, S.RUN_ERROR, S.RUN_TIMEOUT})
+MAX_BACKOFF_S = 3600.0
+
+
+def is_retry(step: Step) -> bool:
+    """A restart after a run, decided by the site (a user's restart is not counted)."""
+    return step.to is S.RESTART_READY and step.from_state in _RETRIED_FROM and step.by is not A.USER
+
+
+def retry_capped(
+    taken: list[Step], restarts: int, max_retries: int | None, failed_quiet: bool
+) -> list[Step]:
+    """``taken``, or, if it restarts a job that has had ``max_retries`` restarts already,
+    the same steps up to that restart, which fails the job instead, saying why: a run
+    that fails every time (a missing binary) ends instead of looping."""
+    if max_retries is None:
+        return taken
+    for i, step in enumerate(taken):
+        if is_retry(step) and restarts >= max_retries:
+            reason = (
+                f"restarted {restarts} times already, the most its app allows "
+                f"(max_retries={max_retries}); it would have restarted after "
+                f"{step.from_state.value}"
+            )
+            why = {"reason": reason, "last_restart": dict(step.state_data)}
+            return [*taken[:i], Step(step.from_state, S.FAILED, step.by, why, failed_quiet)]
     return taken
+
+
+def restarts_after(taken: Sequence[Step], restarts: int) -> int:
+    """The job's count of restarts after ``taken``: one more for a retry, none again after
+    a user's move (a user restarting or resetting a job gives it its retries back)."""
+    if taken and taken[0].by is A.USER:
+        restarts = 0
+    return restarts + sum(is_retry(step) for step in taken)
+
+
+def retry_wait_s(restarts: int, backoff_s: float) -> float:
+    """How long the ``restarts``-th restart waits before it runs (0 for none)."""
+    if restarts <= 0 or backoff_s <= 0:
+        return 0.0
+    return float(min(backoff_s * 2 ** (restarts - 1), MAX_BACKOFF_S))
 
 
 def starting_state(
@@ -166,3 +222,48 @@ def starting_state(
     if any(state is not S.JOB_FINISHED for _, state, _ in parents):
         return S.AWAITING_PARENTS, {}
     return S.READY, {}
+
+
+# --- reset: a finished or failed job re-enters the pipeline --------------------------------
+
+# what a job keeps of its last run is dropped when it re-enters: a new run writes its own
+REENTRY_CLEARS: dict[str, Any] = {
+    "return_code": None,
+    "result": None,
+    "exception": None,
+    "traceback": None,
+    "unfit": None,
+}
+
+
+def reentering(change: Change) -> bool:
+    """Whether ``change`` is a user's reset: a JOB_FINISHED or FAILED job sent back to READY
+    (or AWAITING_PARENTS), which passes its parents' check again (:func:`reentry_steps`)."""
+    return (
+        change.by is A.USER
+        and change.expect in TERMINAL_STATES
+        and change.to in (S.READY, S.AWAITING_PARENTS)
+    )
+
+
+def reentry_steps(
+    change: Change,
+    parents: Sequence[tuple[int, JobState, Mapping[str, Any]]],
+    work: Work | None,
+    *,
+    has_children: bool,
+) -> list[Step]:
+    """The steps of a reset (:func:`reentering`), given the job's parents as they are now
+    (ids, states and state_data, in order), by the rule a new job follows
+    (:func:`starting_state`): READY and on through the steps with no work when every parent
+    is JOB_FINISHED; AWAITING_PARENTS while one is unfinished (the dependency resolver
+    releases it); and when one is FAILED, AWAITING_PARENTS then FAILED at once, as the
+    resolver fails the children of a failed parent, naming it."""
+    state, failure = starting_state(parents)
+    if state is S.READY:
+        return steps(replace(change, to=S.READY), work, has_children=has_children)
+    waiting = Step(change.expect, S.AWAITING_PARENTS, change.by, dict(change.state_data), True)
+    if state is S.AWAITING_PARENTS:
+        return [waiting]
+    quiet = not has_work(S.FAILED, work, has_children=has_children)
+    return [waiting, Step(S.AWAITING_PARENTS, S.FAILED, A.RESOLVER, failure, quiet)]

@@ -73,6 +73,8 @@ TRANSITIONS: dict[JobState, dict[JobState, frozenset[Actor]]] = {
         S.RUN_TIMEOUT: frozenset({A.LAUNCHER, A.REAPER}),
         # claimed ahead of a free slot and given back unstarted (the launcher is stopping)
         S.RESTART_READY: frozenset({A.LAUNCHER}),
+        # killed: the launcher hears it and ends the run's process group (``launcher.kills``)
+        S.FAILED: frozenset({A.USER}),
     },
     S.RUN_DONE: {
         S.POSTPROCESSED: frozenset({A.POSTPROCESS}),
@@ -99,9 +101,16 @@ TRANSITIONS: dict[JobState, dict[JobState, frozenset[Actor]]] = {
         S.JOB_FINISHED: frozenset({A.STAGE_OUT}),
         S.FAILED: frozenset({A.STAGE_OUT, A.USER}),
     },
-    S.JOB_FINISHED: {},
+    # reset: the job runs again from READY, or waits for (or fails with) its parents
+    # (``pipeline.reentry_steps``)
+    S.JOB_FINISHED: {
+        S.READY: frozenset({A.USER}),
+        S.AWAITING_PARENTS: frozenset({A.USER}),
+    },
     S.FAILED: {
         S.RESTART_READY: frozenset({A.USER}),
+        S.READY: frozenset({A.USER}),
+        S.AWAITING_PARENTS: frozenset({A.USER}),
     },
 }
 

@@ -24,6 +24,7 @@ class ActiveRun:
     python: bool  # a run() app: its result file is read at the end
     app: App | None = None  # the version of its app it runs with
     timeout_reason: str | None = None  # set when the launcher kills it
+    moved_on: str | None = None  # set when its job left RUNNING under it: killed, no outcome
     started: float = field(default_factory=time.monotonic)
 
     @property

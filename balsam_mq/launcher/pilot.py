@@ -14,6 +14,10 @@ Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
   frees. A job that can never run here (too big, wrong tags, too long for the time
   left) is deferred back to the queue for other launchers and, unless only its tags
   differ, marked ``unfit``.
+  A job moved out of RUNNING under the launcher (a user's kill or deletion: RUNNING →
+  FAILED) is heard on a private queue of the site's run ends (``launcher.kills``): its
+  run's process group is terminated and its outcome dropped; a job claimed ahead and
+  not started is forgotten.
 * DRAINING (near the wall time, when idle, on SIGTERM/SIGINT): no more claims; jobs
   claimed ahead and not started are given back (RUNNING → RESTART_READY); at the end
   of the wall time (at once on a signal) running jobs are terminated → RUN_TIMEOUT.
@@ -31,13 +35,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any
 
 import anyio
 import anyio.abc
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractRobustConnection
 from pymongo.errors import PyMongoError
 
 from balsam_mq.broker import Consumer, Deferrals, Topology, declare_core, declare_site
@@ -53,9 +58,11 @@ from balsam_mq.domain import (
     parked_failures,
     utcnow,
 )
+from balsam_mq.domain.pipeline import retry_wait_s
 from balsam_mq.errors import StoreError, brief
 from balsam_mq.launcher.config import LauncherConfig
 from balsam_mq.launcher.fit import tags_match, unfit_reason
+from balsam_mq.launcher.kills import Claims, KillWatch
 from balsam_mq.launcher.nodes import Demand, NodePool, Placement
 from balsam_mq.launcher.outcomes import ActiveRun, launch_failure, outcome
 from balsam_mq.launcher.prepare import Preparer
@@ -86,6 +93,7 @@ class PilotReport:
     deferred: int = 0  # sent back for other launchers (unfit, other tags)
     given_back: int = 0  # delivered beyond what could be taken: back to the queue at once
     uncommitted: int = 0  # outcomes MongoDB did not take before the stop timeout
+    killed: int = 0  # runs (or claims ahead) ended because their job left RUNNING under them
     stop_reason: str = ""
 
 
@@ -99,7 +107,7 @@ class Pilot:
     def __init__(
         self,
         store: Store,
-        amqp: AbstractConnection,
+        amqp: AbstractRobustConnection,
         topology: Topology,
         config: LauncherConfig,
         *,
@@ -131,6 +139,7 @@ class Pilot:
         self._preparer = Preparer(config)
         self._reporter = Reporter(store)
         self._runs: dict[int, ActiveRun] = {}
+        self._kills = KillWatch(store, self.held, self.moved_on)
         self._busy = 0  # handler calls in progress
         self._room = anyio.Event()  # replaced each time capacity changes or claiming stops
         self._retune = anyio.Event()
@@ -175,6 +184,8 @@ class Pilot:
             self.sessions, session_id, self.config.settings.heartbeat_s, self._session_lost
         )
         try:
+            # run ends are heard before anything is claimed
+            await self._kills.open(self._amqp, self._topology, self.config.site_id)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(heartbeat.run, lambda: {"running": len(self._runs)})
@@ -183,6 +194,7 @@ class Pilot:
                 tg.start_soon(self._follow_capacity)
                 tg.start_soon(self._clock)
                 tg.start_soon(self._expire_ahead)
+                tg.start_soon(self._kills.run)
                 if self.config.settings.idle_timeout_s is not None:
                     tg.start_soon(self._idle_watch, self.config.settings.idle_timeout_s)
                 await self._drained.wait()
@@ -195,6 +207,7 @@ class Pilot:
             with anyio.CancelScope(shield=True):
                 for run in list(self._runs.values()):  # only if we were cancelled from outside
                     await run.launch.kill(0)
+                await self._kills.aclose()
                 await self.executor.close()
                 await self._end_session(self.session_id)
             self.state = PilotState.STOPPED
@@ -284,9 +297,59 @@ class Pilot:
             self._kill(run)
 
     def _kill(self, run: ActiveRun) -> None:
-        if run.timeout_reason is None and self._tg is not None:
+        if run.timeout_reason is None and run.moved_on is None and self._tg is not None:
             run.timeout_reason = self._killing
             self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+
+    # --- jobs moved out of RUNNING under the launcher (``launcher.kills``) --------------
+
+    def held(self) -> Claims:
+        """The jobs this launcher holds (running, or claimed ahead), with the session each
+        was claimed under."""
+        claims = {job_id: run.job.session_id for job_id, run in self._runs.items()}
+        claims.update((job.id, job.session_id) for job, _ in self._queued if job.id is not None)
+        return claims
+
+    def moved_on(self, job_id: int, reason: str) -> None:
+        """The job left RUNNING under us (``reason``: why, as recorded on it): its run is
+        killed and its outcome dropped; claimed ahead, it is forgotten."""
+        run = self._runs.get(job_id)
+        if run is not None:
+            if run.moved_on is None:
+                log.debug("Job %s left RUNNING (%s): its run is killed", job_id, reason)
+                run.moved_on = reason
+                if run.timeout_reason is None and self._tg is not None:  # else being killed
+                    self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+            return
+        kept = deque(entry for entry in self._queued if entry[0].id != job_id)
+        if len(kept) < len(self._queued):
+            log.debug("Job %s left RUNNING before it started (%s): not run", job_id, reason)
+            self._queued = kept
+            self.report.killed += 1
+            self._capacity_changed()
+            self._check_drained()
+
+    async def _departed(self, job: Job) -> bool:
+        """Whether a job about to start was heard to leave RUNNING under its claim (a kill
+        heard while the claim was in flight) and indeed did."""
+        assert job.id is not None
+        if not self._kills.heard(job.id):
+            return False
+        try:
+            gone = await self._kills.departed({job.id: job.session_id})
+        except (StoreError, PyMongoError):
+            return False  # started; checked again once it runs
+        if job.id in gone:
+            log.debug("Job %s left RUNNING before it started (%s): not run", job.id, gone[job.id])
+            self.report.killed += 1
+            return True
+        return False
+
+    async def _recheck(self, job_id: int) -> None:
+        try:
+            await self._kills.settle({job_id})
+        except Exception:  # a surprise here must not take the other runs down
+            log.exception("Job %s: checking whether it left RUNNING failed", job_id)
 
     def _check_drained(self) -> None:
         if self.state is PilotState.DRAINING and not (self._runs or self._busy or self._queued):
@@ -426,6 +489,8 @@ class Pilot:
                         wanted[event.job_id] = event.id or d.message_id
                         expected[event.job_id] = event.to_state
         jobs = await self.store.jobs.get_many(list(wanted))
+        apps = {a.id: a for a in await self.store.apps.get_many({j.app_id for j in jobs})}
+        now = utcnow()
         deferrals: dict[str, float] = {}
         candidates: list[Job] = []
         unfit: list[tuple[Job, str]] = []
@@ -435,6 +500,10 @@ class Pilot:
             assert job.id is not None
             if job.state != expected[job.id]:
                 self.report.dropped += 1  # moved on since this event: a later one covers it
+                continue
+            wait = _backoff_left(job, apps.get(job.app_id), now)
+            if wait > 0:  # a restart waits its backoff, then comes back here
+                deferrals[wanted[job.id]] = wait
                 continue
             if not tags_match(job.tags, self.config.filter_tags):
                 deferrals[wanted[job.id]] = self.config.settings.other_tags_delay_s
@@ -453,7 +522,6 @@ class Pilot:
         self.report.deferred += len(deferrals)
         if unfit:
             await self._mark_unfit(unfit)
-        apps = {a.id: a for a in await self.store.apps.get_many({j.app_id for j in candidates})}
         pending = candidates
         while pending:
             if not self.claiming:
@@ -506,7 +574,7 @@ class Pilot:
         """Make visible on the job why this launcher leaves it (once per session and reason)."""
         for job, reason in unfit:
             assert job.id is not None
-            log.warning("Job %s left runnable: %s", job.id, reason)
+            log.debug("Job %s left runnable: %s", job.id, reason)  # job.unfit says it once
             if (job.id, reason) in self._marked:
                 continue
             self._marked.add((job.id, reason))
@@ -581,6 +649,10 @@ class Pilot:
 
     async def _start(self, job: Job, placement: Placement, apps: dict[int | None, App]) -> None:
         assert job.id is not None and self._tg is not None
+        if await self._departed(job):
+            self.pool.free(job.id)
+            self._capacity_changed()
+            return
         try:
             prepared = self._preparer.prepare(job, apps.get(job.app_id), placement)
             launch = await self.executor.launch(prepared.spec, placement.node_indexes[0])
@@ -598,6 +670,8 @@ class Pilot:
         if self._killing is not None:
             self._kill(run)
         self._tg.start_soon(self._supervise, run)
+        if self._kills.heard(job.id):  # heard while it was being launched
+            self._tg.start_soon(self._recheck, job.id)
 
     async def _supervise(self, run: ActiveRun) -> None:
         error: str | None = None
@@ -612,6 +686,11 @@ class Pilot:
         self._last_activity = now
         await self._start_queued()  # the next job claimed ahead takes the room at once
         self._capacity_changed()
+        if run.moved_on is not None:  # the job has moved on: no outcome to report
+            self.report.killed += 1
+            log.debug("Job %s: run killed (exit %s): %s", run.job_id, code, run.moved_on)
+            self._check_drained()
+            return
         change = outcome(run, code, error, tail_chars=self.config.settings.output_tail_chars)
         if change.to is S.RUN_TIMEOUT:
             self.report.timed_out += 1
@@ -630,3 +709,13 @@ def _renew(current: int, wanted: int) -> bool:
     if (current == 0) != (wanted == 0):
         return True
     return wanted >= 2 * current or 2 * wanted <= current
+
+
+def _backoff_left(job: Job, app: App | None, now: datetime) -> float:
+    """Seconds a restarted job still waits before it may run (``pipeline.retry_wait_s``
+    after it entered RESTART_READY); 0 for any other job."""
+    if job.state is not JobState.RESTART_READY or not job.restarts:
+        return 0.0
+    backoff = App.model_fields["retry_backoff_s"].default if app is None else app.retry_backoff_s
+    due = job.last_update.timestamp() + retry_wait_s(job.restarts, backoff)
+    return max(0.0, due - now.timestamp())

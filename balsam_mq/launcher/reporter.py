@@ -94,6 +94,11 @@ class Reporter:
                 backoff = 0.1
                 self.commits += 1
                 self.committed += len(result.moved)
+                log.info(  # one line per commit, never per job
+                    "committed %d run outcome(s)%s",
+                    len(result.moved),
+                    f", {len(result.unmoved)} not applied" if result.unmoved else "",
+                )
                 for job_id, state in result.unmoved.items():
                     # the reaper may have timed the job out if our heartbeats stalled
                     log.warning("Job %s: outcome not applied, job is now %s", job_id, state)

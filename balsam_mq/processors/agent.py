@@ -27,7 +27,7 @@ from balsam_mq.relay import Relay
 from balsam_mq.sdk.client import Client
 from balsam_mq.sdk.direct import DirectBackend
 from balsam_mq.settings import Settings
-from balsam_mq.site.batch_jobs import build_service
+from balsam_mq.site.batch_jobs import BatchJobService, build_service, parse_sections
 from balsam_mq.site.config import SiteConfig
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store, unavailable
@@ -66,7 +66,11 @@ class SiteAgent:
     # scheduler service (batch jobs, elastic queue); without them it runs no batch jobs
     settings: Settings | None = None
     state: AgentState = field(default=AgentState.CREATED, init=False)
+    running: anyio.Event = field(default_factory=anyio.Event, init=False)  # set once RUNNING
     consumers: list[Consumer] = field(default_factory=list, init=False)
+    _context: AgentContext | None = field(default=None, init=False)
+    _reaper: Reaper | None = field(default=None, init=False)
+    _service: BatchJobService | None = field(default=None, init=False)
     _cancel: anyio.CancelScope | None = field(default=None, init=False)
     _stop_requested: bool = field(default=False, init=False)
 
@@ -94,7 +98,7 @@ class SiteAgent:
         with HookRunner(self.config.hooks.workers, self.config.hooks.timeout_s) as hooks:
             # jobs that hooks create are checked and built through the SDK on this store
             client = Client(DirectBackend(self.store, self.amqp, self.topology))
-            ctx = AgentContext(
+            ctx = self._context = AgentContext(
                 store=self.store,
                 site=self.site,
                 site_dir=self.site_dir,
@@ -114,7 +118,7 @@ class SiteAgent:
                 self._consumer(queues.cleanup, CleanupConsumer(ctx)),
                 self._consumer(self.topology.deps, DependencyResolver(self.store)),
             ]
-            reaper = Reaper(
+            reaper = self._reaper = Reaper(
                 self.store,
                 self.site.id,
                 grace=self.config.reaper.grace_s,
@@ -122,7 +126,7 @@ class SiteAgent:
             )
             service = None  # built before anything starts: a bad section stops us here
             if self.settings is not None:
-                service = build_service(
+                service = self._service = build_service(
                     self.store,
                     self.site,
                     self.site_dir.path,
@@ -133,6 +137,7 @@ class SiteAgent:
                     },
                 )
             self.state = AgentState.RUNNING
+            self.running.set()
             log.info("site agent for %r (site %s) running", self.site.name, self.site.id)
             try:
                 async with anyio.create_task_group() as tg:
@@ -150,6 +155,32 @@ class SiteAgent:
                 await client.aclose()
                 self.state = AgentState.STOPPED
                 log.info("site agent for %r stopped", self.site.name)
+
+    def reconfigure(self, config: SiteConfig) -> None:
+        """Run with ``config`` from now on: a reloaded settings.yml, checked whole
+        (``processors.reload``), whose restart-only keys are the running ones.
+
+        Consumers read the settings per batch and take the new batch size with their next
+        batch; the hook timeout counts from the next hook; the reaper and the scheduler
+        service use theirs from their next pass.
+        """
+        self.config = config
+        if self._context is not None:
+            self._context.config = config
+            self._context.hooks.timeout = config.hooks.timeout_s
+        for consumer in self.consumers:
+            consumer.set_batch_size(config.hooks.batch_size)
+        if self._reaper is not None:
+            self._reaper.grace = config.reaper.grace_s
+            self._reaper.interval = config.reaper.interval_s
+        if self._service is not None:
+            scheduler, elastic = parse_sections(
+                {
+                    "scheduler": config.section("scheduler"),
+                    "elastic_queue": config.section("elastic_queue"),
+                }
+            )
+            self._service.reconfigure(scheduler, elastic)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking messages, let batches in hand commit within ``grace``, then exit."""

@@ -13,12 +13,12 @@ from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.store import Store
 
 
-@dataclass(frozen=True)
+@dataclass
 class AgentContext:
     store: Store
     site: Site
     site_dir: SiteDirectory
-    config: SiteConfig
+    config: SiteConfig  # replaced when settings.yml is reloaded: read it per batch
     apps: AppCache
     hooks: HookRunner
     client: Client  # the SDK's view of the same store, for jobs that hooks create

@@ -138,9 +138,11 @@ def _app_class(request: HookRequest) -> type:
 
 def start_worker() -> None:
     """A hook worker's initializer: it ends with the agent (even one SIGKILLed), and
-    Ctrl-C in the agent's terminal does not interrupt its hooks (the agent drains)."""
+    Ctrl-C in the agent's terminal does not interrupt its hooks (the agent drains), nor
+    does a SIGHUP (the agent reloads its settings; its terminal closing ends nothing)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def run_hook(request: HookRequest) -> HookOutcome:

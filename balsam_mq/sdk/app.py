@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
 from balsam_mq.domain.appspec import app_label, check_job_inputs
+from balsam_mq.domain.models import App as AppDocument
 from balsam_mq.domain.pipeline import DEFAULT_MOVES, STATE_OF_HOOK
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.domain.serialization import deserialize_app
@@ -72,6 +73,9 @@ class ApplicationDefinitionBase:
     transfers: ClassVar[dict[str, dict[str, Any]]] = {}
     cleanup_files: ClassVar[list[str]] = []
     python_exe: ClassVar[str] = sys.executable  # evaluated where the class is loaded
+    # restarts after a failed or timed-out run before the job fails, and the first wait
+    max_retries: ClassVar[int] = AppDocument.model_fields["max_retries"].default
+    retry_backoff_s: ClassVar[float] = AppDocument.model_fields["retry_backoff_s"].default
 
     _job_class: ClassVar[type[JobView]]  # the Job class of the SDK the app is used with
 

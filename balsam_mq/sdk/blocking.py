@@ -58,7 +58,9 @@ from balsam_mq.sdk.managers import (
     Manager,
     SiteManager,
 )
+from balsam_mq.sdk.progress import ShowProgress, check_progress
 from balsam_mq.sdk.query import Query
+from balsam_mq.sdk.steer import Steered
 from balsam_mq.sdk.view import JobView
 from balsam_mq.settings import Settings, load_settings
 
@@ -196,6 +198,14 @@ class BlockingQuery(Generic[T]):
     def delete(self) -> int:
         return call(self.query.delete)
 
+    def kill(self) -> Steered:
+        """Jobs only: stop every match that has not finished (see the async one)."""
+        return call(self.query.kill)
+
+    def reset(self, *, descendants: bool = False) -> Steered:
+        """Jobs only: run every FAILED or JOB_FINISHED match again (see the async one)."""
+        return call(self.query.reset, descendants=descendants)
+
 
 class BlockingManager(Generic[T]):
     """A manager with plain calls, wrapping the async one."""
@@ -271,9 +281,16 @@ class BlockingJobManager(BlockingManager[J]):
     ) -> futures.DoneAndNotDone[J]:
         return call(self.manager.wait, jobs, return_when, timeout, poll_interval)
 
-    def as_completed(self, jobs: Sequence[J], timeout: float | None = None) -> Iterator[J]:
+    def as_completed(
+        self,
+        jobs: Sequence[J],
+        timeout: float | None = None,
+        *,
+        progress: ShowProgress = False,
+    ) -> Iterator[J]:
+        """``for job in Job.objects.as_completed(jobs, timeout=60, progress=True)``."""
         client = current_client()
-        steps = futures.as_completed(list(jobs), timeout)
+        steps = futures.as_completed(list(jobs), timeout, progress=check_progress(progress))
         done = object()
 
         async def step() -> Any:
@@ -306,7 +323,16 @@ class Job(JobView):
         call(persist.save_view, self)
 
     def delete(self) -> None:
+        """Delete the job; a RUNNING job is killed first."""
         call(persist.delete_view, self)
+
+    def kill(self) -> bool:
+        """Stop the job wherever it is (see the async one); whether it was moved."""
+        return call(persist.kill_view, self)
+
+    def reset(self, *, descendants: bool = False) -> bool:
+        """Run a FAILED or JOB_FINISHED job again from READY; whether it was moved."""
+        return call(persist.reset_view, self, descendants)
 
     def refresh(self) -> None:
         """Reload every field from the store (local unsaved changes are dropped)."""

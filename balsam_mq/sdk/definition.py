@@ -17,6 +17,7 @@ from balsam_mq.domain.appspec import (
     check_cleanup_files,
     check_environment,
     check_parameters,
+    check_retries,
     check_transfers,
     is_plain_data,
 )
@@ -123,6 +124,11 @@ def _build_spec(cls: type) -> App:
         python_exe=python_exe,
         command_template=template,
         hooks=own_hooks(cls),
+        **check_retries(
+            label,
+            getattr(cls, "max_retries", App.model_fields["max_retries"].default),
+            getattr(cls, "retry_backoff_s", App.model_fields["retry_backoff_s"].default),
+        ),
     )
 
 

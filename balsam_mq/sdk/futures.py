@@ -20,6 +20,7 @@ from balsam_mq.domain import JobState
 from balsam_mq.domain.states import TERMINAL_STATES
 from balsam_mq.errors import JobError, NotFound, Unavailable
 from balsam_mq.sdk.client import Client, get_client
+from balsam_mq.sdk.progress import ShowProgress, wait_progress
 from balsam_mq.sdk.view import JobView
 
 log = logging.getLogger(__name__)
@@ -140,15 +141,19 @@ async def wait(
     )
 
 
-async def as_completed(jobs: Sequence[J], timeout: float | None = None) -> AsyncGenerator[J, None]:
+async def as_completed(
+    jobs: Sequence[J], timeout: float | None = None, *, progress: ShowProgress = False
+) -> AsyncGenerator[J, None]:
     """Each job as it reaches a final state; ``TimeoutError`` if some are still unfinished
-    after ``timeout`` seconds."""
+    after ``timeout`` seconds. ``progress``: a bar on stderr (``sdk/progress.py``)."""
     jobs = list(jobs)
     seen = 0
-    async with aclosing(completions(jobs, timeout)) as batches:
-        async for batch in batches:
-            for job in batch:
-                seen += 1
-                yield job
+    with wait_progress(len(jobs), progress) as ended:
+        async with aclosing(completions(jobs, timeout)) as batches:
+            async for batch in batches:
+                for job in batch:
+                    seen += 1
+                    ended(job)
+                    yield job
     if seen < len(jobs):
         raise TimeoutError(f"{len(jobs) - seen} of {len(jobs)} jobs unfinished after {timeout} s")

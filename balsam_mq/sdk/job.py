@@ -43,7 +43,32 @@ class Job(JobView):
         return persist.save_view(self)
 
     async def delete(self) -> None:
+        """Delete the job (its events stay in the log); a RUNNING job is killed first."""
         await persist.delete_view(self)
+
+    async def kill(self) -> bool:
+        """Stop the job wherever it is: it fails, ``state_data["reason"]`` saying it was
+        killed by the user; if it runs, its launcher terminates the process group. A
+        finished job is left alone. Refreshes the job; whether it was moved.
+
+        Example::
+
+            if not await job.kill():
+                print(f"job {job.id} had already ended: {job.state}")
+        """
+        return await persist.kill_view(self)
+
+    async def reset(self, *, descendants: bool = False) -> bool:
+        """Run a FAILED or JOB_FINISHED job again from READY (``Query.reset``; with
+        ``descendants``, the jobs depending on it too). Refreshes the job; whether it was
+        moved (a job in another state is left alone).
+
+        Example::
+
+            await job.reset()
+            assert await job.result(timeout=60) == 10
+        """
+        return await persist.reset_view(self, descendants)
 
     async def refresh(self) -> None:
         """Reload every field from the store (local unsaved changes are dropped)."""

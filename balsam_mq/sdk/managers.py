@@ -14,11 +14,12 @@ from balsam_mq.domain import (
 )
 from balsam_mq.domain.queries import Condition, QuerySpec, Resource, parse_condition
 from balsam_mq.errors import JobError, NotFound, QueryError
-from balsam_mq.sdk import futures, persist, refs
+from balsam_mq.sdk import futures, persist, refs, steer
 from balsam_mq.sdk.capture import Ready, capturing
 from balsam_mq.sdk.client import Client, get_client
 from balsam_mq.sdk.feed import EventFeed
 from balsam_mq.sdk.fields import field_updates
+from balsam_mq.sdk.progress import ShowProgress, check_progress
 from balsam_mq.sdk.query import Query
 from balsam_mq.sdk.view import JobView
 
@@ -76,6 +77,14 @@ class Manager(Generic[T]):
 
     async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
         return await client.backend.delete(spec)
+
+    async def kill_matching(self, client: Client, spec: QuerySpec) -> steer.Steered:
+        raise QueryError(f"only jobs can be killed, not {self.resource}")
+
+    async def reset_matching(
+        self, client: Client, spec: QuerySpec, *, descendants: bool
+    ) -> steer.Steered:
+        raise QueryError(f"only jobs can be reset, not {self.resource}")
 
 
 class JobManager(Manager[J]):
@@ -153,10 +162,17 @@ class JobManager(Manager[J]):
         return await futures.wait(jobs, return_when, timeout)
 
     def as_completed(
-        self, jobs: Sequence[J], timeout: float | None = None
+        self,
+        jobs: Sequence[J],
+        timeout: float | None = None,
+        *,
+        progress: ShowProgress = False,
     ) -> AsyncGenerator[J, None]:
-        """``async for job in Job.objects.as_completed(jobs, timeout=60)``: each as it ends."""
-        return futures.as_completed(jobs, timeout)
+        """``async for job in Job.objects.as_completed(jobs, timeout=60)``: each as it ends.
+
+        ``progress=True`` shows a bar (done, failed, remaining) on stderr when it is a
+        terminal; ``progress="always"`` shows it wherever stderr goes."""
+        return futures.as_completed(jobs, timeout, progress=check_progress(progress))
 
     async def update_matching(
         self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
@@ -172,6 +188,17 @@ class JobManager(Manager[J]):
         return await client.backend.set_job_states(
             spec, state, state_data, field_updates(values, "Job query update")
         )
+
+    async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
+        return await steer.delete(client, spec)
+
+    async def kill_matching(self, client: Client, spec: QuerySpec) -> steer.Steered:
+        return await steer.kill(client, spec)
+
+    async def reset_matching(
+        self, client: Client, spec: QuerySpec, *, descendants: bool
+    ) -> steer.Steered:
+        return await steer.reset(client, spec, descendants=descendants)
 
 
 class SiteManager(Manager[T]):

@@ -40,7 +40,15 @@ from balsam_mq.domain import (
     check_transition,
     utcnow,
 )
-from balsam_mq.domain.pipeline import Step, Work, starting_state, steps
+from balsam_mq.domain.pipeline import (
+    REENTRY_CLEARS,
+    Work,
+    reentering,
+    reentry_steps,
+    restarts_after,
+    starting_state,
+    steps,
+)
 from balsam_mq.domain.queries import (
     FIELDS,
     GUARDED,
@@ -319,7 +327,9 @@ class MemoryBackend:
         moved: list[int] = []
         unmoved: dict[int, JobState | None] = {}
         final: dict[int, JobState] = {}
-        for c in changes:
+        # a reset sees its parents as the batch leaves them: parents (lower ids) go first
+        resets = any(reentering(c) for c in changes)
+        for c in sorted(changes, key=lambda c: c.job_id) if resets else changes:
             job = self._docs["jobs"].get(c.job_id)
             if job is None or job.state is not c.expect:
                 unmoved[c.job_id] = None if job is None else job.state
@@ -329,13 +339,28 @@ class MemoryBackend:
         return TransitionResult(moved=moved, unmoved=unmoved, final=final)
 
     def _follow(self, job: Job, change: Change, apps: Mapping[int, App] | None) -> JobState:
-        """Apply ``change`` to ``job`` and pass every following step with no work."""
+        """Apply ``change`` to ``job`` and pass every following step with no work (a reset
+        goes where its parents let it, as in the store: ``pipeline.reentry_steps``)."""
         app = (apps or {}).get(job.app_id) or self._docs["apps"].get(job.app_id)
         work = None if app is None else Work.of(app, job.transfers)
         has_children = any(job.id in j.parent_ids for j in self._docs["jobs"].values())
-        taken: list[Step] = steps(change, work, has_children=has_children)
+        fields = dict(change.fields)
+        if reentering(change):
+            jobs = self._docs["jobs"]
+            parents = [(p, jobs[p].state, jobs[p].state_data) for p in job.parent_ids if p in jobs]
+            taken = reentry_steps(change, parents, work, has_children=has_children)
+            fields = {**REENTRY_CLEARS, **fields}
+        else:
+            limit = App.model_fields["max_retries"].default if app is None else app.max_retries
+            taken = steps(
+                change, work, has_children=has_children, restarts=job.restarts, max_retries=limit
+            )
         now = utcnow()
-        fields = {**change.fields, "state_data": taken[-1].state_data, "last_update": now}
+        fields.update(
+            state_data=taken[-1].state_data,
+            last_update=now,
+            restarts=restarts_after(taken, job.restarts),
+        )
         moved = self._set("jobs", job, fields).model_copy(
             update={"state": taken[-1].to, "seq": job.seq + len(taken)}
         )

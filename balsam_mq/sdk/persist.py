@@ -12,7 +12,7 @@ from balsam_mq.domain import Actor, App, Change, Job as JobDocument, JobState
 from balsam_mq.domain.appspec import app_label, job_input_problem
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import JobError, NotFound
-from balsam_mq.sdk import refs
+from balsam_mq.sdk import refs, steer
 from balsam_mq.sdk.client import Client, get_client
 from balsam_mq.sdk.fields import field_updates
 from balsam_mq.sdk.view import JobView, NewJob
@@ -185,8 +185,9 @@ async def get(job_ids: Sequence[int]) -> dict[int, JobDocument]:
 
 
 async def delete(job_id: int) -> None:
+    """Delete a job (killed first if it runs: ``steer.delete``)."""
     client = await get_client()
-    if not await client.backend.delete(_id_spec([job_id])):
+    if not await steer.delete(client, _id_spec([job_id])):
         raise NotFound(f"Job {job_id} does not exist")
 
 
@@ -235,6 +236,30 @@ async def refresh_views(jobs: Sequence[JobView]) -> None:
         if doc is None:
             raise NotFound(f"Job {job.id} does not exist")
         job._load(doc)
+
+
+async def kill_view(job: JobView) -> bool:
+    """Kill a saved job (``steer.kill``) and reload it; whether it was moved (a finished
+    job is left alone)."""
+    job_id = _saved_id(job)
+    done = await steer.kill(await get_client(), _id_spec([job_id]))
+    await refresh_views([job])
+    return job_id in done.moved
+
+
+async def reset_view(job: JobView, descendants: bool = False) -> bool:
+    """Reset a saved job (``steer.reset``) and reload it; whether it was moved (only a
+    FAILED or JOB_FINISHED job is)."""
+    job_id = _saved_id(job)
+    done = await steer.reset(await get_client(), _id_spec([job_id]), descendants=descendants)
+    await refresh_views([job])
+    return job_id in done.moved
+
+
+def _saved_id(job: JobView) -> int:
+    if job.id is None:
+        raise JobError(f"{job._label()} is not saved")
+    return job.id
 
 
 async def delete_view(job: JobView) -> None:

@@ -21,6 +21,7 @@ from balsam_mq.domain.queries import (
 )
 from balsam_mq.errors import QueryError
 from balsam_mq.sdk.client import Client, get_client
+from balsam_mq.sdk.steer import Steered
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -44,6 +45,12 @@ class Source(Protocol[T_co]):
     ) -> int: ...
 
     async def delete_matching(self, client: Client, spec: QuerySpec) -> int: ...
+
+    async def kill_matching(self, client: Client, spec: QuerySpec) -> Steered: ...
+
+    async def reset_matching(
+        self, client: Client, spec: QuerySpec, *, descendants: bool
+    ) -> Steered: ...
 
 
 class Query(Generic[T]):
@@ -247,6 +254,36 @@ class Query(Generic[T]):
         return await self._manager.update_matching(client, await self.spec(client), fields)
 
     async def delete(self) -> int:
-        """Delete every match in one call; returns how many were deleted."""
+        """Delete every match in one call; returns how many were deleted. Running jobs are
+        killed first (see :meth:`kill`)."""
         client = await get_client()
         return await self._manager.delete_matching(client, await self.spec(client))
+
+    async def kill(self) -> Steered:
+        """Jobs only: stop every match that has not finished. It fails, with
+        ``state_data["reason"] == "killed by the user"``: a RUNNING job's launcher hears it
+        and terminates the run's process group within seconds (its outcome is dropped), a
+        job that has not run never starts. Finished jobs are left alone (``.left``).
+
+        Example::
+
+            killed = await Job.objects.filter(tags={"run": "H2O"}).kill()
+            print(killed.was("RUNNING"), "were running;", killed.left, "had ended")
+        """
+        client = await get_client()
+        return await self._manager.kill_matching(client, await self.spec(client))
+
+    async def reset(self, *, descendants: bool = False) -> Steered:
+        """Jobs only: every FAILED or JOB_FINISHED match runs again from READY (stage-in,
+        preprocess and the parents' check again; what its last run left is dropped). A job
+        with an unfinished parent waits for it (AWAITING_PARENTS); one with a FAILED parent
+        fails again, naming it. ``descendants``: the jobs that depend on a match,
+        transitively, are reset too (and wait for it). Other jobs are left alone.
+
+        Example::
+
+            await Job.objects.filter(id=[3]).reset(descendants=True)
+        """
+        client = await get_client()
+        spec = await self.spec(client)
+        return await self._manager.reset_matching(client, spec, descendants=descendants)

@@ -155,6 +155,7 @@ class JobView:
         batch_job_id: int | None
         seq: int
         unfit: dict[str, Any] | None
+        restarts: int
         num_nodes: int
         ranks_per_node: int
         threads_per_rank: int

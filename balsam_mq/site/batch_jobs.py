@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from balsam_mq.domain import BatchJob, BatchJobState, Site, utcnow
 from balsam_mq.errors import BalsamError, brief
 from balsam_mq.settings import Settings
-from balsam_mq.site.elastic import ElasticQueue, ElasticQueueSettings
+from balsam_mq.site.elastic import ElasticQueue, ElasticQueueSettings, parse_section
 from balsam_mq.site.schedulers import Scheduler, Submission, make_scheduler
 from balsam_mq.site.schedulers.templates import render_script, template_text
 from balsam_mq.store import Store, unavailable
@@ -106,6 +106,17 @@ class BatchJobService:
             if elastic is not None and elastic.enabled
             else None
         )
+
+    def reconfigure(
+        self, config: SchedulerSettings, elastic: ElasticQueueSettings | None = None
+    ) -> None:
+        """New settings from the next pass on (a reloaded settings.yml); the scheduler
+        itself (``kind``) stays the one the service was built with."""
+        self.config = config
+        if elastic is None or not elastic.enabled:
+            self.elastic = None
+        elif self.elastic is None or self.elastic.settings != elastic:
+            self.elastic = ElasticQueue(self.store, self.site_id, elastic)
 
     async def run(self) -> None:
         """Sync every ``interval_s`` until cancelled; a failed pass is logged and retried,
@@ -292,12 +303,7 @@ def build_service(
     sections: dict[str, dict[str, Any]],
 ) -> BatchJobService:
     """The service from the ``scheduler:`` and ``elastic_queue:`` sections of settings.yml."""
-    from balsam_mq.site.elastic import parse_section
-
-    config = parse_section(SchedulerSettings, "scheduler", sections.get("scheduler") or {})
-    elastic = parse_section(
-        ElasticQueueSettings, "elastic_queue", sections.get("elastic_queue") or {}
-    )
+    config, elastic = parse_sections(sections)
     return BatchJobService(
         store,
         site,
@@ -306,4 +312,14 @@ def build_service(
         make_scheduler(config.kind),
         config=config,
         elastic=elastic,
+    )
+
+
+def parse_sections(
+    sections: dict[str, dict[str, Any]],
+) -> tuple[SchedulerSettings, ElasticQueueSettings]:
+    """The ``scheduler:`` and ``elastic_queue:`` sections of settings.yml, checked."""
+    return (
+        parse_section(SchedulerSettings, "scheduler", sections.get("scheduler") or {}),
+        parse_section(ElasticQueueSettings, "elastic_queue", sections.get("elastic_queue") or {}),
     )

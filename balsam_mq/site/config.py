@@ -87,6 +87,21 @@ class ReaperSettings(_Section):
     )
 
 
+class LogSettings(_Section):
+    max_mb: float = Field(
+        default=20.0,
+        gt=0,
+        description="A log file in logs/ (the agent's, each launcher's) is rotated when it "
+        "reaches this many MB.",
+    )
+    backups: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Rotated files kept of each log (agent.log.1 ... agent.log.N, oldest last).",
+    )
+
+
 # validated by the modules that own them; site/template.py maps each to its model
 OTHER_SECTIONS = frozenset({"launcher", "scheduler", "elastic_queue"})
 
@@ -104,6 +119,7 @@ class SiteConfig(_Section):
     file_cleaner: FileCleanerSettings = Field(default_factory=FileCleanerSettings)
     transfers: TransferSettings = Field(default_factory=TransferSettings)
     reaper: ReaperSettings = Field(default_factory=ReaperSettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
     def _known_sections(self) -> SiteConfig:

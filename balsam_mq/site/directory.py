@@ -1,15 +1,18 @@
-"""A site directory on disk: settings.yml, data/ (job workdirs) and logs/."""
+"""A site directory on disk: settings.yml, data/ (job workdirs), logs/ and the agent's pid file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from balsam_mq.errors import ConfigError
 from balsam_mq.site.config import SiteConfig, load_config
 from balsam_mq.site.template import settings_text
 
 SETTINGS_FILE = "settings.yml"
+PID_FILE = "agent.pid"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,15 @@ class SiteDirectory:
     def logs(self) -> Path:
         return self.path / "logs"
 
+    @property
+    def pid_file(self) -> Path:
+        """Names the process running the site's agent (``site.pidfile``)."""
+        return self.path / PID_FILE
+
+    @property
+    def agent_log(self) -> Path:
+        return self.logs / "agent.log"
+
     def config(self) -> SiteConfig:
         return load_config(self.settings_file)
 
@@ -57,6 +69,24 @@ class SiteDirectory:
         site.logs.mkdir(exist_ok=True)
         site.settings_file.write_text(settings_text(site_id=site_id, name=name))
         return site
+
+    @classmethod
+    def find(cls, path: Path) -> SiteDirectory:
+        """The site directory at ``path``, its settings file not read (only required)."""
+        site = cls(path.expanduser().resolve())
+        if not site.settings_file.is_file():
+            raise ConfigError(f"{site.settings_file}: no such settings file (is this a site?)")
+        return site
+
+    def name(self) -> str:
+        """The site's name, from its settings file even one that fails its checks (to name
+        the site in messages), else the directory's."""
+        try:
+            raw = yaml.safe_load(self.settings_file.read_text())
+        except (OSError, yaml.YAMLError):
+            raw = None
+        name = raw.get("name") if isinstance(raw, dict) else None
+        return name if isinstance(name, str) and name else self.path.name
 
     @classmethod
     def open(cls, path: Path) -> tuple[SiteDirectory, SiteConfig]:

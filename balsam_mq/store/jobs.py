@@ -27,13 +27,17 @@ from balsam_mq.domain import (
 from balsam_mq.domain.models import blank, plain, routing_key
 from balsam_mq.domain.pipeline import (
     DEFAULT_MOVES,
+    REENTRY_CLEARS,
     Step,
     Work,
+    reentering,
+    restarts_after,
     starting_state,
     steps as steps_of,
 )
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store.counters import Counters
+from balsam_mq.store.family import Family
 from balsam_mq.store.schema import APPS, EVENTS, JOBS
 from balsam_mq.store.transactions import Transactor
 
@@ -51,12 +55,15 @@ CREATE_IN_FLIGHT = 2
 _TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
 _TRANSITION_FIELDS["session_id"] = 1  # a run's outcome lands only on its own claim
 _TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to the resolver
+_TRANSITION_FIELDS["parent_ids"] = 1  # a reset job passes its parents' check again
+_TRANSITION_FIELDS["restarts"] = 1  # a restart past the app's max_retries fails the job
 
 _EVENT = blank(Event, site_id=0, to_state="")  # every field of a job event, in order
 
 
 # what the passage of a job's steps depends on in its app
 _WORK_FIELDS = {"site_id": 1, "name": 1, "hooks": 1, "transfers": 1, "cleanup_files": 1}
+_WORK_FIELDS["max_retries"] = 1  # a restart past it fails the job
 
 
 def _work(apps: Mapping[int, App], app_id: int | None, transfers: Mapping[str, str]) -> Work | None:
@@ -65,9 +72,17 @@ def _work(apps: Mapping[int, App], app_id: int | None, transfers: Mapping[str, s
 
 
 def _may_pass(state: JobState) -> bool:
-    """Whether a move to ``state`` can depend on the app: a step to pass through, or a
-    finish whose routing depends on cleanup."""
-    return state in DEFAULT_MOVES or state is JobState.JOB_FINISHED
+    """Whether a move to ``state`` can depend on the app: a step to pass through, a
+    finish whose routing depends on cleanup, or a restart its retry limit may refuse."""
+    return state in DEFAULT_MOVES or state in (JobState.JOB_FINISHED, JobState.RESTART_READY)
+
+
+_DEFAULT_MAX_RETRIES: int = App.model_fields["max_retries"].default
+
+
+def _max_retries(apps: Mapping[int, App], app_id: int | None) -> int:
+    app = apps.get(app_id) if app_id is not None else None
+    return _DEFAULT_MAX_RETRIES if app is None else app.max_retries
 
 
 # an event as written: its routing key, and its document
@@ -314,6 +329,13 @@ class JobRepository:
         state found.
         ``extra`` runs inside the same transaction (hook-created jobs, app writes...).
         An illegal change raises :class:`InvalidTransition` before anything is written.
+
+        A user's reset (``pipeline.reentering``) goes where its parents, read in the same
+        snapshot (or as this batch leaves them: jobs are taken in id order, parents
+        first), let it (``pipeline.reentry_steps``), and drops what its last run left.
+        A parent it waits for, and a reset job that children wait for, get
+        ``last_child_at`` so that their end reaches the resolver; a parent finishing
+        concurrently conflicts with the reset, as with a creation.
         """
         seen: set[int] = set()
         for c in changes:
@@ -325,6 +347,9 @@ class JobRepository:
             return TransitionResult(moved=[], unmoved={})
         ids = [c.job_id for c in changes]
 
+        resets = {c.job_id for c in changes if reentering(c)}
+        order = sorted(changes, key=lambda c: c.job_id) if resets else changes
+
         async def body(s: AsyncClientSession) -> TransitionResult:
             cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
             current = {d["_id"]: d async for d in cursor}
@@ -332,13 +357,14 @@ class JobRepository:
             followed: Mapping[int, App] = {}
             if any(_may_pass(c.to) for c in changes):
                 followed = apps if apps is not None else await self._apps_of(app_ids, s)
+            family = await Family.load(self._jobs, resets, current, s)
             now = utcnow()
             ops: list[UpdateOne] = []
             events = _Runs()
             moved: list[int] = []
             final: dict[int, JobState] = {}
             unmoved: dict[int, JobState | None] = {}
-            for c in changes:
+            for c in order:
                 doc = current.get(c.job_id)
                 if (
                     doc is None
@@ -347,18 +373,28 @@ class JobRepository:
                 ):
                     unmoved[c.job_id] = None if doc is None else JobState(doc["state"])
                     continue
-                steps = steps_of(
-                    c,
-                    _work(followed, doc.get("app_id"), doc.get("transfers") or {}),
-                    has_children=bool(doc.get("last_child_at")),
-                )
+                work = _work(followed, doc.get("app_id"), doc.get("transfers") or {})
+                has_children = bool(doc.get("last_child_at")) or c.job_id in family.awaited
+                if c.job_id in resets:
+                    steps = family.reentry(c, doc.get("parent_ids") or (), work, has_children)
+                else:
+                    steps = steps_of(
+                        c,
+                        work,
+                        has_children=has_children,
+                        restarts=int(doc.get("restarts", 0)),
+                        max_retries=_max_retries(followed, doc.get("app_id")),
+                    )
+                family.moved(c.job_id, steps[-1])
                 seq = int(doc.get("seq", 0))
                 fields = {
+                    **(REENTRY_CLEARS if c.job_id in resets else {}),
                     **c.fields,
                     "state": steps[-1].to.value,
                     "state_data": steps[-1].state_data,
                     "last_update": now,
                     "seq": seq + len(steps),
+                    "restarts": restarts_after(steps, int(doc.get("restarts", 0))),
                 }
                 where = {"_id": c.job_id, "state": c.expect.value}
                 if c.held_by is not None:
@@ -375,6 +411,15 @@ class JobRepository:
                         "inside one snapshot"
                     )
                 await self._events.insert_many(events.docs(), session=s)
+            if family.awaited:
+                await self._jobs.update_many(
+                    {
+                        "_id": {"$in": sorted(family.awaited)},
+                        "state": {"$ne": JobState.JOB_FINISHED.value},
+                    },
+                    {"$set": {"last_child_at": now}},
+                    session=s,
+                )
             if extra is not None:
                 await extra(s)
             return TransitionResult(moved=moved, unmoved=unmoved, final=final)
@@ -436,6 +481,15 @@ class JobRepository:
             "session_id", {"site_id": site_id, "state": JobState.RUNNING.value}
         )
         return sorted(i for i in ids if i is not None)
+
+    async def running_counts(self, session_ids: Sequence[int]) -> dict[int, int]:
+        """How many RUNNING jobs each of ``session_ids`` holds (absent: none)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"session_id": {"$in": list(session_ids)}, "state": JobState.RUNNING.value}},
+            {"$group": {"_id": "$session_id", "n": {"$sum": 1}}},
+        ]
+        cursor = await self._jobs.aggregate(pipeline)
+        return {d["_id"]: d["n"] async for d in cursor}
 
     async def running_in_sessions(self, session_ids: Sequence[int]) -> list[Job]:
         cursor = self._jobs.find(

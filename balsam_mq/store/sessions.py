@@ -93,3 +93,8 @@ class SessionRepository:
 
     async def for_site(self, site_id: int) -> list[dict[str, Any]]:
         return [d async for d in self._sessions.find({"site_id": site_id}).sort("_id")]
+
+    async def running(self, site_id: int) -> list[Session]:
+        """The site's sessions not ended nor given up for dead, oldest first."""
+        cursor = self._sessions.find({"site_id": site_id, "state": "RUNNING"}).sort("_id")
+        return [Session.from_doc(d) async for d in cursor]

@@ -91,9 +91,9 @@ async def test_modify_errors(cli: Cli, world: World, store: Store) -> None:
         "error: Job 1: transition PREPROCESSED -> RUN_DONE by user is not allowed; "
         "a user may move a PREPROCESSED job to FAILED"
     )
-    assert await cli.error("job", "modify", "1", "2", "--state", "FAILED") == (
-        "error: Job 2: transition RUNNING -> FAILED by user is not allowed; "
-        "a user cannot move a RUNNING job"
+    assert await cli.error("job", "modify", "2", "--state", "RESTART_READY") == (
+        "error: Job 2: transition RUNNING -> RESTART_READY by user is not allowed; "
+        "a user may move a RUNNING job to FAILED"
     )
     # refused before anything is read: 999 does not exist either
     assert await cli.error("job", "modify", "999", "--state", "DONE", code=2) == (

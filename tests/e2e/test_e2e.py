@@ -178,3 +178,33 @@ async def test_sigkilled_launcher_jobs_are_reaped_and_finish_under_a_new_launche
         history = [(e.to_state, e.by) for e in await e2e.store.events.for_job(job_id)]
         assert ("RUN_TIMEOUT", "reaper") in history
         assert [s for s, _ in history].count("RUNNING") == 2
+
+
+async def test_a_run_that_always_fails_is_retried_with_backoff_then_failed(e2e: E2E) -> None:
+    class Missing(ApplicationDefinition):
+        """The README's worked example gone wrong: its binary is not installed."""
+
+        site = "e2e"
+        command_template = "no-such-solver-on-this-machine --deck input.nw"
+        max_retries = 2
+        retry_backoff_s = 0.3
+
+        def handle_error(self) -> None:
+            self.job.state = "RESTART_READY"  # always: the cap ends the loop
+
+    job = await Missing.submit("retry/1")
+    pilot = await e2e.start_pilot()
+    await wait_for_states(e2e.store, [job.id], [S.FAILED])
+    await e2e.finish(pilot)
+    failed = await e2e.store.jobs.get(job.id)
+    assert failed.restarts == 2
+    assert failed.state_data["reason"].startswith("restarted 2 times already")
+    assert "max_retries=2" in failed.state_data["reason"]
+    events = await e2e.store.events.for_job(job.id)
+    path = [e.to_state for e in events if e.to_state in ("RUNNING", "RESTART_READY", "FAILED")]
+    assert path == ["RUNNING", "RESTART_READY", "RUNNING", "RESTART_READY", "RUNNING", "FAILED"]
+    # each restart waited its backoff (0.3 s, then 0.6 s) before it ran again
+    restarts = [e.timestamp for e in events if e.to_state == "RESTART_READY"]
+    reruns = [e.timestamp for e in events if e.to_state == "RUNNING"][1:]
+    waits = [(run - ready).total_seconds() for ready, run in zip(restarts, reruns, strict=True)]
+    assert waits[0] >= 0.3 and waits[1] >= 0.6, waits

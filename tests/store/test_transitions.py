@@ -16,7 +16,7 @@ LEGAL = [(f, t) for f, tos in TRANSITIONS.items() for t in tos]
 ILLEGAL = [
     (JobState.READY, JobState.RUNNING),
     (JobState.CREATED, JobState.JOB_FINISHED),
-    (JobState.JOB_FINISHED, JobState.READY),
+    (JobState.JOB_FINISHED, JobState.PREPROCESSED),
     (JobState.JOB_FINISHED, JobState.RESTART_READY),
     (JobState.FAILED, JobState.JOB_FINISHED),
     (JobState.PREPROCESSED, JobState.RUN_DONE),
@@ -131,3 +131,29 @@ async def test_two_concurrent_claimers_move_each_job_exactly_once(
     owners = {j.id: j.session_id for j in jobs}
     assert {i for i, s in owners.items() if s == 1} == set(first)
     assert {i for i, s in owners.items() if s == 2} == set(second)
+
+
+async def test_a_reset_sees_its_parents_as_the_batch_leaves_them(store: Store) -> None:
+    parent, done = await _jobs_in(store, JobState.FAILED, 2)
+    await store.db["jobs"].update_one({"_id": done}, {"$set": {"state": "JOB_FINISHED"}})
+    (child,) = [
+        j.id
+        for j in await store.jobs.create_many(
+            [Job(app_id=1, site_id=1, workdir="c", parent_ids=[parent, done])]
+        )
+    ]
+    assert child is not None and (await store.jobs.get(child)).state is JobState.FAILED
+    F, R = JobState.FAILED, JobState.READY
+    result = await store.jobs.transition(  # the child first: taken after its parent all the same
+        [Change(child, F, R, by=Actor.USER), Change(parent, F, R, by=Actor.USER)]
+    )
+    assert result.final == {parent: R, child: JobState.AWAITING_PARENTS}
+    docs = {d["_id"]: d async for d in store.db["jobs"].find({"_id": {"$in": [parent, done]}})}
+    assert docs[parent].get("last_child_at")  # its end now reaches the resolver
+    assert not docs[done].get("last_child_at")  # finished: nothing to wait for
+    history = await store.events.for_job(child)
+    assert [(e.from_state, e.to_state, e.by) for e in history][-1] == (
+        "FAILED",
+        "AWAITING_PARENTS",
+        Actor.USER,
+    )

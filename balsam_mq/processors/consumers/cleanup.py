@@ -55,6 +55,7 @@ class CleanupConsumer(JobConsumer):
         if not self.ctx.config.file_cleaner.enabled:
             return None
         apps = await self.ctx.apps.get_many(p.job.app_id for p in pending)
+        refusals: dict[tuple[str, tuple[str, ...]], list[int]] = {}  # one line per app, not job
         for p in pending:
             app = apps.get(p.job.app_id)
             if app is None or not app.doc.cleanup_files:
@@ -62,11 +63,19 @@ class CleanupConsumer(JobConsumer):
             workdir = self.ctx.site_dir.workdir(p.job.workdir)
             _, refused = await anyio.to_thread.run_sync(clean, workdir, app.doc.cleanup_files)
             if refused:
-                log.warning(
-                    "Job %s: cleanup refused pattern(s) %s of app %r: they reach outside %s",
-                    p.id,
-                    refused,
-                    app.doc.name,
-                    workdir,
-                )
+                refusals.setdefault((app.doc.name, tuple(refused)), []).append(p.id)
+        for (app_name, patterns), job_ids in refusals.items():
+            log.warning(
+                "cleanup refused pattern(s) %s of app %r: they reach outside the workdir "
+                "(%d job(s): %s)",
+                list(patterns),
+                app_name,
+                len(job_ids),
+                _some(job_ids),
+            )
         return None
+
+
+def _some(ids: list[int], shown: int = 5) -> str:
+    """``1, 2, 3 ...`` at most ``shown`` ids, for a log line."""
+    return ", ".join(map(str, ids[:shown])) + (" ..." if len(ids) > shown else "")
