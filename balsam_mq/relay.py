@@ -174,6 +174,11 @@ class Relay:
             change = await stream.try_next()
             if change is not None:
                 await arrived.put(change["fullDocument"], change["_id"])
+            elif not stream.alive:  # a closed stream answers None at once, forever
+                raise StoreError(
+                    "the events change stream was closed by MongoDB (the events collection "
+                    "or its database was dropped or renamed)"
+                )
 
     async def _send(
         self,

@@ -13,7 +13,7 @@ from balsam_mq.broker import Topology, declare_core, declare_queue
 from balsam_mq.broker.topology import SHARED_MAX
 from balsam_mq.domain import App, Change, Event, Job, JobState, decode_events
 from balsam_mq.relay import Relay
-from balsam_mq.store import Store
+from balsam_mq.store import Store, ensure_schema
 
 S = JobState
 PATH = [S.READY, S.STAGED_IN, S.PREPROCESSED, S.RUNNING, S.RUN_DONE]
@@ -213,3 +213,28 @@ async def test_a_relay_waits_out_the_lease_of_a_relay_that_died(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_relay_whose_database_is_dropped_stops_reading_and_starts_again(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    """A dropped database closes the change stream, whose reads then answer nothing at
+    once, forever: the relay must stop reading (not spin, starving every other task and
+    the process's signal handlers) and start again on the new collection."""
+    collector = Collector()
+    await collector.start(amqp, topology, site_id=4)
+    relay = Relay(store, amqp, topology, max_await_ms=10)
+    task = asyncio.create_task(relay.run_forever(backoff=0.1, max_backoff=0.5))
+    try:
+        await store.jobs.create_many([Job(app_id=1, site_id=4, workdir="d/0")])
+        await collector.wait_for(1)
+        await store.client.drop_database(store.db.name)  # the saved point goes with it
+        await asyncio.wait_for(asyncio.sleep(0.5), 5)  # the event loop still turns
+        await ensure_schema(store.db)  # as the next process to open the database does
+        await store.jobs.create_many([Job(app_id=1, site_id=4, workdir="d/1")])
+        await collector.wait_for(2, timeout=30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # the new database's first job (ids start again at 1) was published too
+    assert len({e.id for e in collector.events}) >= 2
