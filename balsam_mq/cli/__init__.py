@@ -30,6 +30,9 @@ _GROUPS: list[tuple[str, str | None]] = [
 
 def _group(module: str) -> TyperGroup:
     typer_app: typer.Typer = importlib.import_module(f"balsam_mq.cli.{module}").app
+    # importing the submodule `app` binds it as this package's `app`: put the Typer app back,
+    # so that `from balsam_mq.cli import app` means the command line whatever ran before
+    globals()["app"] = root_app
     return typer.main.get_group(typer_app)
 
 
@@ -55,7 +58,7 @@ class _Root(BalsamGroup):
         return None
 
 
-app = typer.Typer(
+app = root_app = typer.Typer(
     name="balsam-mq",
     cls=_Root,
     help="Run ensembles of HPC jobs on RabbitMQ and MongoDB.",

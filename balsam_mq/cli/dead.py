@@ -28,9 +28,12 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 @app.command("ls")
 def ls(
     site: Annotated[
-        str | None, typer.Option("--site", "-s", help="Only this site's messages (name or id).")
+        str | None,
+        typer.Option(
+            "--site", "-s", help="Only this site's messages (name or id; 'all': every site)."
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N messages.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N messages (0: all).")] = 0,
     as_json: AsJson = False,
 ) -> None:
     """List parked messages, oldest first: their queue, jobs, attempts and last error.
@@ -44,7 +47,7 @@ def ls(
     async def main() -> list[ParkedMessage]:
         from balsam_mq.sdk import DeadLetters
 
-        return await DeadLetters.list(limit, site=site)
+        return await DeadLetters.list(limit or None, site=None if site == "all" else site)
 
     messages = run(main)
     if as_json:

@@ -33,10 +33,14 @@ def events(
     ] = False,
     job_id: Annotated[int | None, typer.Option("--job", help="Only this job's events.")] = None,
     site: Annotated[
-        str | None, typer.Option("--site", "-s", help="Only this site's events (name or id).")
+        str | None,
+        typer.Option(
+            "--site", "-s", help="Only this site's events (name or id; 'all': every site)."
+        ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, help="Show the N latest stored events first.")
+        int,
+        typer.Option("--limit", min=0, help="Show the N latest stored events first (0: all)."),
     ] = 50,
     follow_seconds: Annotated[float | None, typer.Option("--follow-seconds", hidden=True)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -67,7 +71,7 @@ def events(
             from balsam_mq.sdk import EventLog
 
             names: dict[int, str] = {}
-            async with EventLog.objects.follow(history=limit, **await filters()) as feed:
+            async with EventLog.objects.follow(history=limit or None, **await filters()) as feed:
                 async for batch in feed.batches():
                     await _learn_sites(names, batch)
                     _print_events(batch, names, as_json=as_json, stream=True)
@@ -79,7 +83,7 @@ def events(
         from balsam_mq.sdk import EventLog
 
         query = EventLog.objects.filter(**await filters()).order_by("-timestamp", "-id")
-        found = list(reversed(await query[:limit])) if limit else []
+        found = list(reversed(await (query[:limit] if limit else query)))
         names: dict[int, str] = {}
         await _learn_sites(names, found)
         return found, names

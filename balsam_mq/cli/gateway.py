@@ -26,7 +26,10 @@ def gateway(
         bool, typer.Option(help="also publish the event log to RabbitMQ (a relay)")
     ] = True,
 ) -> None:
-    """Serve the HTTP gateway for remote users (on BALSAM_MONGODB_URL and BALSAM_AMQP_URL)."""
+    """Serve the HTTP gateway for remote users (on BALSAM_MONGODB_URL and BALSAM_AMQP_URL).
+
+    Example:  balsam-mq gateway --host 0.0.0.0 --port 8443 --ssl-certfile c.pem --ssl-keyfile k.pem
+    """
     import uvicorn
 
     from balsam_mq.gateway import create_app
@@ -53,7 +56,10 @@ def login(
     ] = None,
 ) -> None:
     """Check a token against the gateway and keep it for URL in your credentials file
-    (mode 0600); then `export BALSAM_GATEWAY_URL=URL` to use the gateway."""
+    (mode 0600); then `export BALSAM_GATEWAY_URL=URL` to use the gateway.
+
+    Example:  balsam-mq login https://balsam.example.org
+    """
     from balsam_mq.sdk.credentials import store_token
     from balsam_mq.sdk.http import HttpBackend
     from balsam_mq.settings import Settings
@@ -84,7 +90,10 @@ def logout(
         str | None, typer.Argument(help="the gateway (default: every stored token)")
     ] = None,
 ) -> None:
-    """Forget the stored token of URL (or all of them)."""
+    """Forget the stored token of URL (or all of them).
+
+    Example:  balsam-mq logout https://balsam.example.org
+    """
     from balsam_mq.sdk.credentials import forget_token
 
     gone = forget_token(load_settings().credentials, url)

@@ -48,7 +48,8 @@ AppOption = Annotated[
     str | None, typer.Option("--app", "-a", help="Only jobs of this app (name or id).")
 ]
 SiteOption = Annotated[
-    str | None, typer.Option("--site", "-s", help="Only jobs at this site (name or id).")
+    str | None,
+    typer.Option("--site", "-s", help="Only jobs at this site (name or id; 'all': every site)."),
 ]
 WorkdirOption = Annotated[
     str | None, typer.Option("--workdir", help="Only jobs whose workdir contains this text.")
@@ -191,13 +192,34 @@ def create(
     site: Annotated[
         str | None, typer.Option("--site", "-s", help="The app's site, if its name is ambiguous.")
     ] = None,
-    num_nodes: Annotated[int | None, typer.Option("--num-nodes", "-n", min=1)] = None,
-    ranks_per_node: Annotated[int | None, typer.Option("--ranks-per-node", min=1)] = None,
-    threads_per_rank: Annotated[int | None, typer.Option("--threads-per-rank", min=1)] = None,
-    threads_per_core: Annotated[int | None, typer.Option("--threads-per-core", min=1)] = None,
-    gpus_per_rank: Annotated[float | None, typer.Option("--gpus-per-rank", min=0)] = None,
-    node_packing_count: Annotated[int | None, typer.Option("--node-packing-count", min=1)] = None,
-    wall_time_min: Annotated[int | None, typer.Option("--wall-time-min", min=0)] = None,
+    num_nodes: Annotated[
+        int | None, typer.Option("--num-nodes", "-n", min=1, help="Nodes the job runs on.")
+    ] = None,
+    ranks_per_node: Annotated[
+        int | None, typer.Option("--ranks-per-node", min=1, help="MPI ranks on each node.")
+    ] = None,
+    threads_per_rank: Annotated[
+        int | None,
+        typer.Option("--threads-per-rank", min=1, help="Threads of each rank (OMP_NUM_THREADS)."),
+    ] = None,
+    threads_per_core: Annotated[
+        int | None,
+        typer.Option("--threads-per-core", min=1, help="Hardware threads used per core."),
+    ] = None,
+    gpus_per_rank: Annotated[
+        float | None,
+        typer.Option("--gpus-per-rank", min=0, help="GPUs each rank holds (may be a fraction)."),
+    ] = None,
+    node_packing_count: Annotated[
+        int | None,
+        typer.Option(
+            "--node-packing-count", min=1, help="At most this many such jobs share a node."
+        ),
+    ] = None,
+    wall_time_min: Annotated[
+        int | None,
+        typer.Option("--wall-time-min", min=0, help="The run's expected minutes (0: unknown)."),
+    ] = None,
     launch_params: Annotated[
         list[str] | None, typer.Option("--launch-param", help="A launcher option key=value.")
     ] = None,

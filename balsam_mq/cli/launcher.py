@@ -59,8 +59,20 @@ def launcher(
         str | None,
         typer.Option("--app-run", help="Override the site's app-run: mpich|openmpi|srun|local."),
     ] = None,
-    cores_per_node: Annotated[int | None, typer.Option("--cores-per-node", min=1)] = None,
-    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", min=0)] = None,
+    cores_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--cores-per-node", min=1, help="Override the cores per node (else discovered)."
+        ),
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus-per-node",
+            min=0,
+            help="Override the GPUs per node (else from CUDA_VISIBLE_DEVICES).",
+        ),
+    ] = None,
     batch_job_id: Annotated[
         int | None, typer.Option("--batch-job-id", help="The BatchJob this pilot runs in.")
     ] = None,

@@ -82,7 +82,12 @@ def submit(
 
 @app.command("ls")
 def ls(
-    site: SiteOption,
+    site: Annotated[
+        str,
+        typer.Option(
+            "--site", "-s", envvar="BALSAM_SITE", help="Site name or id ('all': every site)."
+        ),
+    ],
     history: Annotated[
         bool, typer.Option("--history", help="Include finished and failed batch jobs.")
     ] = False,
@@ -96,7 +101,7 @@ def ls(
     async def fetch() -> list[BatchJob]:
         settings = load_settings()
         async with open_store(settings.mongodb_url, settings.db) as store:
-            site_id = await _site_id(store, site)
+            site_id = None if site == "all" else await _site_id(store, site)
             return await store.batch_jobs.for_site(site_id, None if history else ACTIVE)
 
     batch_jobs = anyio.run(fetch)
@@ -105,6 +110,8 @@ def ls(
         return
     rows = [_row(b) for b in batch_jobs]
     columns = ["id", "scheduler_id", "state", "nodes", "wall_min", "queue", "project", "mode"]
+    if site == "all":
+        columns.insert(1, "site_id")
     out = console()
     if not out.is_terminal:
         for row in rows:
@@ -121,6 +128,7 @@ def ls(
 def _row(b: BatchJob) -> dict[str, Any]:
     return {
         "id": b.id,
+        "site_id": b.site_id,
         "scheduler_id": b.scheduler_id or "-",
         "state": b.state.value,
         "nodes": b.num_nodes,

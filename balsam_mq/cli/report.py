@@ -35,7 +35,8 @@ app = typer.Typer(
 Number = int | float
 
 SiteOption = Annotated[
-    str | None, typer.Option("--site", "-s", help="Only this site's events (name or id).")
+    str | None,
+    typer.Option("--site", "-s", help="Only this site's events (name or id; 'all': every site)."),
 ]
 TagOption = Annotated[
     list[str] | None,
@@ -239,7 +240,10 @@ def utilization(
 @app.command()
 def nodes(
     site: Annotated[
-        str | None, typer.Option("--site", "-s", help="Only this site's batch jobs (name or id).")
+        str | None,
+        typer.Option(
+            "--site", "-s", help="Only this site's batch jobs (name or id; 'all': every site)."
+        ),
     ] = None,
     plot: PlotOption = None,
     csv_path: CsvOption = None,

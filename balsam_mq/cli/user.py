@@ -36,7 +36,10 @@ def _store_call(body: Callable[[Store], Awaitable[T]]) -> T:
 
 @app.command("create")
 def create(name: Annotated[str, typer.Argument(help="the user's name (their login)")]) -> None:
-    """Create a user; give them a token with `balsam-mq user token NAME`."""
+    """Create a user; give them a token with `balsam-mq user token NAME`.
+
+    Example:  balsam-mq user create alice
+    """
     user = _store_call(lambda store: store.users.create(name))
     typer.echo(f"created user {user.name!r}; next: balsam-mq user token {user.name}")
 
@@ -49,7 +52,10 @@ def token(
     ] = None,
 ) -> None:
     """Make a new token for a user and print it (only its hash is stored: it cannot be
-    shown again). The user runs `balsam-mq login URL` and pastes it."""
+    shown again). The user runs `balsam-mq login URL` and pastes it.
+
+    Example:  balsam-mq user token alice --expires 30d
+    """
     from balsam_mq.domain.users import parse_duration
 
     lifetime: timedelta | None = None
@@ -77,14 +83,20 @@ def revoke(
     ] = None,
 ) -> None:
     """Revoke a user's tokens (all, or one with --token); requests with them fail at once
-    (within a few seconds on a running gateway)."""
+    (within a few seconds on a running gateway).
+
+    Example:  balsam-mq user revoke alice
+    """
     count = _store_call(lambda store: store.users.revoke(name, token_id))
     typer.echo(f"revoked {count} token(s) of {name!r}")
 
 
 @app.command("ls")
 def ls() -> None:
-    """Users with their live tokens."""
+    """Users with their live tokens.
+
+    Example:  balsam-mq user ls
+    """
     from balsam_mq.domain import utcnow
 
     users = _store_call(lambda store: store.users.all())

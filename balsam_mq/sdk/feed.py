@@ -66,8 +66,8 @@ class EventFeed(Generic[T]):
                 print(event.timestamp, event.job_id, event.from_state, event.to_state)
     """
 
-    def __init__(self, query: Query[T], history: int = 0) -> None:
-        if history < 0:
+    def __init__(self, query: Query[T], history: int | None = 0) -> None:
+        if history is not None and history < 0:
             raise QueryError(f"follow: history must be >= 0, got {history}")
         self._query = query
         self._history = history
@@ -85,7 +85,7 @@ class EventFeed(Generic[T]):
         self._spec = spec = await self._query.spec(client)
         self._since = self._opened = utcnow()
         self._watch = await client.backend.subscribe_events(routing_keys(spec))
-        if self._history:
+        if self._history != 0:  # None: every stored one
             latest = QuerySpec("events", spec.conditions, ("-timestamp", "-id"), 0, self._history)
             self._pending = self._fresh(reversed(await client.backend.find(latest)))
         # committed lately but before now: remembered, so that a late publication is dropped

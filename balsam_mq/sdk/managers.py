@@ -305,9 +305,9 @@ class EventLogManager(Manager[T]):
             ]
         return await super().resolve(client, key, value)
 
-    def follow(self, history: int = 0, **filters: Any) -> EventFeed[T]:
-        """Matching events live, after the ``history`` latest stored ones; filters are
-        those of ``filter()``. Use it as ``async with``, then ``async for``.
+    def follow(self, history: int | None = 0, **filters: Any) -> EventFeed[T]:
+        """Matching events live, after the ``history`` latest stored ones (None: all of
+        them); filters are those of ``filter()``. Use it as ``async with``, then ``async for``.
 
         Example::
 

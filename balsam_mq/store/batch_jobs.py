@@ -105,10 +105,11 @@ class BatchJobRepository:
         return BatchJob.from_doc(doc)
 
     async def for_site(
-        self, site_id: int, states: Collection[BatchJobState] | None = None
+        self, site_id: int | None, states: Collection[BatchJobState] | None = None
     ) -> list[BatchJob]:
-        """The site's batch jobs (in ``states`` if given), oldest first."""
-        match: dict[str, Any] = {"site_id": site_id}
+        """The site's batch jobs (every site's: ``None``; in ``states`` if given), oldest
+        first."""
+        match: dict[str, Any] = {} if site_id is None else {"site_id": site_id}
         if states is not None:
             match["state"] = {"$in": [s.value for s in states]}
         return [BatchJob.from_doc(d) async for d in self._batch_jobs.find(match).sort("_id")]
