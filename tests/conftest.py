@@ -18,6 +18,7 @@ import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from support.broker_control import broker_restored  # noqa: F401  (a fixture for every folder)
+from support.databases import DatabasePool
 from support.driving import Drive, drive_jobs
 from support.gateway import serving
 from support.services import free_port, start_mongod
@@ -44,7 +45,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def session_mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real mongod replica-set primary for the session (or ``BALSAM_MONGODB_URL``)."""
     if os.environ.get("BALSAM_MONGODB_URL"):
         yield os.environ["BALSAM_MONGODB_URL"]
@@ -59,6 +60,12 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def mongo_url(session_mongo_url: str) -> str:
+    """The tests' mongod (a module may give its tests one each, under this name)."""
+    return session_mongo_url
+
+
+@pytest.fixture(scope="session")
 def amqp_url() -> str:
     """RabbitMQ (``BALSAM_AMQP_URL`` or the local default), started if installed and down."""
     url = os.environ.get("BALSAM_AMQP_URL") or Settings.model_fields["amqp_url"].default
@@ -66,19 +73,31 @@ def amqp_url() -> str:
     return str(url)
 
 
+@pytest.fixture(scope="session")
+def databases(session_mongo_url: str) -> Iterator[DatabasePool]:
+    """Databases emptied after each test for the next (``support.databases``)."""
+    pool = DatabasePool(session_mongo_url)
+    yield pool
+    anyio.run(pool.drop_all)
+
+
 @pytest.fixture
 def settings(
-    mongo_url: str, amqp_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    mongo_url: str,
+    amqp_url: str,
+    databases: DatabasePool,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Settings:
-    """The test's own database and namespace. A test parametrized indirectly over
-    ``settings`` with ``"classic"`` or ``"quorum"`` gets that queue type (else
-    ``BALSAM_QUEUE_TYPE`` or the default)."""
+    """The test's own database (empty, with the schema if it was used before) and
+    namespace. A test parametrized indirectly over ``settings`` with ``"classic"`` or
+    ``"quorum"`` gets that queue type (else ``BALSAM_QUEUE_TYPE`` or the default)."""
     tag = uuid.uuid4().hex[:12]
     queue_type = {"queue_type": request.param} if hasattr(request, "param") else {}
     return load_settings(
         mongodb_url=mongo_url,
         amqp_url=amqp_url,
-        db=f"test_{tag}",
+        db=databases.take(mongo_url),
         namespace=f"t{tag}",
         stack_dir=tmp_path / "stack",
         **queue_type,
@@ -86,10 +105,10 @@ def settings(
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
+async def store(settings: Settings, databases: DatabasePool) -> AsyncIterator[Store]:
     async with open_store(settings.mongodb_url, settings.db) as st:
         yield st
-        await st.client.drop_database(settings.db)
+        await databases.give_back(settings.mongodb_url, st.db)
 
 
 @pytest.fixture
