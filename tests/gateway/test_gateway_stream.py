@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from gateway_helpers import Adder, World, http_as, make_world, new_token, sdk_as
@@ -201,16 +202,16 @@ async def test_fifty_remote_clients_each_get_exactly_their_own_results(
             await Site.objects.create(name="home", path=f"/sites/{user}")
             await Adder.sync()
 
-    async def launcher() -> None:
-        """Finishes every runnable job with x + y, as a launcher running Adder would."""
-        done: set[int] = set()
-        while True:
-            docs = store.db["jobs"].find({"state": "PREPROCESSED", "_id": {"$nin": list(done)}})
-            async for doc in docs:
-                params = deserialize_parameters(doc["parameters"])
-                await drive([doc["_id"]], S.JOB_FINISHED, result=params["x"] + params["y"])
-                done.add(doc["_id"])
-            await asyncio.sleep(0.05)
+    async def launcher(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Finishes every runnable job with x + y, as a launcher running Adder would,
+        woken by the creation events (the events change stream, open before any job)."""
+        match = {"operationType": "insert", "fullDocument.to_state": "PREPROCESSED"}
+        async with await store.db["events"].watch([{"$match": match}]) as stream:
+            task_status.started()
+            async for change in stream:
+                job = await store.jobs.get(change["fullDocument"]["job_id"])
+                params = deserialize_parameters(job.parameters)
+                await drive([job.id], S.JOB_FINISHED, result=params["x"] + params["y"])
 
     results: dict[int, list[int]] = {}
 
@@ -226,7 +227,7 @@ async def test_fifty_remote_clients_each_get_exactly_their_own_results(
             assert {row["owner"] for row in mine} == {user}
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(launcher)
+        await tg.start(launcher)
         with anyio.fail_after(120):
             async with anyio.create_task_group() as clients:
                 for n in range(50):

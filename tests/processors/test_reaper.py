@@ -6,33 +6,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
+from support.driving import running_job
 from support.services import free_port, start_mongod
 from support.waiting import until
 
 from balsam_mq import stack
-from balsam_mq.domain import Actor, Change, Job, JobState, Session, utcnow
+from balsam_mq.domain import JobState, Session, utcnow
 from balsam_mq.processors.reaper import Reaper
 from balsam_mq.store import Store, open_store
 
 S = JobState
-
-
-async def _running_job(store: Store, session_id: int) -> int:
-    (job,) = await store.jobs.create_many([Job(app_id=1, site_id=1, workdir=f"r/{session_id}")])
-    assert job.id is not None
-    await store.db["jobs"].update_one({"_id": job.id}, {"$set": {"state": "PREPROCESSED"}})
-    await store.jobs.transition(
-        [
-            Change(
-                job.id,
-                S.PREPROCESSED,
-                S.RUNNING,
-                fields={"session_id": session_id},
-                by=Actor.LAUNCHER,
-            )
-        ]
-    )
-    return job.id
 
 
 async def test_only_jobs_of_silent_sessions_are_reaped(store: Store) -> None:
@@ -45,7 +28,7 @@ async def test_only_jobs_of_silent_sessions_are_reaped(store: Store) -> None:
     await store.db["sessions"].update_many(
         {"_id": {"$in": [silent.id, stopped.id]}}, {"$set": {"heartbeat": old}}
     )
-    jobs = {s: await _running_job(store, s) for s in (live.id, silent.id)}
+    jobs = {s: await running_job(store, s) for s in (live.id, silent.id)}
 
     reaped = await Reaper(store, 1, grace=60, interval=1).reap_once()
 
@@ -70,7 +53,7 @@ async def test_jobs_a_session_ended_without_reporting_are_reaped_after_the_grace
     long_ago = await store.sessions.create(Session(site_id=1))
     just_now = await store.sessions.create(Session(site_id=1))
     assert long_ago.id and just_now.id
-    jobs = {s: await _running_job(store, s) for s in (long_ago.id, just_now.id)}
+    jobs = {s: await running_job(store, s) for s in (long_ago.id, just_now.id)}
     for session_id in (long_ago.id, just_now.id):
         await store.sessions.end(session_id, stop_reason="crashed")
     old = utcnow() - timedelta(seconds=120)
@@ -108,8 +91,8 @@ async def test_the_reaper_outlives_a_mongod_outage_and_spares_launchers_silenced
             silent = await store.sessions.create(Session(site_id=1))
             assert survivor.id is not None and silent.id is not None
             kept, reaped = (
-                await _running_job(store, survivor.id),
-                await _running_job(store, silent.id),
+                await running_job(store, survivor.id),
+                await running_job(store, silent.id),
             )
             reaper = Reaper(store, 1, grace=5, interval=0.2)
             async with anyio.create_task_group() as tg:

@@ -19,13 +19,13 @@ from typing import Any
 import anyio.to_thread
 import pytest
 import yaml
-from support.driving import drive_jobs
+from support.driving import drive_jobs, running_job
 from support.waiting import process_gone, until, wait_for_states
 from typer.testing import CliRunner, Result
 
 from balsam_mq.broker import Topology
 from balsam_mq.cli import app as cli_app
-from balsam_mq.domain import Actor, App, Change, Job, JobState, Session, Site, utcnow
+from balsam_mq.domain import App, Job, JobState, Session, Site, utcnow
 from balsam_mq.settings import Settings
 from balsam_mq.site.directory import SiteDirectory
 from balsam_mq.site.pidfile import AgentRecord
@@ -86,27 +86,6 @@ async def site(
                 os.kill(pid, signal.SIGKILL)
 
 
-async def running_job(store: Store, site_id: int, session_id: int) -> int:
-    """A RUNNING job of a session (of an app that no longer exists: its timeout fails it)."""
-    (job,) = await store.jobs.create_many(
-        [Job(app_id=999, site_id=site_id, workdir=f"x/{session_id}")]
-    )
-    assert job.id is not None
-    await store.db["jobs"].update_one({"_id": job.id}, {"$set": {"state": "PREPROCESSED"}})
-    await store.jobs.transition(
-        [
-            Change(
-                job.id,
-                S.PREPROCESSED,
-                S.RUNNING,
-                fields={"session_id": session_id},
-                by=Actor.LAUNCHER,
-            )
-        ]
-    )
-    return job.id
-
-
 async def silent_session(store: Store, site_id: int, seconds: float) -> tuple[int, int]:
     """A session last heard of ``seconds`` ago, holding one RUNNING job: (session, job)."""
     session = await store.sessions.create(
@@ -116,7 +95,7 @@ async def silent_session(store: Store, site_id: int, seconds: float) -> tuple[in
     await store.db["sessions"].update_one(
         {"_id": session.id}, {"$set": {"heartbeat": utcnow() - timedelta(seconds=seconds)}}
     )
-    return session.id, await running_job(store, site_id, session.id)
+    return session.id, await running_job(store, session.id, site_id=site_id, app_id=999)
 
 
 async def start_launcher(site_id: int) -> asyncio.subprocess.Process:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from balsam_mq.domain import TRANSITIONS, Actor, Change, JobState, TransitionResult
+from balsam_mq.domain import TRANSITIONS, Actor, Change, Job, JobState, TransitionResult
 from balsam_mq.domain.serialization import serialize_exception, serialize_result
 from balsam_mq.sdk.backend import Backend
 from balsam_mq.store import Store
@@ -108,3 +108,17 @@ async def forget_hooks(store: Store, app_id: int) -> None:
     """Make the app's hooks unknown, as in an app stored without its ``hooks`` list: every
     hook step of its jobs then goes to its consumer, default hook or not."""
     await store.db["apps"].update_one({"_id": app_id}, {"$unset": {"hooks": 1}})
+
+
+async def running_job(store: Store, session_id: int, *, site_id: int = 1, app_id: int = 1) -> int:
+    """A new job RUNNING in launcher session ``session_id``, claimed as a launcher claims."""
+    (job,) = await store.jobs.create_many(
+        [Job(app_id=app_id, site_id=site_id, workdir=f"running/{session_id}")]
+    )
+    assert job.id is not None
+    await store.db["jobs"].update_one({"_id": job.id}, {"$set": {"state": "PREPROCESSED"}})
+    claim = Change(
+        job.id, S.PREPROCESSED, S.RUNNING, fields={"session_id": session_id}, by=Actor.LAUNCHER
+    )
+    await store.jobs.transition([claim])
+    return job.id
