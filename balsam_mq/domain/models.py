@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -131,7 +131,8 @@ class Job(Document):
     owner: str = ""
     workdir: str
     tags: dict[str, str] = Field(default_factory=dict)
-    parameters: str = ""  # dill + base64 of the parameter dict
+    # JSON values as themselves, others as {"__dill__": text} (``serialization.DILL_KEY``)
+    parameters: dict[str, Any] = Field(default_factory=dict)
     # free-form, limited in size as stored (``domain.storable.DATA_LIMIT``, also for state_data)
     data: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
@@ -151,6 +152,9 @@ class Job(Document):
     # set by a launcher that can never run this job (too big, too long): who, why, when
     unfit: dict[str, Any] | None = None
     restarts: int = 0  # restarts after a run failed or timed out (``pipeline.retry_capped``)
+    # this job's own retry limit and backoff (None: its app's ``max_retries``, ``retry_backoff_s``)
+    max_retries: StrictInt | None = Field(default=None, ge=0)
+    retry_backoff_s: Annotated[float, Field(strict=True, ge=0)] | None = None
 
 
 EventKind = Literal["job", "app", "batchjob"]

@@ -182,7 +182,7 @@ def retry_capped(
     for i, step in enumerate(taken):
         if is_retry(step) and restarts >= max_retries:
             reason = (
-                f"restarted {restarts} times already, the most its app allows "
+                f"restarted {restarts} times already, the most allowed "
                 f"(max_retries={max_retries}); it would have restarted after "
                 f"{step.from_state.value}"
             )

@@ -4,13 +4,16 @@ A :class:`QuerySpec` is what the SDK hands to its backend. Field names and opera
 are checked here, when the query is built; the translation to MongoDB lives in ``store/queries.py``.
 
 Filter keywords are ``field`` or ``field__op`` with op one of ``in``, ``ne``, ``nin``,
-``gt``, ``gte``, ``lt``, ``lte``, ``contains`` (text fields) and, for jobs, ``tags``
-(a dict, ``"key:value"`` or ``"key"`` strings) and ``parent_id`` (any of the parents).
+``gt``, ``gte``, ``lt``, ``lte``, ``contains`` (text fields). For jobs, ``tags`` and
+``parameters`` take a dict of entries the job must have (``None``: the key is present),
+or ``"key:value"`` / ``"key"`` strings (a parameter's value is read as JSON where it
+parses: ``"x:5"`` is 5, ``'x:"5"'`` the text); ``parent_id`` matches any of the parents.
 A list, tuple or set given to a plain ``field`` means "any of these".
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,13 +21,14 @@ from typing import Any, Literal, cast
 
 from balsam_mq.domain.models import App, BatchJob, BatchJobState, Event, Job, Site
 from balsam_mq.domain.states import JobState, parse_state
+from balsam_mq.domain.storable import is_json_value
 from balsam_mq.errors import QueryError
 
 Resource = Literal["jobs", "sites", "apps", "batch_jobs", "events"]
-Op = Literal["eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "tags"]
+Op = Literal["eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "has"]
 
 # field kinds decide which operators and values are accepted
-Kind = Literal["int", "str", "time", "state", "bstate", "tags", "ids", "bool", "oid"]
+Kind = Literal["int", "str", "time", "state", "bstate", "tags", "params", "ids", "bool", "oid"]
 
 FIELDS: dict[Resource, dict[str, Kind]] = {
     "jobs": {
@@ -41,6 +45,7 @@ FIELDS: dict[Resource, dict[str, Kind]] = {
         "created_at": "time",
         "parent_ids": "ids",
         "tags": "tags",
+        "parameters": "params",
     },
     "sites": {
         "id": "int",
@@ -117,9 +122,11 @@ ALIASES: dict[str, str] = {
 }
 
 _OPS: frozenset[str] = frozenset(
-    {"eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "tags"}
+    {"eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "has"}
 )
 _RANGE_KINDS: frozenset[str] = frozenset({"int", "time", "str", "oid"})
+# dict fields filtered by their entries (op ``has``): tags hold text, parameters JSON values
+_KEYED: tuple[Kind, ...] = ("tags", "params")
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,9 @@ def parse_condition(resource: Resource, key: str, value: Any) -> Condition:
         raise QueryError(f"{resource} filter {key!r}: unknown operator {op_text!r}")
     op = cast(Op, op_text or "eq")
     if kind == "tags":
-        return Condition(name, "tags", _tags(value))
+        return Condition(name, "has", _tags(value))
+    if kind == "params":
+        return Condition(name, "has", _params(value))
     if kind == "ids":  # any of the listed ids is among the field's ids
         return Condition(name, "in", _ints(key, _listed(value)))
     if op in ("gt", "gte", "lt", "lte") and kind not in _RANGE_KINDS:
@@ -207,7 +216,7 @@ def check_order(resource: Resource, fields: Iterable[str]) -> tuple[str, ...]:
     out = []
     for f in fields:
         name = f.removeprefix("-")
-        if FIELDS[resource].get(name) in (None, "tags", "ids"):
+        if FIELDS[resource].get(name) in (None, *_KEYED, "ids"):
             known = ", ".join(orderable(resource))
             raise QueryError(f"{resource} cannot be ordered by {name!r}; fields: {known}")
         out.append(f)
@@ -216,7 +225,7 @@ def check_order(resource: Resource, fields: Iterable[str]) -> tuple[str, ...]:
 
 def orderable(resource: Resource) -> list[str]:
     """The fields ``order_by`` accepts for ``resource``."""
-    return sorted(f for f, kind in FIELDS[resource].items() if kind not in ("tags", "ids"))
+    return sorted(f for f, kind in FIELDS[resource].items() if kind not in (*_KEYED, "ids"))
 
 
 def matches(conditions: Iterable[Condition], values: Mapping[str, Any]) -> bool:
@@ -227,9 +236,9 @@ def matches(conditions: Iterable[Condition], values: Mapping[str, Any]) -> bool:
 
 def _holds(cond: Condition, value: Any) -> bool:
     wanted = cond.value
-    if cond.op == "tags":
-        tags = value if isinstance(value, Mapping) else {}
-        return all(k in tags and (v is None or tags[k] == v) for k, v in wanted.items())
+    if cond.op == "has":
+        entries = value if isinstance(value, Mapping) else {}
+        return all(k in entries and (v is None or entries[k] == v) for k, v in wanted.items())
     if isinstance(value, list) and cond.op in ("eq", "in"):  # a list field: any element
         return any(_holds(cond, v) for v in value)
     if cond.op == "eq":
@@ -305,3 +314,33 @@ def _tags(value: Any) -> dict[str, str | None]:
         k, sep, v = item.partition(":")
         out[k] = v if sep else None
     return out
+
+
+def _params(value: Any) -> dict[str, Any]:
+    """Parameter entries as ``{name: JSON value}``; ``None`` means "the parameter is given"."""
+    if isinstance(value, dict):
+        out = dict(value)
+    else:
+        out = {}
+        for item in _listed(value):
+            if not isinstance(item, str):
+                raise QueryError(
+                    f"parameters filter: expected a dict or 'name:value' strings, got {item!r}"
+                )
+            k, sep, text = item.partition(":")
+            out[k] = json_or_text(text) if sep else None
+    for k, v in out.items():
+        if not isinstance(k, str) or (v is not None and not is_json_value(v)):
+            raise QueryError(
+                f"parameters filter {k!r}: only JSON values (text, numbers, true/false, "
+                f"lists, dicts) are stored queryably, got {v!r}"
+            )
+    return out
+
+
+def json_or_text(text: str) -> Any:
+    """``text`` read as JSON where it parses (``5``, ``true``, ``[1, 2]``), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

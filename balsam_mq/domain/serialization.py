@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import pickle
 import traceback as tb_module
 from collections.abc import Iterator, Mapping
@@ -25,6 +26,7 @@ from typing import Any
 
 import dill
 
+from balsam_mq.domain.storable import DILL_KEY, is_json_value, storable_key
 from balsam_mq.errors import SerializationError
 
 MAX_BYTES = 100 * 1024
@@ -196,17 +198,74 @@ def _functions(value: Any) -> Iterator[Any]:
 # --- job parameters, results, exceptions ------------------------------------------------
 
 
-def serialize_parameters(parameters: Mapping[str, Any], *, what: str = "parameters") -> str:
-    return serialize(dict(parameters), what=what)
+def serialize_parameters(
+    parameters: Mapping[str, Any], *, what: str = "parameters"
+) -> dict[str, Any]:
+    """The stored form of a job's parameters (see :data:`DILL_KEY`), refused over
+    :data:`MAX_BYTES` as JSON text."""
+    stored: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if is_json_value(value):
+            stored[name] = value
+        else:
+            stored[name] = {DILL_KEY: serialize(value, what=f"{what}: {name}")}
+    problem = stored_parameters_problem(stored)
+    if problem:
+        raise SerializationError(f"{what}: {problem}")
+    return stored
 
 
-def deserialize_parameters(text: str, *, what: str = "parameters") -> dict[str, Any]:
-    if not text:
-        return {}
-    value = deserialize(text, what=what)
-    if not isinstance(value, dict):
-        raise SerializationError(f"{what}: stored value is a {type(value).__name__}, not a dict")
-    return value
+def stored_parameters_problem(stored: Any) -> str | None:
+    """What is wrong with ``stored`` as a job's stored parameters, if anything, loading
+    nothing: a dict of names to JSON values or ``{DILL_KEY: text}``, within the size
+    limit, every dill text readable base64."""
+    if not isinstance(stored, dict):
+        return f"expected a dict of parameters, got {type(stored).__name__}"
+    for name, value in stored.items():
+        if not isinstance(name, str) or not storable_key(name):
+            return f"{name!r} is not a parameter name (empty, with '.' or a leading '$')"
+        if isinstance(value, dict) and list(value) == [DILL_KEY]:
+            text = value[DILL_KEY]
+            if not isinstance(text, str):
+                return f"{name}: {DILL_KEY} must hold text"
+            try:
+                peek(text, what=name)
+            except SerializationError as exc:
+                return str(exc)
+        elif not is_json_value(value):
+            return f"{name}: not a JSON value (with '.' or '$' keys, or too deep)"
+    try:
+        size = len(json.dumps(stored, separators=(",", ":")))
+    except ValueError as exc:
+        return str(exc)
+    if size > MAX_BYTES:
+        return (
+            f"stored size {size:,} bytes exceeds the limit of {MAX_BYTES:,} bytes "
+            f"({MAX_BYTES // 1024} KB); move large data with transfers instead"
+        )
+    return None
+
+
+def deserialize_parameters(
+    stored: Mapping[str, Any], *, what: str = "parameters"
+) -> dict[str, Any]:
+    """The parameters :func:`serialize_parameters` stored (dill values loaded)."""
+    return {
+        name: deserialize(value[DILL_KEY], what=f"{what}: {name}") if _pickled(value) else value
+        for name, value in stored.items()
+    }
+
+
+def peek_parameters(stored: Mapping[str, Any], *, what: str = "parameters") -> dict[str, Any]:
+    """The stored parameters for showing them: dill values only where plain (:func:`peek`)."""
+    return {
+        name: peek(value[DILL_KEY], what=f"{what}: {name}") if _pickled(value) else value
+        for name, value in stored.items()
+    }
+
+
+def _pickled(value: Any) -> bool:
+    return type(value) is dict and len(value) == 1 and DILL_KEY in value
 
 
 def serialize_result(value: Any, *, what: str = "result") -> str:

@@ -3,6 +3,7 @@ check of the values users and hooks give them, and the limit of their size."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -88,3 +89,36 @@ def described(value: Any) -> str:
         return f"the string {text}"
     kind = type(value).__name__
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} {text}"
+
+
+# A job's parameters are stored as a dict: a value that JSON (and BSON) keeps exactly as
+# it is (str, bool, int of 64 bits, finite float, None, and lists and str-keyed dicts of
+# them) is stored as itself, queryable and readable by any tool; any other value (a
+# tuple, a set, a datetime, an object, a function) as ``{DILL_KEY: <dill + base64>}``.
+DILL_KEY = "__dill__"
+_INT64 = 2**63
+
+
+def is_json_value(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is stored as itself among a job's parameters."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_INT64 <= value < _INT64)
+    if kind is float:
+        return math.isfinite(value)
+    if depth > 20:
+        return False
+    if kind is list:
+        return all(is_json_value(v, depth + 1) for v in value)
+    if kind is dict:
+        return (list(value) != [DILL_KEY]) and all(
+            type(k) is str and storable_key(k) and is_json_value(v, depth + 1)
+            for k, v in value.items()
+        )
+    return False
+
+
+def storable_key(key: str) -> bool:
+    return bool(key) and "." not in key and not key.startswith("$") and "\0" not in key

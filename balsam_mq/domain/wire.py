@@ -29,6 +29,7 @@ from balsam_mq.domain.queries import (
     parse_condition,
 )
 from balsam_mq.domain.states import JobState
+from balsam_mq.domain.storable import storable_key
 from balsam_mq.errors import QueryError
 
 RESOURCES: tuple[Resource, ...] = get_args(Resource)
@@ -93,19 +94,20 @@ def _condition(res: Resource, field: str, op: str, value: Any) -> Condition:
     kind = FIELDS[res].get(field)
     if kind is None:
         return parse_condition(res, field, value)  # the error names the known fields
-    key = field if op in ("eq", "tags") or kind in ("tags", "ids") else f"{field}__{op}"
+    key = field if op in ("eq", "has") or kind in ("tags", "params", "ids") else f"{field}__{op}"
     return parse_condition(res, key, _decoded(res, field, kind, value))
 
 
 def _tag_names(cond: Condition) -> Condition:
-    """``cond``, unless it looks a tag up by a name no tag can have in MongoDB (empty,
-    dotted or ``$``-led: a path MongoDB refuses or reads as nested fields)."""
-    if cond.op == "tags":
+    """``cond``, unless it looks an entry (a tag, a parameter) up by a name no entry can
+    have in MongoDB (empty, dotted or ``$``-led: a path MongoDB refuses or reads as
+    nested fields)."""
+    if cond.op == "has":
         for name in cond.value:
-            if not name or "." in name or name.startswith("$"):
+            if not storable_key(name):
                 raise QueryError(
-                    f"tags filter: {name!r} is not a tag name (empty, with '.', or with a "
-                    "leading '$')"
+                    f"{cond.field} filter: {name!r} is not an entry name (empty, with '.', "
+                    "or with a leading '$')"
                 )
     return cond
 

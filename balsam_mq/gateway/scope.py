@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 from balsam_mq.domain import App, BatchJob, Job, Resources, Site
 from balsam_mq.domain.models import plain
 from balsam_mq.domain.queries import GUARDED, MODELS, Condition, QuerySpec, Resource
-from balsam_mq.domain.serialization import MAX_BYTES, Unloaded, peek
-from balsam_mq.errors import NotFound, QueryError, SerializationError
+from balsam_mq.domain.serialization import MAX_BYTES, stored_parameters_problem
+from balsam_mq.errors import NotFound, QueryError
 from balsam_mq.sdk.fields import CREATED_FIELDS, PATHS, TRACKED, field_problem, first_error
 from balsam_mq.store import Store
 
@@ -103,19 +103,12 @@ def job_problem(job: Any) -> str | None:
     return parameters_problem(job.parameters)
 
 
-def parameters_problem(text: str) -> str | None:
-    """Serialized parameters must be within the size limit and hold a dict: checked
-    without loading anything (``serialization.peek`` runs none of the payload's code)."""
-    problem = size_problem("parameters", text)
-    if problem is not None or not text:
-        return problem
-    try:
-        value = peek(text, what="parameters")
-    except SerializationError as exc:
-        return str(exc)
-    if not isinstance(value, dict | Unloaded):
-        return f"parameters must serialize a dict, got {type(value).__name__}"
-    return None
+def parameters_problem(stored: Any) -> str | None:
+    """Stored parameters must be a dict of JSON values and dill texts within the size
+    limit: checked without loading anything (``serialization.peek`` runs none of the
+    payload's code)."""
+    problem = stored_parameters_problem(stored)
+    return None if problem is None else f"parameters: {problem}"
 
 
 def size_problem(field: str, text: str) -> str | None:
@@ -152,9 +145,9 @@ def _path_problem(key: str) -> str | None:
 
 def _value_problem(resource: Resource, key: str, value: Any) -> str | None:
     if resource == "jobs":
-        if key == "parameters":
-            if not isinstance(value, str):
-                return "expected serialized parameters (text)"
+        if key.partition(".")[0] == "parameters":
+            if key != "parameters":
+                return "parameters are replaced whole: update 'parameters'"
             return parameters_problem(value)
         if key == "resources":
             return resources_problem(value)

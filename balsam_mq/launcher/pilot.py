@@ -717,5 +717,7 @@ def _backoff_left(job: Job, app: App | None, now: datetime) -> float:
     if job.state is not JobState.RESTART_READY or not job.restarts:
         return 0.0
     backoff = App.model_fields["retry_backoff_s"].default if app is None else app.retry_backoff_s
+    if job.retry_backoff_s is not None:
+        backoff = job.retry_backoff_s
     due = job.last_update.timestamp() + retry_wait_s(job.restarts, backoff)
     return max(0.0, due - now.timestamp())

@@ -25,8 +25,17 @@ PATHS: dict[str, tuple[str, ...]] = {
     **{name: (name,) for name in JobDocument.model_fields if name not in _NOT_ATTRIBUTES},
     **{name: ("resources", name) for name in RESOURCE_FIELDS},
 }
+# a job's own retry policy, overriding its app's (None: the app's)
+RETRY_FIELDS: tuple[str, ...] = ("max_retries", "retry_backoff_s")
 # attributes a new job is given (keywords of ``Job(...)`` and of ``App.submit(...)``)
-NEW_JOB_FIELDS: tuple[str, ...] = ("tags", "data", "parent_ids", "transfers", *RESOURCE_FIELDS)
+NEW_JOB_FIELDS: tuple[str, ...] = (
+    "tags",
+    "data",
+    "parent_ids",
+    "transfers",
+    *RETRY_FIELDS,
+    *RESOURCE_FIELDS,
+)
 # stored fields a new job's creator gives it (its site is its app's; the rest the store sets)
 CREATED_FIELDS: tuple[str, ...] = (
     "app_id",
@@ -44,6 +53,7 @@ TRACKED: tuple[str, ...] = (
     "state_data",
     "return_code",
     "batch_job_id",
+    *RETRY_FIELDS,
     *RESOURCE_FIELDS,
 )
 _EDITABLE = frozenset({*TRACKED, "parameters"})

@@ -352,6 +352,8 @@ class MemoryBackend:
             fields = {**REENTRY_CLEARS, **fields}
         else:
             limit = App.model_fields["max_retries"].default if app is None else app.max_retries
+            if job.max_retries is not None:
+                limit = job.max_retries
             taken = steps(
                 change, work, has_children=has_children, restarts=job.restarts, max_retries=limit
             )

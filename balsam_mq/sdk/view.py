@@ -22,6 +22,7 @@ from balsam_mq.domain.serialization import (
     deserialize_exception,
     deserialize_parameters,
     peek,
+    peek_parameters,
     serialize_parameters,
 )
 from balsam_mq.errors import JobError, JobFailed, MultipleResults, NoResult, NotFound
@@ -29,6 +30,7 @@ from balsam_mq.sdk.fields import (
     NEW_JOB_FIELDS,
     PATHS,
     RESOURCE_FIELDS,
+    RETRY_FIELDS,
     TRACKED,
     check_data,
     check_field,
@@ -64,7 +66,7 @@ class NewJob:
     site_ref: Any
     parameters: dict[str, Any]
     workdir: str
-    serialized: str  # the parameters
+    serialized: dict[str, Any]  # the parameters as stored
     resources: dict[str, Any]  # shared by the jobs asking for the same: never change it
     view: JobView
 
@@ -87,6 +89,8 @@ class NewJob:
         new["parent_ids"] = _exact(list, view.parent_ids)
         new["transfers"] = _exact(dict, view.transfers)
         new["parameters"] = self.serialized
+        for name in RETRY_FIELDS:
+            new[name] = getattr(view, name)
         return new
 
 
@@ -134,7 +138,7 @@ class JobView:
         _saved: tuple[Any, ...] | None
         _f_id: int | None
         _f_state: JobState
-        _f_parameters: str
+        _f_parameters: dict[str, Any]
         _f_result: str | None
         _f_exception: str | None
         _f_launch_params: dict[str, str]
@@ -156,6 +160,8 @@ class JobView:
         seq: int
         unfit: dict[str, Any] | None
         restarts: int
+        max_retries: int | None
+        retry_backoff_s: float | None
         num_nodes: int
         ranks_per_node: int
         threads_per_rank: int
@@ -214,6 +220,11 @@ class JobView:
         doc["data"] = {} if data is None else dict(data)
         doc["parent_ids"] = [] if parents is None else list(parents)
         doc["transfers"] = {} if transfers is None else dict(transfers)
+        for name in RETRY_FIELDS:
+            value = fields.get(name)
+            if value is not None:
+                check_field(label, name, value)
+            doc[name] = value
         doc["state_data"] = {}
         doc["resources"] = resources
         self._put(doc)
@@ -306,7 +317,7 @@ class JobView:
         for a failed job, ``exception``: its type, message and traceback as stored text.
         """
         what = self._label()
-        doc = self._fields(peek(self._f_parameters, what=f"{what} parameters") or {})
+        doc = self._fields(peek_parameters(self._f_parameters, what=f"{what} parameters"))
         if self.state == JobState.JOB_FINISHED:
             doc["result"] = peek(self._f_result, what=f"{what} result")
         elif self.state == JobState.FAILED and self._f_exception:
@@ -408,8 +419,8 @@ class JobView:
         if self.state != self._saved[-1]:
             changed["state"] = self.state
         if self._params is not None:
-            text = serialize_parameters(self._params, what=f"{self._label()} parameters")
-            if text != self._f_parameters:
+            stored = serialize_parameters(self._params, what=f"{self._label()} parameters")
+            if stored != self._f_parameters:
                 changed["parameters"] = self._params
         return changed
 

@@ -56,7 +56,8 @@ _TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfer
 _TRANSITION_FIELDS["session_id"] = 1  # a run's outcome lands only on its own claim
 _TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to the resolver
 _TRANSITION_FIELDS["parent_ids"] = 1  # a reset job passes its parents' check again
-_TRANSITION_FIELDS["restarts"] = 1  # a restart past the app's max_retries fails the job
+_TRANSITION_FIELDS["restarts"] = 1  # a restart past the job's max_retries fails the job
+_TRANSITION_FIELDS["max_retries"] = 1  # the job's own limit, if it has one
 
 _EVENT = blank(Event, site_id=0, to_state="")  # every field of a job event, in order
 
@@ -80,7 +81,12 @@ def _may_pass(state: JobState) -> bool:
 _DEFAULT_MAX_RETRIES: int = App.model_fields["max_retries"].default
 
 
-def _max_retries(apps: Mapping[int, App], app_id: int | None) -> int:
+def _max_retries(apps: Mapping[int, App], doc: Mapping[str, Any]) -> int:
+    """The job's own retry limit, else its app's."""
+    own = doc.get("max_retries")
+    if own is not None:
+        return int(own)
+    app_id = doc.get("app_id")
     app = apps.get(app_id) if app_id is not None else None
     return _DEFAULT_MAX_RETRIES if app is None else app.max_retries
 
@@ -383,7 +389,7 @@ class JobRepository:
                         work,
                         has_children=has_children,
                         restarts=int(doc.get("restarts", 0)),
-                        max_retries=_max_retries(followed, doc.get("app_id")),
+                        max_retries=_max_retries(followed, doc),
                     )
                 family.moved(c.job_id, steps[-1])
                 seq = int(doc.get("seq", 0))

@@ -73,8 +73,11 @@ def _clauses(resource: Resource, cond: Condition) -> list[dict[str, Any]]:
     value = plain(cond.value)
     if resource == "events" and cond.field == "id":
         value = [_oid(v) for v in value] if isinstance(value, list) else _oid(value)
-    if cond.op == "tags":
-        return [{f"tags.{k}": {"$exists": True} if v is None else v} for k, v in cond.value.items()]
+    if cond.op == "has":
+        return [
+            {f"{path}.{k}": {"$exists": True} if v is None else plain(v)}
+            for k, v in cond.value.items()
+        ]
     if cond.op == "eq":
         return [{path: value}]
     if cond.op == "in":

@@ -3,16 +3,19 @@ and zero-argument ``super()`` in classes serialized by value (loaded in a fresh 
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dill
 import pytest
 
 from balsam_mq.domain.serialization import (
+    DILL_KEY,
     MAX_BYTES,
     Unloaded,
     deserialize,
@@ -20,11 +23,13 @@ from balsam_mq.domain.serialization import (
     deserialize_exception,
     deserialize_parameters,
     peek,
+    peek_parameters,
     repair_class_cells,
     serialize,
     serialize_app,
     serialize_exception,
     serialize_parameters,
+    stored_parameters_problem,
 )
 from balsam_mq.errors import SerializationError
 
@@ -63,11 +68,50 @@ def test_malformed_text_is_a_clear_error() -> None:
         deserialize("not base64!", what="Job 3 result")
 
 
-def test_parameters_must_be_a_dict() -> None:
-    assert deserialize_parameters("") == {}
-    assert deserialize_parameters(serialize_parameters({"a": 1})) == {"a": 1}
-    with pytest.raises(SerializationError, match="not a dict"):
-        deserialize_parameters(serialize([1, 2]))
+def test_json_parameters_are_stored_as_themselves_and_others_with_dill() -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    given = {
+        "n": 7,
+        "mesh": "fine",
+        "opts": {"tol": 1e-6, "steps": [1, 2], "on": True, "none": None},
+        "pair": (1, 2),  # a tuple would come back a list from JSON: kept with dill
+        "when": when,
+        "big": 2**70,  # beyond BSON's 64-bit integers
+        "dotted": {"a.b": 1},  # MongoDB reads a dotted key as a path
+    }
+    stored = serialize_parameters(given)
+    assert stored["n"] == 7 and stored["mesh"] == "fine" and stored["opts"] == given["opts"]
+    for name in ("pair", "when", "big", "dotted"):
+        assert list(stored[name]) == [DILL_KEY], name
+    assert json.loads(json.dumps(stored)) == stored  # readable by any JSON tool
+    assert deserialize_parameters(stored) == given
+    assert type(deserialize_parameters(stored)["pair"]) is tuple
+    assert deserialize_parameters({}) == {}
+
+
+def test_a_users_dict_shaped_like_the_dill_marker_survives() -> None:
+    given = {"x": {DILL_KEY: "not base64, the user's own text"}}
+    stored = serialize_parameters(given)
+    assert stored["x"] != given["x"]  # stored with dill, so it is not read as a marker
+    assert deserialize_parameters(stored) == given
+
+
+def test_stored_parameters_are_checked_without_loading_anything() -> None:
+    assert stored_parameters_problem(serialize_parameters({"f": len, "x": 1})) is None
+    assert "expected a dict" in str(stored_parameters_problem("text"))
+    assert "not base64" in str(stored_parameters_problem({"x": {DILL_KEY: "!!"}}))
+    assert "not a parameter name" in str(stored_parameters_problem({"a.b": 1}))
+    big = {"x": "a" * (MAX_BYTES + 1)}
+    assert "exceeds the limit" in str(stored_parameters_problem(big))
+    with pytest.raises(SerializationError, match="parameters: stored size"):
+        serialize_parameters(big)
+
+
+def test_parameters_peek_shows_plain_values_and_names_the_rest() -> None:
+    stored = serialize_parameters({"n": 1, "s": {1, 2}, "f": len})
+    shown = peek_parameters(stored)
+    assert shown["n"] == 1 and shown["s"] == {1, 2}
+    assert isinstance(shown["f"], Unloaded)
 
 
 def test_exception_comes_back_with_the_original_traceback() -> None:

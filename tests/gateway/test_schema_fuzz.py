@@ -111,6 +111,10 @@ BROKE: list[tuple[str, str, Any]] = [
     ("PATCH", "/sites/{site}", {"set": {"settings..x": 1}}),
     ("PATCH", "/apps", {"where": [], "set": {"description.x": 1}}),  # inside a string
     ("PATCH", "/apps", {"where": [], "set": {"parameters.x": {"required": "maybe"}}}),
+    ("GET", "/jobs?parameters=a.b:1", None),  # a parameter name MongoDB reads as a path
+    ("PATCH", "/jobs/{job}", {"set": {"parameters": {"x": {"__dill__": "!!"}}}}),
+    ("PATCH", "/jobs/{job}", {"set": {"parameters.x": 1}}),  # parameters go whole
+    ("PATCH", "/jobs/{job}", {"set": {"parameters": {"$x": 1}}}),
 ]
 
 

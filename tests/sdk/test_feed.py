@@ -111,8 +111,8 @@ def test_matches_gives_conditions_the_store_meaning() -> None:
     assert matches([Condition("from_state", "contains", "EAD")], values)
     assert matches([Condition("timestamp", "gt", utcnow() - timedelta(minutes=1))], values)
     tags = {"tags": {"run": "H2O", "n": "1"}, "parent_ids": [3, 4]}
-    assert matches([Condition("tags", "tags", {"run": "H2O", "n": None})], tags)
-    assert not matches([Condition("tags", "tags", {"run": "CO2"})], tags)
+    assert matches([Condition("tags", "has", {"run": "H2O", "n": None})], tags)
+    assert not matches([Condition("tags", "has", {"run": "CO2"})], tags)
     assert matches([Condition("parent_ids", "in", [4, 9])], tags)
 
 

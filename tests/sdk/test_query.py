@@ -75,6 +75,12 @@ async def test_filters(either: tuple[Client, Site, Drive]) -> None:
     assert await q.filter(last_update__lte=now + timedelta(seconds=1)).count() == 8
     assert await q.filter(last_update_after=now + timedelta(seconds=1)).count() == 0
     assert await q.filter(state="FAILED", tags={"run": "H2O"}).count() == 1
+    # parameters are stored as JSON, so a query finds them by value (typed: 3 is not "3")
+    assert ids(await q.filter(parameters={"n": 3})) == [sims[3].id]
+    assert ids(await q.filter(parameters="n:4")) == [sims[4].id]
+    assert await q.filter(parameters={"n": "3"}).count() == 0
+    assert await q.filter(parameters=["n"]).count() == 6
+    assert await q.filter(parameters={"n": 3}, tags={"run": "H2O"}).count() == 0
 
 
 async def test_order_windows_and_single_reads(either: tuple[Client, Site, Drive]) -> None:
@@ -189,6 +195,8 @@ async def test_building_and_dunders_do_no_io() -> None:
     with pytest.raises(QueryError, match="cannot be ordered by 'tags'"):
         Job.objects.order_by("tags")
     # filters that name jobs are resolved when the query runs, and checked when built
+    with pytest.raises(QueryError, match="only JSON values"):
+        Job.objects.filter(parameters={"when": utcnow()})
     with pytest.raises(QueryError, match="tags filter: expected a dict"):
         EventLog.objects.filter(tags=3)
 

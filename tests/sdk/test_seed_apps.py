@@ -3,6 +3,7 @@ shortcut, Python apps (Adder, NumpyPlusMPI), imported app modules, loading apps 
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -124,12 +125,15 @@ async def test_adder_result(client: Client, site: Site, relay: object, drive: Dr
 
 MPI_RUNNER = textwrap.dedent(
     """
+    import json
     import sys
     from mpi4py import MPI
-    from balsam_mq.domain.serialization import deserialize, deserialize_app, serialize_result
+    from balsam_mq.domain.serialization import (
+        deserialize_app, deserialize_parameters, serialize_result
+    )
 
     cls = deserialize_app(open(sys.argv[1]).read(), what="NumpyPlusMPI")
-    params = deserialize(open(sys.argv[2]).read())
+    params = deserialize_parameters(json.load(open(sys.argv[2])))
     value = cls(None)._run_with(params)
     if MPI.COMM_WORLD.Get_rank() == 0:
         open(sys.argv[3], "w").write(serialize_result(value))
@@ -159,7 +163,8 @@ async def test_numpy_plus_mpi(
     stored = await store.jobs.get(job.id)  # type: ignore[arg-type]
     (app,) = await store.apps.by_name("NumpyPlusMPI")
     (tmp_path / "app").write_text(app.serialized_class)
-    (tmp_path / "params").write_text(stored.parameters)
+    assert stored.parameters == {"dims": [5]}  # plain JSON in the store
+    (tmp_path / "params").write_text(json.dumps(stored.parameters))
     (tmp_path / "runner.py").write_text(MPI_RUNNER)
     command = ["mpiexec", "-n", str(stored.resources.ranks_per_node), sys.executable]
     command += [str(tmp_path / n) for n in ("runner.py", "app", "params", "out")]

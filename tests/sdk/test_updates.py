@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from balsam_mq import ApplicationDefinition, Job
-from balsam_mq.domain import JobState
+from balsam_mq.domain import Actor, Change, JobState
 from balsam_mq.errors import InvalidTransition, JobError, JobFailed, NoResult, QueryError
 from balsam_mq.sdk import Client, Site
 
@@ -119,3 +119,32 @@ async def test_jobs_built_alike_share_no_field_a_change_could_leak_through(
     assert [j.launch_params for j in jobs] == [{"cpu_bind": "depth"}, {"cpu_bind": "core"}]
     with pytest.raises(AttributeError, match="Job 2: app_id cannot be changed"):
         jobs[1].app_id = 7
+
+
+async def test_a_job_may_carry_its_own_retry_limit_and_backoff(
+    either: tuple[Client, Site, Drive],
+) -> None:
+    strict = await Sim.submit("s/strict", n=1, max_retries=0, retry_backoff_s=0.5)
+    lenient = await Sim.submit("s/lenient", n=2)
+    assert (strict.max_retries, strict.retry_backoff_s) == (0, 0.5)
+    assert (lenient.max_retries, lenient.retry_backoff_s) == (None, None)  # the app's
+    with pytest.raises(JobError, match="max_retries"):
+        Sim.submit("s/bad", n=1, max_retries=-1, save=False)
+    lenient.max_retries = 3
+    await lenient.save()
+    assert (await Job.objects.get(id=lenient.id)).max_retries == 3
+
+
+async def test_in_memory_a_jobs_own_retry_limit_counts(
+    memory: Client, memory_site: Site, memory_drive: Drive
+) -> None:
+    strict = await Sim.submit("s/strict", n=1, max_retries=0)
+    lenient = await Sim.submit("s/lenient", n=2)  # the app's limit, 5
+    await memory_drive([strict.id, lenient.id], S.RUNNING)
+    timed_out = [
+        Change(j.id, S.RUNNING, S.RUN_TIMEOUT, by=Actor.LAUNCHER) for j in (strict, lenient)
+    ]
+    await memory.backend.transition_jobs(timed_out)  # the default handle_timeout restarts
+    await Job.objects.refresh([strict, lenient])
+    assert strict.state is S.FAILED and "max_retries=0" in strict.state_data["reason"]
+    assert (lenient.state, lenient.restarts) == (S.RESTART_READY, 1)

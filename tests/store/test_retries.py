@@ -1,5 +1,6 @@
-"""The retry limit: a run's failure or timeout restarts a job at most its app's max_retries
-times, then fails it saying why; a user's restart gives the job its retries back."""
+"""The retry limit: a run's failure or timeout restarts a job at most its max_retries (its
+own, else its app's) times, then fails it saying why; a user's restart gives the job its
+retries back."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from balsam_mq.store import Store
 S = JobState
 
 
-async def _job(store: Store, max_retries: int, hooks: list[str]) -> int:
+async def _job(
+    store: Store, max_retries: int, hooks: list[str], own_limit: int | None = None
+) -> int:
     app = await store.apps.upsert(
         App(site_id=1, name="Flaky", command_template="flaky", max_retries=max_retries, hooks=hooks)
     )
-    (job,) = await store.jobs.create_many([Job(app_id=app.id or 0, site_id=1, workdir="f/1")])
+    new = Job(app_id=app.id or 0, site_id=1, workdir="f/1", max_retries=own_limit)
+    (job,) = await store.jobs.create_many([new])
     assert job.id is not None
     return job.id
 
@@ -41,7 +45,7 @@ async def test_a_hook_restarting_every_failed_run_is_stopped_at_the_limit(store:
     job = await store.jobs.get(job_id)
     assert job.state is S.FAILED and job.restarts == 2
     assert job.state_data["reason"] == (
-        "restarted 2 times already, the most its app allows (max_retries=2); "
+        "restarted 2 times already, the most allowed (max_retries=2); "
         "it would have restarted after RUN_ERROR"
     )
     assert job.state_data["last_restart"] == {"why": "try again"}
@@ -70,6 +74,16 @@ async def test_timeouts_restart_by_default_and_count_too(store: Store) -> None:
     await store.jobs.transition([Change(job_id, S.RUNNING, S.RESTART_READY, by=Actor.LAUNCHER)])
     job = await store.jobs.get(job_id)
     assert (job.state, job.restarts) == (S.RESTART_READY, 0)
+
+
+async def test_a_jobs_own_limit_overrides_its_apps(store: Store) -> None:
+    job_id = await _job(store, max_retries=5, hooks=[], own_limit=0)
+    await _fail_a_run(store, job_id, S.RUN_TIMEOUT)
+    job = await store.jobs.get(job_id)
+    assert job.state is S.FAILED and "max_retries=0" in job.state_data["reason"]
+    generous = await _job(store, max_retries=0, hooks=[], own_limit=2)
+    await _fail_a_run(store, generous, S.RUN_TIMEOUT)
+    assert (await store.jobs.get(generous)).state is S.RESTART_READY
 
 
 def test_backoff_doubles_and_is_bounded() -> None:
