@@ -118,16 +118,21 @@ async def reset(client: Client, spec: QuerySpec, *, descendants: bool = False) -
 
 async def delete(client: Client, spec: QuerySpec) -> int:
     """Delete the jobs ``spec`` matches; how many were deleted. Running ones are killed
-    first (their launchers end their processes), with :data:`DELETED` as the reason."""
-    if spec.windowed:  # a window moves once jobs are killed: fix the matches by id
-        states = await _states(client, spec)
-        spec = _ids(states)
-        running = [i for i, s in states.items() if s is S.RUNNING]
-    else:
-        narrowed = replace(spec, conditions=(*spec.conditions, Condition("state", "eq", S.RUNNING)))
-        running = list(await _states(client, narrowed))
-    if not running:
-        return await client.backend.delete(spec)
-    await _kill(client, dict.fromkeys(running, S.RUNNING), DELETED)
-    # a killed job no longer matches a filter on RUNNING: it goes by its id
-    return await client.backend.delete(spec) + await client.backend.delete(_ids(running))
+    first (their launchers end their processes), with :data:`DELETED` as the reason.
+
+    A RUNNING job is never deleted as it is: each deletion leaves RUNNING jobs out, in the
+    same command that deletes the others, so a job a launcher claims meanwhile is found
+    running afterwards, killed, then deleted — never left running with nowhere to report.
+    """
+    if spec.windowed:  # a window moves once jobs are deleted: fix the matches by id
+        spec = _ids(await _states(client, spec))
+    deleted = 0
+    for _ in range(_KILL_ATTEMPTS):
+        idle = replace(spec, conditions=(*spec.conditions, Condition("state", "ne", S.RUNNING)))
+        deleted += await client.backend.delete(idle)
+        running = await _states(client, spec)  # left: running, or claimed since
+        if not running:
+            break
+        await _kill(client, running, DELETED)
+        spec = _ids(running)  # a killed job may no longer match the filter: by its id
+    return deleted

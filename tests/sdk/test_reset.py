@@ -150,6 +150,36 @@ async def test_deleting_a_running_job_kills_it_first(either: Either) -> None:
     assert [j.id async for j in Job.objects.all()] == [other.id]
 
 
+async def test_a_job_claimed_while_it_is_deleted_is_killed_not_left_running(
+    either: Either,
+) -> None:
+    client, _, drive = either
+    jobs = [await Adder.submit(f"c/{i}", x=i) for i in range(3)]
+    claimed = jobs[1]
+    backend = client.backend
+    delete = backend.delete
+    calls = 0
+
+    async def claimed_just_before_the_delete(spec: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a launcher claims one of the matches as the deletion is sent
+            await drive([claimed.id], S.RUNNING)
+        return await delete(spec)
+
+    backend.delete = claimed_just_before_the_delete  # type: ignore[method-assign]
+    try:
+        assert await Job.objects.filter(workdir__contains="c/").delete() == 3
+    finally:
+        del backend.delete
+    assert await Job.objects.count() == 0
+    (killed,) = await EventLog.objects.filter(job_id=claimed.id, to_state="FAILED")
+    assert (killed.from_state, killed.state_data["reason"]) == (
+        "RUNNING",
+        "killed by the user: the job was deleted",
+    )
+
+
 def blocking_steering(settings: Settings, job_id: int) -> list[Any]:
     with blocking.connect(settings):
         job = blocking.Job.objects.get(id=job_id)
