@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from balsam_mq.cli.common import console, print_json, run, show_table
+from balsam_mq.cli.common import JsonOption, console, print_json, run, show_table
 
 if TYPE_CHECKING:
     from balsam_mq.domain import App
@@ -26,7 +26,7 @@ def ls(
             "--verbose", "-v", help="Show parameters, transfer slots, cleanup patterns, env."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the apps synced to a site (every site by default).
 

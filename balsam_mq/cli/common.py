@@ -3,19 +3,23 @@ parsing (k=v pairs, JSON), and output that degrades off a TTY (tables, JSON, pro
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from copy import copy
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_args, get_origin
 
 import anyio
 import typer
 from rich.text import Text
 from typer.core import TyperGroup
+from typer.models import OptionInfo
 
 from balsam_mq.errors import BalsamError, QueryError
 from balsam_mq.settings import load_settings
@@ -114,6 +118,93 @@ def run_until_interrupted(main: Callable[[], Awaitable[None]], seconds: float | 
         pass
 
 
+# --- options ----------------------------------------------------------------------------
+
+JSON_HELP = "Print JSON for scripts (one document on stdout)."
+# every command that prints a result takes it (a test walks the app); `print_json` prints
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def with_options(
+    declared: Callable[..., Any], *, into: str, rename: Mapping[str, str] | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command decorator: the command's parameter ``into`` stands for the options declared
+    once as the parameters of ``declared``, and receives what ``declared`` returns for them.
+    ``rename`` spells an option otherwise in this command (``{"--state": "--from-state"}``),
+    where the command gives its usual name another meaning.
+
+    Example::
+
+        @app.command()
+        @with_options(_filters, into="filters")
+        def rm(filters: JobFilters, yes: YesOption = False) -> None: ...
+    """
+    renamed = dict(rename or {})
+    renames = dict(renamed)  # _renamed takes out each name it finds
+    shared = inspect.signature(declared, eval_str=True).parameters
+    # the shared options' parameter names, kept apart from the command's own
+    names = {f"{into}__{name}": name for name in shared}
+    options = [
+        param.replace(
+            name=f"{into}__{name}",
+            kind=inspect.Parameter.KEYWORD_ONLY,
+            annotation=_renamed(param.annotation, renames),
+        )
+        for name, param in shared.items()
+    ]
+    if renames:
+        raise ValueError(f"{declared.__name__} declares no option {', '.join(renames)}")
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        if into not in own.parameters:
+            raise ValueError(f"{command.__name__} has no parameter {into!r}")
+        params: list[inspect.Parameter] = []
+        for param in own.parameters.values():
+            if param.name == into:
+                params += options
+            else:
+                params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            values = {names[key]: kwargs.pop(key) for key in names}
+            try:
+                chosen = declared(**values)
+            except typer.BadParameter as exc:  # name the option as this command spells it
+                if isinstance(exc.param_hint, str):
+                    exc.param_hint = renamed.get(exc.param_hint, exc.param_hint)
+                raise
+            command(**kwargs, **{into: chosen})
+
+        signature = own.replace(parameters=params)
+        wrapper.__signature__ = signature  # type: ignore[attr-defined]  # what typer reads
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
+def _renamed(annotation: Any, renames: dict[str, str]) -> Any:
+    """``Annotated[T, typer.Option("--a", ...)]`` with the names ``renames`` gives (and
+    removes from it) in place of its own."""
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    base, *extras = get_args(annotation)
+    out: list[Any] = []
+    for extra in extras:
+        if isinstance(extra, OptionInfo):
+            # in Annotated, typer.Option's first positional argument is the first name
+            first = () if extra.default is ... else (extra.default,)
+            decls = (*first, *(extra.param_decls or ()))
+            if any(d in renames for d in decls):
+                extra = copy(extra)
+                extra.default = ...
+                extra.param_decls = tuple(renames.pop(d, d) for d in decls)
+        out.append(extra)
+    return Annotated[(base, *out)]
+
+
 # --- input ------------------------------------------------------------------------------
 
 
@@ -122,20 +213,15 @@ def parse_pairs(
 ) -> dict[str, Any]:
     """``["a=1", "b=x"]`` as a dict; a value is JSON when it parses (``json_values``),
     else the text. An item without ``=`` or with an empty key is a usage error."""
+    from balsam_mq.domain.queries import json_or_text
+
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise typer.BadParameter(f"{item!r} must look like key=value", param_hint=option)
-        out[key.strip()] = _json_or_text(value) if json_values else value
+        out[key.strip()] = json_or_text(value) if json_values else value
     return out
-
-
-def _json_or_text(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def parse_json_object(text: str | None, option: str) -> dict[str, Any]:

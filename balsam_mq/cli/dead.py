@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from balsam_mq.cli.common import confirm, fail, note, print_json, run, show_fields, show_table
+from balsam_mq.cli.common import (
+    JsonOption,
+    confirm,
+    fail,
+    note,
+    print_json,
+    run,
+    show_fields,
+    show_table,
+)
 
 if TYPE_CHECKING:
     from balsam_mq.domain import ParkedMessage
@@ -22,7 +31,6 @@ Ids = Annotated[
 ]
 All = Annotated[bool, typer.Option("--all", help="Every parked message.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @app.command("ls")
@@ -34,7 +42,7 @@ def ls(
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="At most N messages (0: all).")] = 0,
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List parked messages, oldest first: their queue, jobs, attempts and last error.
 
@@ -68,7 +76,7 @@ def ls(
 @app.command("show")
 def show(
     message_id: Annotated[str, typer.Argument(help="A message id from `balsam-mq dead ls`.")],
-    as_json: AsJson = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show one parked message in full: its routing key, jobs and error traceback.
 
@@ -98,7 +106,7 @@ def show(
 
 
 @app.command("retry")
-def retry(ids: Ids = None, every: All = False, as_json: AsJson = False) -> None:
+def retry(ids: Ids = None, every: All = False, as_json: JsonOption = False) -> None:
     """Replay parked messages, after fixing what made them fail.
 
     The jobs a message failed go back to the state they were parked in and are
@@ -117,7 +125,9 @@ def retry(ids: Ids = None, every: All = False, as_json: AsJson = False) -> None:
 
 
 @app.command("purge")
-def purge(ids: Ids = None, every: All = False, yes: Yes = False, as_json: AsJson = False) -> None:
+def purge(
+    ids: Ids = None, every: All = False, yes: Yes = False, as_json: JsonOption = False
+) -> None:
     """Discard parked messages; the jobs they failed stay FAILED.
 
     Example:  balsam-mq dead purge --all --yes

@@ -9,6 +9,7 @@ import typer
 from rich.text import Text
 
 from balsam_mq.cli.common import (
+    JsonOption,
     console,
     print_json,
     run,
@@ -43,7 +44,7 @@ def events(
         typer.Option("--limit", min=0, help="Show the N latest stored events first (0: all)."),
     ] = 50,
     follow_seconds: Annotated[float | None, typer.Option("--follow-seconds", hidden=True)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show the event log: the latest events, oldest first; --follow streams new ones.
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from balsam_mq.cli.common import fail
+from balsam_mq.cli.common import JsonOption, fail, print_json
 from balsam_mq.settings import load_settings
 
 app = typer.Typer()
@@ -54,9 +54,12 @@ def login(
     token: Annotated[
         str | None, typer.Option(help="the token (default: asked for, not echoed)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Check a token against the gateway and keep it for URL in your credentials file
     (mode 0600); then `export BALSAM_GATEWAY_URL=URL` to use the gateway.
+
+    --json prints {"url", "user", "expires_at"} (null: no expiry).
 
     Example:  balsam-mq login https://balsam.example.org
     """
@@ -66,7 +69,7 @@ def login(
 
     url = Settings(gateway_url=url).gateway_url or url
     if token is None:
-        token = typer.prompt("token", hide_input=True)
+        token = typer.prompt("token", hide_input=True, err=True)  # stdout: the result
 
     async def whoami() -> dict[str, str]:
         backend = HttpBackend(url, token.strip())
@@ -79,6 +82,9 @@ def login(
     who = anyio.run(whoami)
     settings = load_settings()
     store_token(settings.credentials, url, token.strip())
+    if as_json:
+        print_json({"url": url, "user": who["user"], "expires_at": who.get("expires_at")})
+        return
     until = who.get("expires_at") or "no expiry"
     typer.echo(f"logged in to {url} as {who['user']} (token valid until: {until})")
     typer.echo(f"use it with: export BALSAM_GATEWAY_URL={url}")
@@ -89,8 +95,11 @@ def logout(
     url: Annotated[
         str | None, typer.Argument(help="the gateway (default: every stored token)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Forget the stored token of URL (or all of them).
+
+    --json prints {"logged_out": [the gateways whose token was forgotten]}.
 
     Example:  balsam-mq logout https://balsam.example.org
     """
@@ -99,5 +108,8 @@ def logout(
     gone = forget_token(load_settings().credentials, url)
     if not gone:
         fail(f"no token stored for {url}" if url else "no token stored")
+    if as_json:
+        print_json({"logged_out": gone})
+        return
     for u in gone:
         typer.echo(f"logged out of {u}")

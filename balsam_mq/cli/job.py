@@ -3,21 +3,21 @@ line, through the SDK."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
-import anyio
 import typer
 
 from balsam_mq.cli.common import (
-    confirm,
+    JsonOption,
     moment,
     parse_json_object,
     parse_pairs,
     print_json,
-    progress,
     run,
     run_until_interrupted,
     state_name,
+    with_options,
 )
 from balsam_mq.cli.job_views import (
     JobFilters,
@@ -35,41 +35,63 @@ app = typer.Typer(
     help="List, create, modify, kill, reset, delete and inspect jobs.", no_args_is_help=True
 )
 
-# --- options shared by the commands that select jobs (ls, rm) ----------------------------
+# --- the job selection: its options are declared once, here, and taken by every command
+# that selects jobs (ls, rm, kill, reset, modify) through `selects_jobs` ------------------
 
-IdOption = Annotated[list[int] | None, typer.Option("--id", help="Only this job id (repeatable).")]
-StateOption = Annotated[
-    list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
+IdsArgument = Annotated[
+    list[int] | None,
+    typer.Argument(metavar="IDS", help="The ids of the jobs (the filters given hold too)."),
 ]
-TagOption = Annotated[
-    list[str] | None, typer.Option("--tag", help="Only jobs tagged key=value (repeatable).")
-]
-AppOption = Annotated[
-    str | None, typer.Option("--app", "-a", help="Only jobs of this app (name or id).")
-]
-SiteOption = Annotated[
-    str | None,
-    typer.Option("--site", "-s", help="Only jobs at this site (name or id; 'all': every site)."),
-]
-WorkdirOption = Annotated[
-    str | None, typer.Option("--workdir", help="Only jobs whose workdir contains this text.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def _filters(
-    ids: list[int] | None,
-    states: list[str] | None,
-    tags: list[str] | None,
-    app_ref: str | None,
-    site: str | None,
-    workdir: str | None,
-    *,
-    states_not: list[str] | None = None,
-    tag_keys: list[str] | None = None,
-    since: str | None = None,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Only this job id (repeatable).")
+    ] = None,
+    states: Annotated[
+        list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
+    ] = None,
+    states_not: Annotated[
+        list[str] | None,
+        typer.Option("--state-not", help="Leave out jobs in this state (repeatable)."),
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only jobs tagged key=value (repeatable).")
+    ] = None,
+    tag_keys: Annotated[
+        list[str] | None,
+        typer.Option("--tag-key", help="Only jobs that have this tag, any value (repeatable)."),
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Only jobs with this parameter value, name=value; the value is read as "
+            "JSON where it parses (n=3 is the number, n='\"3\"' the text) (repeatable).",
+        ),
+    ] = None,
+    app_ref: Annotated[
+        str | None, typer.Option("--app", "-a", help="Only jobs of this app (name or id).")
+    ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site", "-s", help="Only jobs at this site (name or id; 'all': every site)."
+        ),
+    ] = None,
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", help="Only jobs whose workdir contains this text.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only jobs changed since this time: an age (30m, 2h, 1d, 1w) or ISO 8601.",
+        ),
+    ] = None,
 ) -> JobFilters:
+    """The job filters: every command that selects jobs takes these options."""
     if since is not None:
         moment(since, "--since")  # a malformed time is a usage error before any I/O
     tag_filter: dict[str, str | None] = {key: None for key in tag_keys or []}
@@ -79,6 +101,7 @@ def _filters(
         states=[state_name(s) for s in states or []],
         states_not=[state_name(s) for s in states_not or []],
         tags=tag_filter,
+        params=parse_pairs(params, "--param", json_values=True),
         app=app_ref,
         site=None if site == "all" else site,
         workdir=workdir,
@@ -86,29 +109,22 @@ def _filters(
     )
 
 
+selects_jobs = with_options(_filters, into="filters")
+
+
+def _chosen(filters: JobFilters, ids: list[int] | None, hint: str = "--state, --tag") -> JobFilters:
+    """``filters`` with the ids given as arguments; neither ids nor a filter is a usage error
+    (a command that changes or deletes jobs never means all of them)."""
+    chosen = replace(filters, ids=[*filters.ids, *(ids or [])])
+    if not chosen.given():
+        raise typer.BadParameter(f"give job ids or at least one filter ({hint}, ...)")
+    return chosen
+
+
 @app.command("ls")
+@selects_jobs
 def ls(
-    ids: IdOption = None,
-    states: StateOption = None,
-    states_not: Annotated[
-        list[str] | None,
-        typer.Option("--state-not", help="Leave out jobs in this state (repeatable)."),
-    ] = None,
-    tags: TagOption = None,
-    tag_keys: Annotated[
-        list[str] | None,
-        typer.Option("--tag-key", help="Only jobs that have this tag, any value (repeatable)."),
-    ] = None,
-    app_ref: AppOption = None,
-    site: SiteOption = None,
-    workdir: WorkdirOption = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            help="Only jobs changed since this time: an age (30m, 2h, 1d, 1w) or ISO 8601.",
-        ),
-    ] = None,
+    filters: JobFilters,
     order_by: Annotated[
         str | None,
         typer.Option(
@@ -142,17 +158,6 @@ def ls(
 
     Example:  balsam-mq job ls --state FAILED --tag run=H2O --order-by -last_update --limit 20
     """
-    filters = _filters(
-        ids,
-        states,
-        tags,
-        app_ref,
-        site,
-        workdir,
-        states_not=states_not,
-        tag_keys=tag_keys,
-        since=since,
-    )
     if watch:
         from balsam_mq.cli.job_watch import Watch, watch_display
 
@@ -223,13 +228,25 @@ def create(
     launch_params: Annotated[
         list[str] | None, typer.Option("--launch-param", help="A launcher option key=value.")
     ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-retries", min=0, help="Restarts after failed runs, over the app's max_retries."
+        ),
+    ] = None,
+    retry_backoff_s: Annotated[
+        float | None,
+        typer.Option(
+            "--retry-backoff", min=0, help="Seconds before the first restart (doubling after)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a job; its parameters are checked against the app's.
 
     Example:  balsam-mq job create --app Adder --workdir test/1 -p x=5 -p y=5 --tag run=demo
     """
-    resources: dict[str, Any] = {
+    optional: dict[str, Any] = {  # None: the default (the app's, for the retry policy)
         "num_nodes": num_nodes,
         "ranks_per_node": ranks_per_node,
         "threads_per_rank": threads_per_rank,
@@ -237,6 +254,8 @@ def create(
         "gpus_per_rank": gpus_per_rank,
         "node_packing_count": node_packing_count,
         "wall_time_min": wall_time_min,
+        "max_retries": max_retries,
+        "retry_backoff_s": retry_backoff_s,
     }
     fields: dict[str, Any] = {
         "parameters": parse_pairs(params, "--param", json_values=True),
@@ -245,7 +264,7 @@ def create(
         "parent_ids": list(parents or []),
         "transfers": parse_pairs(transfers, "--transfer"),
         "launch_params": parse_pairs(launch_params, "--launch-param"),
-        **{k: v for k, v in resources.items() if v is not None},
+        **{k: v for k, v in optional.items() if v is not None},
     }
 
     async def main() -> dict[str, Any]:
@@ -265,11 +284,14 @@ def create(
     typer.echo(f"created {job_line(document)}")
 
 
+# in `job modify` --state and --tag say what to set: its state and tag filters are renamed
+MODIFY_FILTERS = {"--state": "--from-state", "--tag": "--with-tag", "--tag-key": "--with-tag-key"}
+
+
 @app.command()
+@with_options(_filters, into="filters", rename=MODIFY_FILTERS)
 def modify(
-    ids: Annotated[
-        list[int] | None, typer.Argument(metavar="IDS", help="The ids of the jobs to change.")
-    ] = None,
+    ids: IdsArgument = None,
     state: Annotated[
         str | None,
         typer.Option(
@@ -283,25 +305,18 @@ def modify(
         str | None,
         typer.Option("--data-json", help="A JSON object whose keys are set in the job's data."),
     ] = None,
-    from_states: Annotated[
-        list[str] | None,
-        typer.Option("--from-state", help="Only jobs in this state (repeatable)."),
-    ] = None,
-    with_tags: Annotated[
-        list[str] | None,
-        typer.Option("--with-tag", help="Only jobs tagged key=value (repeatable)."),
-    ] = None,
-    app_ref: AppOption = None,
-    site: SiteOption = None,
-    workdir: WorkdirOption = None,
+    *,
+    filters: JobFilters,
+    as_json: JsonOption = False,
 ) -> None:
     """Change the state, tags or data of jobs (by id or by filters) in one transaction.
 
     A state change follows the state table as the user (FAILED -> RESTART_READY, any
     pending or RUNNING state -> FAILED, FAILED or JOB_FINISHED -> READY, ...); an
     illegal one changes nothing. Tags and data keys are set one by one: the others are
-    kept. The filters are those of `job rm`, with --from-state and --with-tag for its
-    --state and --tag (which say here what to set).
+    kept. The filters are those of `job ls`, with --from-state, --with-tag and
+    --with-tag-key for its --state, --tag and --tag-key (which say here what to set).
+    --json prints {"updated": N, "ids": [...]}.
 
     Example:  balsam-mq job modify --from-state FAILED --with-tag run=H2O --state RESTART_READY
     """
@@ -317,66 +332,43 @@ def modify(
         changes[f"data.{key}"] = value
     if not changes:
         raise typer.BadParameter("nothing to change: give --state, --tag or --data-json")
-    filters = _filters(ids, from_states, with_tags, app_ref, site, workdir)
-    if not filters.given():
-        raise typer.BadParameter(
-            "give job ids or at least one filter (--from-state, --with-tag, ...)"
-        )
+    chosen = _chosen(filters, ids, "--from-state, --with-tag")
     from balsam_mq.cli.job_steer import modify_jobs
 
-    modify_jobs(filters, changes)
+    modify_jobs(chosen, changes, as_json=as_json)
 
 
 @app.command("rm")
+@selects_jobs
 def rm(
-    ids: Annotated[
-        list[int] | None, typer.Argument(metavar="IDS", help="Ids of jobs to delete.")
-    ] = None,
-    states: StateOption = None,
-    tags: TagOption = None,
-    app_ref: AppOption = None,
-    site: SiteOption = None,
-    workdir: WorkdirOption = None,
-    yes: YesOption = False,
-) -> None:
-    """Delete jobs by id or by the filters of `job ls` (at least one is needed).
-
-    Their event history stays in the event log.
-
-    Example:  balsam-mq job rm --state FAILED --tag run=H2O --yes
-    """
-    filters = _filters(ids, states, tags, app_ref, site, workdir)
-    if not filters.given():
-        raise typer.BadParameter("give job ids or at least one filter (--state, --tag, ...)")
-
-    async def main() -> int:
-        query = await filters.query()
-        count = await query.count()
-        if not count:
-            return 0
-        noun = "job" if count == 1 else "jobs"
-        await anyio.to_thread.run_sync(confirm, f"Delete {count} {noun}?", yes)
-        with progress(f"Deleting {count} {noun}", None):
-            return await query.delete()
-
-    deleted = run(main)
-    typer.echo(f"deleted {deleted} job{'' if deleted == 1 else 's'}")
-
-
-@app.command()
-def kill(
-    ids: Annotated[
-        list[int] | None, typer.Argument(metavar="IDS", help="Ids of jobs to kill.")
-    ] = None,
-    states: StateOption = None,
-    tags: TagOption = None,
-    app_ref: AppOption = None,
-    site: SiteOption = None,
-    workdir: WorkdirOption = None,
+    ids: IdsArgument = None,
+    *,
+    filters: JobFilters,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Kill jobs by id or by the filters of `job rm`: each unfinished one fails.
+    """Delete jobs by id or by the filters of `job ls` (at least one is needed).
+
+    Their event history stays in the event log. A RUNNING job is killed first.
+    --json prints {"deleted": N, "ids": [...]}.
+
+    Example:  balsam-mq job rm --state FAILED --tag run=H2O --yes
+    """
+    from balsam_mq.cli.job_steer import delete_jobs
+
+    delete_jobs(_chosen(filters, ids), yes=yes, as_json=as_json)
+
+
+@app.command()
+@selects_jobs
+def kill(
+    ids: IdsArgument = None,
+    *,
+    filters: JobFilters,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Kill jobs by id or by the filters of `job ls`: each unfinished one fails.
 
     Its reason is "killed by the user". A RUNNING job's launcher terminates its process
     group within seconds (a relay must run: the site agent runs one); a job that has
@@ -384,24 +376,17 @@ def kill(
 
     Example:  balsam-mq job kill --tag run=H2O --state RUNNING --yes
     """
-    filters = _filters(ids, states, tags, app_ref, site, workdir)
-    if not filters.given():
-        raise typer.BadParameter("give job ids or at least one filter (--state, --tag, ...)")
     from balsam_mq.cli.job_steer import kill_jobs
 
-    kill_jobs(filters, yes=yes, as_json=as_json)
+    kill_jobs(_chosen(filters, ids), yes=yes, as_json=as_json)
 
 
 @app.command()
+@selects_jobs
 def reset(
-    ids: Annotated[
-        list[int] | None, typer.Argument(metavar="IDS", help="Ids of jobs to reset.")
-    ] = None,
-    states: StateOption = None,
-    tags: TagOption = None,
-    app_ref: AppOption = None,
-    site: SiteOption = None,
-    workdir: WorkdirOption = None,
+    ids: IdsArgument = None,
+    *,
+    filters: JobFilters,
     descendants: Annotated[
         bool,
         typer.Option("--descendants", help="Reset the jobs depending on them too (transitively)."),
@@ -409,7 +394,7 @@ def reset(
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run FAILED or JOB_FINISHED jobs (by id or by the filters of `job rm`) again.
+    """Run FAILED or JOB_FINISHED jobs (by id or by the filters of `job ls`) again.
 
     They re-enter at READY: stage-in, preprocess and the check of their parents run
     again. A job with an unfinished parent waits for it; one with a FAILED parent fails again,
@@ -418,12 +403,9 @@ def reset(
 
     Example:  balsam-mq job reset 12 --descendants --yes
     """
-    filters = _filters(ids, states, tags, app_ref, site, workdir)
-    if not filters.given():
-        raise typer.BadParameter("give job ids or at least one filter (--state, --tag, ...)")
     from balsam_mq.cli.job_steer import reset_jobs
 
-    reset_jobs(filters, descendants=descendants, yes=yes, as_json=as_json)
+    reset_jobs(_chosen(filters, ids), descendants=descendants, yes=yes, as_json=as_json)
 
 
 @app.command()
@@ -451,18 +433,24 @@ def logs(
         ),
     ] = False,
     follow_seconds: Annotated[float | None, typer.Option("--follow-seconds", hidden=True)] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print a job's job.out (its run's output) and balsam.log (its hooks' output).
 
     They are read from the job's workdir under the site's data/ directory, so this runs
     where that directory is (the site's machine, or a shared file system). With
     --follow it goes on until the job is JOB_FINISHED or FAILED, or until Ctrl-C.
+    --json (not with --follow) prints both files' paths and text (null: not written yet).
 
     Example:  balsam-mq job logs 12 --follow
     """
-    from balsam_mq.cli.job_logs import follow_logs, locate, show_logs
+    from balsam_mq.cli.job_logs import follow_logs, locate, logs_json, show_logs
 
+    if follow and as_json:
+        raise typer.BadParameter("--json prints the files once: not with --follow")
     if follow:
         run_until_interrupted(lambda: follow_logs(job_id), follow_seconds)
+    elif as_json:
+        print_json(logs_json(run(lambda: locate(job_id))))
     else:
         show_logs(run(lambda: locate(job_id)))

@@ -8,6 +8,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import typer
@@ -134,6 +135,26 @@ def show_logs(place: JobPlace, *, follow: bool = False) -> Tail:
     tail = Tail([place.path / name for name in FILES] if follow else found)
     tail.drain()
     return tail
+
+
+def logs_json(place: JobPlace) -> dict[str, Any]:
+    """`job logs --json`: the job, and each file's path and text (``null``: not written yet);
+    the same errors as the lines when neither file is there."""
+    found = place.files()
+    return {
+        "job_id": place.job_id,
+        "state": place.state.value,
+        "site": place.site,
+        "workdir_path": str(place.path),
+        "files": {
+            name: {
+                "path": str(path),
+                "text": path.read_text(errors="replace") if path in found else None,
+            }
+            for name in FILES
+            for path in [place.path / name]
+        },
+    }
 
 
 async def follow_logs(job_id: int) -> None:

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from pymongo.errors import PyMongoError
 from rich.text import Text
 
 from balsam_mq.cli.common import print_json, run, show_fields, show_table, span, state_text, when
 from balsam_mq.cli.job_views import Listing, job_json
 from balsam_mq.domain.models import utcnow
 from balsam_mq.domain.states import RUNNABLE_STATES, TERMINAL_STATES, JobState
-from balsam_mq.errors import NotFound
+from balsam_mq.errors import BalsamError, NotFound
+from balsam_mq.settings import load_settings
 
 if TYPE_CHECKING:
     from balsam_mq.sdk import EventLog, Job
@@ -24,6 +26,61 @@ S = JobState
 # batch jobs that hold, or will hold, an allocation where a launcher may run
 ACTIVE_BATCH_JOBS = ("pending_submission", "queued", "running")
 BELOW = "<printed below>"  # stands for a job's output tail where it is printed in full
+
+
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a job ran (or runs): the launcher session that claimed it, its host and pid;
+    ``unknown`` says why they could not be read."""
+
+    session_id: int
+    host: str | None = None
+    pid: int | None = None
+    batch_job_id: int | None = None
+    state: str | None = None  # the session's: RUNNING, STOPPED or LOST
+    unknown: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.session_id,
+            "host": self.host,
+            "pid": self.pid,
+            "batch_job_id": self.batch_job_id,
+            "state": self.state,
+            "unknown": self.unknown,
+        }
+
+    def text(self) -> str:
+        if self.host is None:
+            return f"unknown ({self.unknown})"
+        return f"{self.host} (launcher pid {self.pid})" if self.pid else self.host
+
+
+async def run_place(session_id: int) -> RunPlace:
+    """The launcher session ``session_id``, read from MongoDB as `site status` reads them
+    (sessions are a site's records, not an SDK resource): not through a gateway."""
+    from balsam_mq.store import open_store
+
+    settings = load_settings()
+    if settings.gateway_url:
+        return RunPlace(session_id, unknown="launcher sessions are not read through a gateway")
+    try:
+        async with open_store(
+            settings.mongodb_url, settings.db, init_schema=False, timeout_ms=5000
+        ) as store:
+            doc = await store.sessions.raw(session_id)
+    except (BalsamError, PyMongoError) as exc:
+        return RunPlace(session_id, unknown=f"launcher session {session_id}: {exc}")
+    if doc is None:
+        return RunPlace(session_id, unknown=f"launcher session {session_id} has no record")
+    return RunPlace(
+        session_id,
+        host=doc.get("hostname") or None,
+        pid=doc.get("pid") or None,
+        batch_job_id=doc.get("batch_job_id"),
+        state=doc.get("state"),
+        unknown=None if doc.get("hostname") else f"launcher session {session_id} names no host",
+    )
 
 
 @dataclass
@@ -39,6 +96,7 @@ class Details:
     parents: dict[int, JobState] = field(default_factory=dict)
     slots: dict[str, str] = field(default_factory=dict)  # transfer slot -> "in" or "out"
     batch_jobs: int | None = None  # the site's active batch jobs (for a runnable job)
+    ran: RunPlace | None = None  # where it ran or runs (a job a launcher claimed)
     now: datetime = field(default_factory=utcnow)
 
 
@@ -67,6 +125,8 @@ async def load_details(job_id: int) -> Details:
     if job.state in RUNNABLE_STATES:
         active = BatchJob.objects.filter(site_id=job.site_id, state=list(ACTIVE_BATCH_JOBS))
         details.batch_jobs = await active.count()
+    if job.session_id is not None:
+        details.ran = await run_place(job.session_id)
     return details
 
 
@@ -213,6 +273,8 @@ def show_details(job_id: int, *, as_json: bool) -> None:
             {
                 **doc,
                 "workdir_path": workdir,
+                "run_host": details.ran.host if details.ran else None,
+                "launcher_session": details.ran.json() if details.ran else None,
                 "waiting_for": waits,
                 "time_per_state": {
                     state: {"seconds": stay.seconds, "entries": stay.entries}
@@ -255,6 +317,8 @@ def show_details(job_id: int, *, as_json: bool) -> None:
         pairs.append(("launch params", repr(job.launch_params)))
     if job.return_code is not None:
         pairs.append(("return code", str(job.return_code)))
+    if details.ran is not None:
+        pairs.append(("run host", details.ran.text()))
     if job.session_id is not None:
         pairs.append(("launcher session", str(job.session_id)))
     if job.batch_job_id is not None:

@@ -1,5 +1,6 @@
-"""What `job kill`, `job reset` and `job modify` do with the jobs they select (`job.py` parses
-their options): through the SDK, with what happened to each job said on stdout."""
+"""What `job kill`, `job reset`, `job modify` and `job rm` do with the jobs they select
+(`job.py` parses their options): through the SDK, with what happened to each job said on
+stdout, as lines or as one JSON document."""
 
 from __future__ import annotations
 
@@ -157,14 +158,48 @@ def reset_jobs(filters: JobFilters, *, descendants: bool, yes: bool, as_json: bo
         )
 
 
-def modify_jobs(filters: JobFilters, changes: dict[str, Any]) -> None:
+def modify_jobs(filters: JobFilters, changes: dict[str, Any], *, as_json: bool) -> None:
     """`job modify`: ``changes`` (``Query.update`` keywords) on every selected job, in one
-    transaction."""
+    transaction; with ``as_json`` the ids of the jobs selected are said too."""
 
-    async def main() -> int:
+    async def main() -> tuple[int, list[int]]:
         query = await _selected(filters)
-        with progress("Updating jobs", None):
-            return await query.update(**changes)
+        ids = await _ids_of(query) if as_json else []
+        with progress("Updating jobs", None, enabled=not as_json):
+            return await query.update(**changes), ids
 
-    updated = run(main)
+    updated, ids = run(main)
+    if as_json:
+        print_json({"updated": updated, "ids": ids})
+        return
     typer.echo(f"updated {updated} {_noun(updated)}")
+
+
+def delete_jobs(filters: JobFilters, *, yes: bool, as_json: bool) -> None:
+    """`job rm`: every selected job deleted (a RUNNING one killed first), once confirmed;
+    with ``as_json`` the ids of the jobs deleted are said too."""
+    from balsam_mq.sdk import Job
+
+    async def main() -> tuple[int, list[int]]:
+        query = await filters.query()
+        count = await query.count()
+        if not count:
+            return 0, []
+        await anyio.to_thread.run_sync(confirm, f"Delete {count} {_noun(count)}?", yes)
+        ids = await _ids_of(query) if as_json else []
+        with progress(f"Deleting {count} {_noun(count)}", None, enabled=not as_json):
+            deleted = await query.delete()
+        if ids:  # those of the jobs listed that are gone (not those that left the selection)
+            kept = {row["id"] for row in await Job.objects.filter(id=ids).values("id")}
+            ids = [i for i in ids if i not in kept]
+        return deleted, ids
+
+    deleted, ids = run(main)
+    if as_json:
+        print_json({"deleted": deleted, "ids": ids})
+        return
+    typer.echo(f"deleted {deleted} {_noun(deleted)}")
+
+
+async def _ids_of(query: Query[Job]) -> list[int]:
+    return sorted(row["id"] for row in await query.values("id"))

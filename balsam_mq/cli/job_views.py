@@ -30,22 +30,14 @@ class JobFilters:
     states: list[str] = field(default_factory=list)
     states_not: list[str] = field(default_factory=list)
     tags: dict[str, str | None] = field(default_factory=dict)  # None: the key, any value
+    params: dict[str, Any] = field(default_factory=dict)  # parameter values (JSON)
     app: str | None = None
     site: str | None = None
     workdir: str | None = None
     since: str | None = None  # changed since this time or age (an age slides as time passes)
 
     def given(self) -> bool:
-        return bool(
-            self.ids
-            or self.states
-            or self.states_not
-            or self.tags
-            or self.app
-            or self.site
-            or self.workdir
-            or self.since
-        )
+        return any(getattr(self, f.name) for f in fields(self))
 
     async def resolve(self) -> dict[str, Any]:
         """The SDK filter keywords; an unknown site or app is an error, not an empty list."""
@@ -66,6 +58,8 @@ class JobFilters:
             filters["state__nin"] = self.states_not
         if self.tags:
             filters["tags"] = self.tags
+        if self.params:
+            filters["parameters"] = self.params
         if self.workdir:
             filters["workdir__contains"] = self.workdir
         return filters

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import anyio
 import typer
 from rich.table import Table
 
-from balsam_mq.cli.common import console
+from balsam_mq.cli.common import JsonOption, console, print_json
 from balsam_mq.domain import BatchJob, BatchJobState
 from balsam_mq.errors import ConfigError, NotFound
 from balsam_mq.launcher.config import parse_filter_tags
@@ -45,7 +44,7 @@ def submit(
         list[str] | None,
         typer.Option("--filter-tags", help="Run only jobs with this tag (k=v; repeatable)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the batch job as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Ask the site agent to submit a batch job that runs a launcher.
 
@@ -72,7 +71,7 @@ def submit(
 
     batch_job = anyio.run(create)
     if as_json:
-        typer.echo(batch_job.model_dump_json(indent=2))
+        print_json(batch_job.model_dump(mode="json"))
         return
     typer.echo(
         f"BatchJob {batch_job.id}: {num_nodes} node(s), {wall_time} min, pending submission "
@@ -91,7 +90,7 @@ def ls(
     history: Annotated[
         bool, typer.Option("--history", help="Include finished and failed batch jobs.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List a site's batch jobs (active ones unless --history).
 
@@ -106,7 +105,7 @@ def ls(
 
     batch_jobs = anyio.run(fetch)
     if as_json:
-        typer.echo(json.dumps([b.model_dump(mode="json") for b in batch_jobs], indent=2))
+        print_json([b.model_dump(mode="json") for b in batch_jobs])
         return
     rows = [_row(b) for b in batch_jobs]
     columns = ["id", "scheduler_id", "state", "nodes", "wall_min", "queue", "project", "mode"]
@@ -142,15 +141,18 @@ def _row(b: BatchJob) -> dict[str, Any]:
 @app.command()
 def rm(
     batch_job_id: Annotated[int, typer.Argument(help="The batch job's id.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Delete a batch job (its launcher moves running jobs to RUN_TIMEOUT).
 
     Not yet submitted: withdrawn. Queued or running: the site agent deletes it.
+    --json prints {"id", "outcome", "state"}: outcome withdrawn, deletion_requested or
+    already_requested, state the batch job's state now.
 
     Example:  balsam-mq queue rm 12
     """
 
-    async def delete() -> str:
+    async def delete() -> tuple[str, BatchJobState]:
         settings = load_settings()
         async with open_store(settings.mongodb_url, settings.db) as store:
             current = await store.batch_jobs.get(batch_job_id)
@@ -159,10 +161,23 @@ def rm(
             if await store.batch_jobs.set_state(
                 [batch_job_id], B.FINISHED, expect=[B.PENDING_SUBMISSION]
             ):
-                return "withdrawn before submission"
+                return "withdrawn", B.FINISHED
             moved = await store.batch_jobs.set_state(
                 [batch_job_id], B.PENDING_DELETION, expect=[B.QUEUED, B.RUNNING]
             )
-            return "deletion requested" if moved else "deletion already requested"
+            if moved:
+                return "deletion_requested", B.PENDING_DELETION
+            return "already_requested", (await store.batch_jobs.get(batch_job_id)).state
 
-    typer.echo(f"BatchJob {batch_job_id}: {anyio.run(delete)}")
+    outcome, state = anyio.run(delete)
+    if as_json:
+        print_json({"id": batch_job_id, "outcome": outcome, "state": state.value})
+        return
+    typer.echo(f"BatchJob {batch_job_id}: {OUTCOMES[outcome]}")
+
+
+OUTCOMES = {
+    "withdrawn": "withdrawn before submission",
+    "deletion_requested": "deletion requested",
+    "already_requested": "deletion already requested",
+}

@@ -17,10 +17,12 @@ import typer
 from balsam_mq.analytics.series import samples, time_average, value_at
 from balsam_mq.cli.common import (
     Cell,
+    JsonOption,
     fail,
     moment,
     note,
     parse_pairs,
+    print_json,
     run,
     show_fields,
     show_table,
@@ -133,7 +135,8 @@ class Report:
     times: list[datetime]
     values: Sequence[Number]
     empty: str  # said when the series has no point
-    summary: Callable[[Report], list[tuple[str, Cell]]]
+    facts: Callable[[Report], dict[str, Any]]  # what the summary says, as values
+    summary: Callable[[Report], list[tuple[str, Cell]]]  # the facts for people
 
 
 @app.command()
@@ -150,11 +153,13 @@ def throughput(
     until: UntilOption = None,
     plot: PlotOption = None,
     csv_path: CsvOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """How many jobs had finished (or entered --state) over time.
 
     One point per event, counting 1, 2, 3, ...; filters of different kinds must all hold.
-    Without --plot or --csv, prints a summary and the count at a few times.
+    Without --plot or --csv, prints a summary and the count at a few times; --json prints
+    the summary and every point (the rows of --csv).
 
     Example:  balsam-mq report throughput --site polaris --since 1d --plot done.png
     """
@@ -165,8 +170,7 @@ def throughput(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--state") from None
     selection = _filters(site, tags, app_ref, batch_job, since, until)
-    if plot is not None:
-        _require_matplotlib()
+    _check_outputs(plot, csv_path, as_json)
 
     async def main() -> Report:
         from balsam_mq.analytics import throughput_report
@@ -181,10 +185,11 @@ def throughput(
             times=times,
             values=values,
             empty=f"no job entered {to_state} in the events selected",
+            facts=_throughput_facts,
             summary=_throughput_summary,
         )
 
-    _emit(run(main), plot, csv_path)
+    _emit(run(main), plot, csv_path, as_json)
 
 
 @app.command()
@@ -204,18 +209,18 @@ def utilization(
     until: UntilOption = None,
     plot: PlotOption = None,
     csv_path: CsvOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """How many nodes (or jobs) were busy with RUNNING jobs over time.
 
     One point per time a job entered or left RUNNING. A job's stay that began before
     --since is not counted. Without --plot or --csv, prints a summary and the level at
-    a few times.
+    a few times; --json prints the summary and every point (the rows of --csv).
 
     Example:  balsam-mq report utilization --site polaris --tag run=H2O --csv busy.csv
     """
     selection = _filters(site, tags, app_ref, batch_job, since, until)
-    if plot is not None:
-        _require_matplotlib()
+    _check_outputs(plot, csv_path, as_json)
     unit = "nodes" if node_weighting else "jobs"
 
     async def main() -> Report:
@@ -231,10 +236,11 @@ def utilization(
             times=times,
             values=values,
             empty="no job ran in the events selected",
+            facts=_level_facts,
             summary=_level_summary(unit),
         )
 
-    _emit(run(main), plot, csv_path)
+    _emit(run(main), plot, csv_path, as_json)
 
 
 @app.command()
@@ -247,13 +253,16 @@ def nodes(
     ] = None,
     plot: PlotOption = None,
     csv_path: CsvOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """How many nodes the batch jobs held over time (from start to end of each).
 
+    Without --plot or --csv, prints a summary and the count at a few times; --json prints
+    the summary and every point (the rows of --csv).
+
     Example:  balsam-mq report nodes --site polaris --plot nodes.png
     """
-    if plot is not None:
-        _require_matplotlib()
+    _check_outputs(plot, csv_path, as_json)
 
     async def main() -> Report:
         from balsam_mq.analytics import available_nodes
@@ -270,25 +279,53 @@ def nodes(
             times=times,
             values=values,
             empty="no batch job has started",
+            facts=_level_facts,
             summary=_level_summary("nodes"),
         )
 
-    _emit(run(main), plot, csv_path)
+    _emit(run(main), plot, csv_path, as_json)
 
 
 # --- output -------------------------------------------------------------------------------
 
 
-def _emit(report: Report, plot: Path | None, csv_path: str | None) -> None:
+def _check_outputs(plot: Path | None, csv_path: str | None, as_json: bool) -> None:
+    """Refused before any query runs: stdout holds one output, and a plot needs matplotlib."""
+    if as_json and csv_path == "-":
+        raise typer.BadParameter("give --json or --csv -, not both: both print on stdout")
+    if plot is not None:
+        _require_matplotlib()
+
+
+def _emit(report: Report, plot: Path | None, csv_path: str | None, as_json: bool) -> None:
     if not report.times:
         note(report.empty)
     if csv_path is not None:
         _write_csv(report, csv_path)
     if plot is not None:
         _write_plot(report, plot)
-    if csv_path is None and plot is None and report.times:
+    if as_json:
+        print_json(_json(report))
+    elif csv_path is None and plot is None and report.times:
         show_fields(report.summary(report))
         show_table(["time", report.column], [[when(t), number(v)] for t, v in _points(report)])
+
+
+def _json(report: Report) -> dict[str, Any]:
+    """The series for scripts: the summary's facts and every point, as the CSV rows."""
+    return {
+        "series": report.column,
+        "unit": report.unit,
+        "summary": report.facts(report) if report.times else None,
+        "rows": [
+            {"time": t, report.column: _value(v)}
+            for t, v in zip(report.times, report.values, strict=True)
+        ],
+    }
+
+
+def _value(value: Number) -> Number:
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def _points(report: Report) -> list[tuple[datetime, Number]]:
@@ -309,26 +346,48 @@ def amount(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _throughput_summary(report: Report) -> list[tuple[str, Cell]]:
+def _throughput_facts(report: Report) -> dict[str, Any]:
     first, last, count = report.times[0], report.times[-1], len(report.times)
-    out: list[tuple[str, Cell]] = [("jobs", str(count)), ("first", when(first))]
-    out.append(("last", when(last)))
     minutes = (last - first).total_seconds() / 60
-    if minutes > 0:
-        out.append(("rate", f"{amount(count / minutes)} per minute"))
+    return {
+        "jobs": count,
+        "first": first,
+        "last": last,
+        "per_minute": count / minutes if minutes > 0 else None,
+    }
+
+
+def _throughput_summary(report: Report) -> list[tuple[str, Cell]]:
+    facts = _throughput_facts(report)
+    out: list[tuple[str, Cell]] = [("jobs", str(facts["jobs"])), ("first", when(facts["first"]))]
+    out.append(("last", when(facts["last"])))
+    if facts["per_minute"] is not None:
+        out.append(("rate", f"{amount(facts['per_minute'])} per minute"))
     return out
+
+
+def _level_facts(report: Report) -> dict[str, Any]:
+    times, values = report.times, report.values
+    peak = max(range(len(values)), key=lambda i: values[i])
+    return {
+        "from": times[0],
+        "to": times[-1],
+        "peak": {"value": _value(values[peak]), "time": times[peak]},
+        "average": time_average(times, values),
+        "last": _value(values[-1]),
+    }
 
 
 def _level_summary(unit: str) -> Callable[[Report], list[tuple[str, Cell]]]:
     def summary(report: Report) -> list[tuple[str, Cell]]:
-        times, values = report.times, report.values
-        peak = max(range(len(values)), key=lambda i: values[i])
+        facts = _level_facts(report)
+        peak = facts["peak"]
         return [
-            ("from", when(times[0])),
-            ("to", when(times[-1])),
-            ("peak", f"{number(values[peak])} {unit} at {when(times[peak])}"),
-            ("average", f"{amount(time_average(times, values))} {unit}"),
-            ("last", f"{number(values[-1])} {unit}"),
+            ("from", when(facts["from"])),
+            ("to", when(facts["to"])),
+            ("peak", f"{number(peak['value'])} {unit} at {when(peak['time'])}"),
+            ("average", f"{amount(facts['average'])} {unit}"),
+            ("last", f"{number(facts['last'])} {unit}"),
         ]
 
     return summary

@@ -3,7 +3,6 @@ list and remove sites, sync apps to them, run a site's agent (foreground or back
 
 from __future__ import annotations
 
-import json
 import socket
 from functools import partial
 from pathlib import Path
@@ -14,7 +13,16 @@ import typer
 from rich.table import Table
 
 from balsam_mq.cli.app import app_json
-from balsam_mq.cli.common import confirm, console, fail, note, print_json, progress, run
+from balsam_mq.cli.common import (
+    JsonOption,
+    confirm,
+    console,
+    fail,
+    note,
+    print_json,
+    progress,
+    run,
+)
 from balsam_mq.domain import Site
 from balsam_mq.errors import BalsamError, ConfigError
 from balsam_mq.settings import load_settings
@@ -28,15 +36,16 @@ app = typer.Typer(
     help="Create, list and remove sites, sync apps, run agents.", no_args_is_help=True
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
 
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Directory of the new site.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Unique site name.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Create a site directory (settings.yml, data/, logs/) and register the site.
+
+    --json prints the site as `site ls --json` lists it.
 
     Example:  balsam-mq site init ~/sites/laptop --name laptop
     """
@@ -55,14 +64,15 @@ def init(
         return site
 
     site = anyio.run(create)
+    if as_json:
+        print_json(site.model_dump(mode="json"))
+        return
     typer.echo(f"site {site.name!r} (id {site.id}) created at {path}")
     typer.echo(f"start its agent with:  balsam-mq site start {path}")
 
 
 @app.command("ls")
-def ls(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-) -> None:
+def ls(as_json: JsonOption = False) -> None:
     """List the registered sites.
 
     Example:  balsam-mq site ls --json
@@ -75,7 +85,7 @@ def ls(
 
     sites = run(fetch)
     if as_json:
-        typer.echo(json.dumps([s.model_dump(mode="json") for s in sites], indent=2))
+        print_json([s.model_dump(mode="json") for s in sites])
         return
     out = console()
     if not out.is_terminal:
@@ -184,26 +194,44 @@ def sync(
     Each class goes to the site its `site` attribute names; all are checked before
     the first is stored. Classes of a file travel by value (the site needs nothing
     else); classes of a module by reference (it must be importable where apps run).
+    Then a running agent of each of those sites (its directory on this machine) is
+    told to reload its settings, as `site reload` does; the output says which.
+    --json prints {"apps": [...], "agents": [{"site", "reloaded", "pid", "message"}]}.
 
     Example:  balsam-mq site sync my_apps.py
     """
 
-    async def main() -> list[tuple[App, str]]:
+    async def main() -> tuple[list[tuple[App, str]], list[Site]]:
         from balsam_mq.sdk import Site as SdkSite, load_definitions, sync_definitions
 
         classes = load_definitions(source)
         with progress("Syncing apps", len(classes), enabled=not as_json) as advance:
             apps = await sync_definitions(classes, on_synced=lambda _: advance(1))
-        sites = {s.id: s.name async for s in SdkSite.objects.filter(id=[a.site_id for a in apps])}
-        return [(a, sites.get(a.site_id, str(a.site_id))) for a in apps]
+        sites = {s.id: s async for s in SdkSite.objects.filter(id=[a.site_id for a in apps])}
+        named = [(a, sites[a.site_id].name if a.site_id in sites else str(a.site_id)) for a in apps]
+        return named, [sites[i] for i in dict.fromkeys(a.site_id for a in apps) if i in sites]
 
-    synced = run(main)
+    from balsam_mq.cli.site_agent import reload_agent_of
+
+    synced, sites = run(main)
+    reloads = [reload_agent_of(site) for site in sites]
     if as_json:
-        print_json([app_json(a, site) for a, site in synced])
-        return
-    for a, site_name in synced:
-        kind = "command template" if a.command_template is not None else "run()"
-        typer.echo(f"synced app {a.name!r} (id {a.id}, {kind}) to site {site_name!r}")
+        print_json(
+            {
+                "apps": [app_json(a, site) for a, site in synced],
+                "agents": [r.json() for r in reloads],
+            }
+        )
+    else:
+        for a, site_name in synced:
+            kind = "command template" if a.command_template is not None else "run()"
+            typer.echo(f"synced app {a.name!r} (id {a.id}, {kind}) to site {site_name!r}")
+        for r in reloads:
+            if r.error is None:
+                typer.echo(r.message)
+    failed = [r.message for r in reloads if r.error is not None]
+    if failed:
+        fail("\n".join(failed))
 
 
 # --- the agent in the background ----------------------------------------------------------
@@ -220,15 +248,18 @@ def start(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait until it runs.")
     ] = 60,
+    as_json: JsonOption = False,
 ) -> None:
     """Start the site's agent in the background (detached, in a session of its own).
 
     It logs to PATH/logs/agent.log (its own output, such as a crash, to PATH/logs/agent.out)
     and writes its pid to PATH/agent.pid. Refused while an agent of the site runs; a stale
-    pid file is removed. Returns once the agent runs.
+    pid file is removed. Returns once the agent runs. --json prints {"site", "pid", "host",
+    "started_at", "log", "stale_pid_file_removed"}.
 
     Example:  balsam-mq site start ~/sites/laptop
     """
+    from balsam_mq.cli.site_agent import agent_json
     from balsam_mq.cli.site_views import pid_of
     from balsam_mq.site.control import start_agent
 
@@ -236,6 +267,10 @@ def start(
     started = start_agent(site_dir, config, timeout=timeout)
     if started.stale is not None:
         note(f"removed a stale pid file ({pid_of(started.stale)})")
+    if as_json:
+        stale = {"stale_pid_file_removed": started.stale is not None}
+        print_json({**agent_json(site_dir, started.record), **stale})
+        return
     typer.echo(
         f"agent of site {config.name!r} running (pid {started.record.pid}); "
         f"log: {site_dir.agent_log}"
@@ -248,12 +283,14 @@ def stop(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0, help="Seconds to wait for its drain.")
     ] = 60,
+    as_json: JsonOption = False,
 ) -> None:
     """Stop the site's agent: SIGTERM, then wait while it drains (the batches in hand commit
     or go back to their queues), and its pid file is gone.
 
     Exits 0 once it has stopped, or if none was running; 1 if it still drains after
-    --timeout (it goes on draining: run stop again to wait longer).
+    --timeout (it goes on draining: run stop again to wait longer). --json prints
+    {"site", "stopped", "pid", "host", "stale_pid_file_removed"}.
 
     Example:  balsam-mq site stop ~/sites/laptop
     """
@@ -264,6 +301,18 @@ def stop(
     site_dir = SiteDirectory.find(path)
     found = stop_agent(site_dir, timeout=timeout)
     name = site_dir.name()
+    if as_json:
+        record = found.record if found.alive else None
+        print_json(
+            {
+                "site": name,
+                "stopped": found.alive,
+                "pid": record.pid if record else None,
+                "host": record.host if record else None,
+                "stale_pid_file_removed": found.liveness is Liveness.STALE,
+            }
+        )
+        return
     if found.alive:
         typer.echo(f"agent of site {name!r} stopped ({pid_of(found)})")
     elif found.liveness is Liveness.STALE:
@@ -273,23 +322,25 @@ def stop(
 
 
 @app.command("reload")
-def reload_(path: SiteDirArgument = Path(".")) -> None:
+def reload_(path: SiteDirArgument = Path("."), as_json: JsonOption = False) -> None:
     """Have the site's agent reload settings.yml (SIGHUP), checked here first.
 
     A malformed file is refused (the error names the key) and the agent is not disturbed.
     The agent applies what it can at once, and its log says which changes reach only
     launchers started afterwards and which need a restart (`site stop`, `site start`).
+    --json prints the agent told: {"site", "pid", "host", "started_at", "log"}.
 
     Example:  balsam-mq site reload ~/sites/laptop
     """
+    from balsam_mq.cli.site_agent import agent_json, reloading
     from balsam_mq.site.control import reload_agent
 
     site_dir = SiteDirectory.find(path)
     record = reload_agent(site_dir)
-    typer.echo(
-        f"asked the agent of site {site_dir.name()!r} (pid {record.pid}) to reload settings.yml; "
-        f"what it applied, and what needs a restart, is in {site_dir.agent_log}"
-    )
+    if as_json:
+        print_json(agent_json(site_dir, record))
+        return
+    typer.echo(reloading(site_dir, record))
 
 
 @app.command()

@@ -2,60 +2,57 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
 from balsam_mq import stack
-from balsam_mq.cli.common import console, fail
+from balsam_mq.cli.common import JsonOption, console, fail, print_json
 from balsam_mq.settings import load_settings
 
 app = typer.Typer()
 
 
 @app.command()
-def up() -> None:
+def up(as_json: JsonOption = False) -> None:
     """Start a local stack: a one-node MongoDB replica set, and RabbitMQ if none answers.
 
     Idempotent: what already runs is left alone.
     mongod keeps its data, log and pid in BALSAM_STACK_DIR (default ~/.balsam_mq/stack).
+    --json prints the report of `status --json`, with what was done as its "actions".
 
     Example:  balsam-mq up && balsam-mq status
     """
-    _show(stack.up(load_settings()))
+    _show(stack.up(load_settings()), as_json=as_json)
 
 
 @app.command()
-def down() -> None:
+def down(as_json: JsonOption = False) -> None:
     """Stop what `balsam-mq up` started (never a broker or database it found running).
 
-    Data stays in BALSAM_STACK_DIR for the next `up`.
+    Data stays in BALSAM_STACK_DIR for the next `up`. --json prints the report of
+    `status --json`, with what was done as its "actions".
 
     Example:  balsam-mq down
     """
-    _show(stack.down(load_settings()))
+    _show(stack.down(load_settings()), as_json=as_json)
 
 
 @app.command()
-def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
+def status(as_json: JsonOption = False) -> None:
     """Report whether MongoDB and RabbitMQ answer; exit 1 if either is not ready.
 
     Example:  balsam-mq status --json
     """
     report = stack.status(load_settings())
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        _show(report)
+    _show(report, as_json=as_json)
     if not report.ok:
         fail("stack not ready: " + "; ".join(report.problems()))
 
 
-def _show(report: stack.StackStatus) -> None:
+def _show(report: stack.StackStatus, *, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_dict())
+        return
     out = console()
     if not out.is_terminal:
         for line in [*report.actions, *report.lines()]:

@@ -126,17 +126,28 @@ def stop_agent(site_dir: SiteDirectory, *, timeout: float) -> AgentFound:
 
 def reload_agent(site_dir: SiteDirectory) -> AgentRecord:
     """Check settings.yml whole, then SIGHUP the site's agent to reload it; a malformed
-    file is refused here (:class:`ConfigError` naming the key) and nothing is sent."""
+    file is refused here (:class:`ConfigError` naming the key) and nothing is sent, and
+    so is a site with no agent running (:class:`AgentError`)."""
+    record = reload_if_running(site_dir)
+    if record is None:
+        raise AgentError(
+            f"no agent of site {site_dir.name()!r} runs: nothing to reload "
+            "(an agent reads settings.yml when it starts)"
+        )
+    return record
+
+
+def reload_if_running(site_dir: SiteDirectory) -> AgentRecord | None:
+    """:func:`reload_agent`, but ``None`` when no agent of the site runs (nothing to tell:
+    the next one reads settings.yml as it starts). An agent on another host is an
+    :class:`AgentError`, as is a malformed file a :class:`ConfigError`: nothing is sent."""
     config = load_config(site_dir.settings_file)
     check_sections(config, source=str(site_dir.settings_file))
     found = find_agent(site_dir.pid_file)
     if found.liveness is Liveness.ELSEWHERE:
         raise AgentError(_elsewhere(found, config.name, "send it SIGHUP there"))
     if not found.alive or found.record is None:
-        raise AgentError(
-            f"no agent of site {config.name!r} runs: nothing to reload "
-            "(an agent reads settings.yml when it starts)"
-        )
+        return None
     os.kill(found.record.pid, signal.SIGHUP)
     return found.record
 

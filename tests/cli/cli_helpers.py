@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +15,11 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import typer
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 from support.driving import drive_jobs
+from typer.core import TyperGroup
 from typer.testing import CliRunner, Result
 
 from balsam_mq.cli import app
@@ -73,6 +75,23 @@ async def adders(n: int, **kwargs: Any) -> list[Job]:
     """``n`` Adder jobs in workdirs add/0 ... add/<n-1>."""
     jobs = [Adder.submit(f"add/{i}", x=i, save=False, **kwargs) for i in range(n)]
     return await Job.objects.bulk_create(jobs)
+
+
+def commands() -> Iterator[tuple[str, Any]]:
+    """(`group command`, the click command) of every leaf command, visible or not: found by
+    walking the typer app, so that a new command is held to what every command must do."""
+
+    root = typer.main.get_command(app)
+    ctx = typer.Context(root)
+
+    def walk(command: Any, path: list[str]) -> Iterator[tuple[str, Any]]:
+        if isinstance(command, TyperGroup):
+            for name in command.list_commands(ctx):
+                yield from walk(command.get_command(ctx, name), [*path, name])
+        else:
+            yield " ".join(path), command
+
+    yield from walk(root, [])
 
 
 class Cli:

@@ -3,31 +3,9 @@ each option and argument has help text, and each command's help ends with an exa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
-import typer
-from typer.core import TyperArgument, TyperGroup, TyperOption
-
-from balsam_mq.cli import app
-
-
-def commands() -> Iterator[tuple[str, Any]]:
-    """(`group command`, the click command) of every leaf command, visible or not."""
-
-    root = typer.main.get_command(app)
-    ctx = typer.Context(root)
-
-    def walk(command: Any, path: list[str]) -> Iterator[tuple[str, Any]]:
-        if isinstance(command, TyperGroup):
-            for name in command.list_commands(ctx):
-                yield from walk(command.get_command(ctx, name), [*path, name])
-        else:
-            yield " ".join(path), command
-
-    yield from walk(root, [])
-
+from cli_helpers import commands
+from typer.core import TyperArgument, TyperOption
 
 COMMANDS = dict(commands())
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from cli_helpers import Cli, World, adders, drive
+from datetime import timedelta
+from typing import Any
 
-from balsam_mq.domain import JobState
+import anyio.lowlevel
+import pytest
+import typer
+from cli_helpers import Cli, World, adders, commands, drive
+from support.driving import running_job
+
+from balsam_mq.cli.job import MODIFY_FILTERS, _filters
+from balsam_mq.domain import JobState, Session, utcnow
 from balsam_mq.sdk import Job, Site
 from balsam_mq.store import Store
 
@@ -20,7 +28,7 @@ async def test_create_parses_params_tags_and_resources(cli: Cli, world: World) -
         "--data-json", '{"note": "hi"}',
         "-n", "2", "--ranks-per-node", "4", "--threads-per-rank", "2", "--threads-per-core", "2",
         "--gpus-per-rank", "0.5", "--node-packing-count", "3", "--wall-time-min", "30",
-        "--launch-param", "cpu-bind=depth",
+        "--launch-param", "cpu-bind=depth", "--max-retries", "1", "--retry-backoff", "30",
     )  # fmt: skip
     assert created["id"] == 1 and created["state"] == "PREPROCESSED"
     assert created["site"] == "polaris" and created["app"] == "Adder"
@@ -33,6 +41,7 @@ async def test_create_parses_params_tags_and_resources(cli: Cli, world: World) -
     )  # fmt: skip
     assert (job.gpus_per_rank, job.node_packing_count, job.wall_time_min) == (0.5, 3, 30)
     assert job.launch_params == {"cpu-bind": "depth"}
+    assert (job.max_retries, job.retry_backoff_s) == (1, 30.0)
 
     child = await cli.ok(
         "job", "create", "-a", "2", "--workdir", "sim/1", "-p", "input_filename=in.nw",
@@ -104,6 +113,10 @@ async def test_modify_errors(cli: Cli, world: World, store: Store) -> None:
         "error: job(s) 7, 9 do not exist"
     )
     assert "nothing to change" in await cli.error("job", "modify", "1", code=2)
+    assert await cli.error("job", "modify", "--with-tag", "x", "--state", "FAILED", code=2) == (
+        "error: Invalid value for --with-tag: 'x' must look like key=value "
+        "(see 'balsam-mq job modify --help')"
+    )  # named as modify spells its tag filter
     assert [j.state async for j in Job.objects.order_by("id")] == [S.PREPROCESSED, S.RUNNING]
 
 
@@ -122,6 +135,91 @@ async def test_rm_by_ids_and_by_filters(cli: Cli, world: World) -> None:
     assert await cli.error("job", "rm", "--site", "nowhere", "-y") == (
         "error: site 'nowhere' does not exist"
     )
+
+
+def options(command: Any) -> set[str]:
+    return {opt for param in getattr(command, "params", []) for opt in getattr(param, "opts", [])}
+
+
+def filter_options() -> set[str]:
+    """The options `_filters` declares: the one definition of the job filters."""
+    probe = typer.Typer(add_completion=False)
+    probe.command()(_filters)
+    return options(typer.main.get_command(probe))
+
+
+@pytest.mark.parametrize("command", ["ls", "rm", "kill", "reset", "modify"])
+def test_every_command_that_selects_jobs_takes_the_filters_of_ls(command: str) -> None:
+    filters = filter_options()
+    assert {"--state-not", "--since", "--tag-key", "--site", "--id"} <= filters
+    if command == "modify":  # its --state and --tag say what to set
+        filters = {MODIFY_FILTERS.get(name, name) for name in filters}
+    assert filters <= options(dict(commands())[f"job {command}"])
+
+
+async def next_millisecond() -> str:
+    """A time (ISO 8601) after every job change so far, before any change from now on: the
+    next whole millisecond (timestamps keep milliseconds), once the clock has passed it."""
+    now = utcnow()
+    boundary = now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
+    while utcnow() < boundary:
+        await anyio.lowlevel.checkpoint()
+    return boundary.isoformat()
+
+
+async def test_rm_takes_the_filters_of_ls(cli: Cli, world: World, store: Store) -> None:
+    await adders(6, tags={"run": "H2O"})  # jobs 1-6 in workdirs add/0 ... add/5
+    await drive(store, [1, 2], S.FAILED)
+    await drive(store, [3], S.JOB_FINISHED)
+    since = await next_millisecond()
+    await cli.ok("job", "modify", "4", "--tag", "touched=yes")  # changed since then
+
+    async def removes(*filters: str) -> list[int]:
+        """What `job rm` deletes with these filters, checked to be what `job ls` lists."""
+        listed = [j["id"] for j in await cli.json("job", "ls", *filters)]
+        removed = await cli.json("job", "rm", *filters, "--yes")
+        assert removed == {"deleted": len(listed), "ids": listed}
+        assert not await Job.objects.filter(id=listed).count()
+        return listed
+
+    assert await removes("--since", since) == [4]
+    assert await removes("--state-not", "PREPROCESSED", "--state-not", "FAILED") == [3]
+    assert await removes("--site", "all", "--app", "Adder", "--workdir", "add/5") == [6]
+    assert await removes("--param", 'x="1"') == []  # the text "1" is not the number 1
+    assert await removes("--param", "x=1", "--state", "failed") == [2]  # jobs x=0...5
+    assert await removes("--id", "1", "--id", "5", "--state", "FAILED", "--tag-key", "run") == [1]
+    assert [j.id async for j in Job.objects.order_by("id")] == [5]
+    assert await removes("--since", since) == []  # nothing else changed since
+
+
+async def test_show_says_where_a_job_ran(cli: Cli, world: World, store: Store) -> None:
+    assert world.site.id is not None
+    session = await store.sessions.create(
+        Session(site_id=world.site.id, hostname="nid01", pid=4242, batch_job_id=7)
+    )
+    assert session.id is not None
+    job_id = await running_job(store, session.id, site_id=world.site.id)
+    lines = (await cli.ok("job", "show", str(job_id))).stdout.split("\n\n", 1)[0]
+    fields = dict(line.split(": ", 1) for line in lines.splitlines())
+    assert fields["run host"] == "nid01 (launcher pid 4242)"
+    assert fields["launcher session"] == str(session.id)
+
+    await drive(store, [job_id], S.JOB_FINISHED)
+    await store.sessions.end(session.id)
+    shown = await cli.json("job", "show", str(job_id))
+    assert shown["run_host"] == "nid01"
+    assert shown["launcher_session"] == {
+        "id": session.id,
+        "host": "nid01",
+        "pid": 4242,
+        "batch_job_id": 7,
+        "state": "STOPPED",
+        "unknown": None,
+    }
+    (never,) = await adders(1)  # a job no launcher claimed ran nowhere
+    not_run = await cli.json("job", "show", str(never.id))
+    assert (not_run["run_host"], not_run["launcher_session"]) == (None, None)
+    assert "run host" not in (await cli.ok("job", "show", str(never.id))).stdout
 
 
 async def test_show_a_finished_job(cli: Cli, world: World, store: Store) -> None:

@@ -42,8 +42,10 @@ async def test_sync_a_file_prints_what_it_synced(cli: Cli, world: World, tmp_pat
     assert result.stdout.splitlines() == [
         "synced app 'Scaler' (id 3, run()) to site 'polaris'",
         "synced app 'Echo' (id 4, command template) to site 'polaris'",
+        f"site 'polaris': no site directory at {world.path} on this machine: nothing reloaded",
     ]
-    synced = await cli.json("site", "sync", str(path))  # a re-sync keeps the ids
+    document = await cli.json("site", "sync", str(path))  # a re-sync keeps the ids
+    synced = document["apps"]
     assert [(a["id"], a["name"], a["site"]) for a in synced] == [
         (3, "Scaler", "polaris"),
         (4, "Echo", "polaris"),
@@ -51,6 +53,9 @@ async def test_sync_a_file_prints_what_it_synced(cli: Cli, world: World, tmp_pat
     assert "serialized_class" not in synced[0]
     assert synced[0]["description"] == "Multiplies by ten."
     assert synced[1]["parameters"] == {"word": {"required": True, "default": None, "help": ""}}
+    assert [(a["site"], a["reloaded"], a["pid"]) for a in document["agents"]] == [
+        ("polaris", False, None)
+    ]
     # by value: the stored class loads and runs without the file being importable
     loaded = await App.objects.get(name="Scaler")
     from balsam_mq.domain.serialization import deserialize_app
