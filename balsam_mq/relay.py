@@ -25,6 +25,8 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 import anyio
@@ -47,6 +49,10 @@ from balsam_mq.store import Store
 from balsam_mq.store.schema import EVENTS
 
 log = logging.getLogger(__name__)
+
+# batches published and awaiting their confirms at once: RabbitMQ confirms persistent
+# messages after writing them, and the next batch goes out meanwhile
+IN_FLIGHT = 4
 
 
 class Relay:
@@ -155,7 +161,11 @@ class Relay:
 
     async def _relay(self, publisher: Publisher, declare_channel: Any) -> None:
         token = await self._store.relay_state.token(self.name)
-        pipeline = [{"$match": {"operationType": "insert"}}]
+        # only the inserted document (and the resume token, _id): less to send and decode
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"operationType": "insert"}},
+            {"$project": {"fullDocument": 1}},
+        ]
         events = self._store.db[EVENTS]
         async with await events.watch(
             pipeline, resume_after=token, max_await_time_ms=self._max_await_ms
@@ -188,36 +198,54 @@ class Relay:
         publisher: Publisher,
         declare_channel: Any,
     ) -> None:
-        """Publish what has arrived, batch after batch; save the resume token of the last
-        confirmed event at most every ``busy_save_s``, and the stream's own while idle."""
+        """Publish what has arrived, batch after batch, up to ``IN_FLIGHT`` batches awaiting
+        their confirms at once; save the resume token of the last batch confirmed (with
+        every batch before it) at most every ``busy_save_s``, and the stream's own while
+        idle."""
         unsaved: Any = None  # the token of the last confirmed event, not yet saved
         last_save = time.monotonic()
+        in_flight: deque[tuple[asyncio.Task[None], Any]] = deque()  # in publishing order
         try:
             while True:
-                wait = self._busy_save_s if unsaved is not None else self._idle_save_s
+                wait = self._busy_save_s if unsaved is not None or in_flight else self._idle_save_s
                 waiter = asyncio.ensure_future(arrived.ready.wait())
                 try:
                     waiting: set[asyncio.Future[Any]] = {waiter, reader}
+                    if in_flight:
+                        waiting.add(in_flight[0][0])
                     await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     waiter.cancel()
                 if reader.done():
                     reader.result()  # raises the reader's error
                     raise BalsamError("the relay's stream reader stopped")
+                while in_flight and in_flight[0][0].done():
+                    done, token = in_flight.popleft()
+                    done.result()  # raises a publishing error
+                    unsaved = token
                 batch, token = arrived.take(self._batch_size)
-                if not batch:
+                if batch:
+                    confirmed = await self._start(publisher, declare_channel, batch)
+                    in_flight.append((asyncio.ensure_future(confirmed), token))
+                    if len(in_flight) >= IN_FLIGHT:
+                        await asyncio.wait([in_flight[0][0]])
+                elif not in_flight and not arrived.ready.is_set():
                     # quiet for a while: everything read is published, so the stream's
                     # position is safe to keep (fresh inside the oplog window)
                     await self._save(unsaved or stream.resume_token)
                     unsaved, last_save = None, time.monotonic()
                     continue
-                await self._publish(publisher, declare_channel, batch)
-                unsaved = token
-                if time.monotonic() - last_save >= self._busy_save_s:
+                if unsaved is not None and time.monotonic() - last_save >= self._busy_save_s:
                     await self._save(unsaved)
                     unsaved, last_save = None, time.monotonic()
         finally:
-            if unsaved is not None:  # stopping: keep what was confirmed
+            for task, token in in_flight:  # stopping: keep what was confirmed, in order
+                if not task.done() or task.cancelled() or task.exception() is not None:
+                    break
+                unsaved = token
+            for task, _ in in_flight:
+                task.cancel()
+            if unsaved is not None:
                 with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
                     await self._save(unsaved)
 
@@ -225,15 +253,20 @@ class Relay:
         if not await self._store.relay_state.save(self.name, token, owner=self.owner):
             raise StoreError(f"relay {self.name} lost its lease to another relay")
 
-    async def _publish(
+    async def _start(
         self, publisher: Publisher, channel: Any, batch: list[dict[str, Any]]
-    ) -> None:
+    ) -> Awaitable[None]:
+        """Send ``batch``; what completes once RabbitMQ confirmed all of it."""
         for site_id in {e["site_id"] for e in batch} - self._known_sites:
             # a site's work queues exist before its first event is routed to them
             await declare_site(channel, self._topology, site_id)
             self._known_sites.add(site_id)
-        await publisher.publish_many(_messages(batch))
-        self.published += len(batch)
+        confirmed = await publisher.start_many(_messages(batch))
+        return self._count(confirmed, len(batch))
+
+    async def _count(self, confirmed: Awaitable[None], n: int) -> None:
+        await confirmed
+        self.published += n
 
 
 class _Arrivals:

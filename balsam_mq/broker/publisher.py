@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,33 +44,55 @@ class Publisher:
         await self.publish_many([message])
 
     async def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        """Publish all, in order, and wait until every one is confirmed.
+        """Publish all, in order, and wait until every one is confirmed."""
+        await (await self.start_many(messages))
 
+    async def start_many(self, messages: Sequence[Outgoing]) -> Awaitable[None]:
+        """Hand all to the connection, in order, before returning; the awaitable returned
+        completes once RabbitMQ confirmed every one (and raises if it refused one).
+
+        Messages of a later call go out after these, so a caller may start the next
+        batch before this one is confirmed: confirmations overlap, order is kept.
         Frames go straight to the channel's protocol layer (aiormq): building a full
         client-side message object for each publish costs more than sending it.
         """
         if not messages:
-            return
+            return _nothing()
         try:
             channel = await self._channel.get_underlay_channel()
-            results = await asyncio.gather(
-                *(
-                    channel.basic_publish(
-                        m.body,
-                        exchange=self._exchange.name,
-                        routing_key=m.routing_key,
-                        properties=Basic.Properties(
-                            message_id=m.message_id,
-                            headers=m.headers or None,
-                            content_type="application/json",
-                            delivery_mode=PERSISTENT,
-                        ),
-                    )
-                    for m in messages
-                )
-            )
         except Exception as exc:
             raise BrokerError(f"publish to {self._exchange.name!r} failed: {exc}") from exc
+        # created in one synchronous run: each takes the channel's lock and queues its
+        # frames in this order at its first step, then waits for its confirmation
+        sends = [
+            asyncio.ensure_future(
+                channel.basic_publish(
+                    m.body,
+                    exchange=self._exchange.name,
+                    routing_key=m.routing_key,
+                    properties=Basic.Properties(
+                        message_id=m.message_id,
+                        headers=m.headers or None,
+                        content_type="application/json",
+                        delivery_mode=PERSISTENT,
+                    ),
+                    wait=False,  # type: ignore[call-arg]  # queued, not drained one by one
+                )
+            )
+            for m in messages
+        ]
+        return self._confirmed(messages, sends)
+
+    async def _confirmed(
+        self, messages: Sequence[Outgoing], sends: Sequence[asyncio.Future[Any]]
+    ) -> None:
+        try:
+            results = await asyncio.gather(*sends)
+        except Exception as exc:
+            raise BrokerError(f"publish to {self._exchange.name!r} failed: {exc}") from exc
+        finally:
+            for send in sends:
+                send.cancel()  # after a failure, none is left running
         for m, result in zip(messages, results, strict=True):
             if not isinstance(result, Basic.Ack):
                 raise BrokerError(
@@ -80,3 +102,7 @@ class Publisher:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+async def _nothing() -> None:
+    return None
