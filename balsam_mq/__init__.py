@@ -1,7 +1,7 @@
 """balsam_mq: Balsam's user model on RabbitMQ and MongoDB.
 
 Public names: ``ApplicationDefinition``, ``Job``, ``Site``, ``App`` (stored apps),
-``BatchJob``, ``EventLog``, ``DeadLetters`` (parked messages), ``connect`` and the
+``BatchJob``, ``EventLog``, ``TransferItem``, ``DeadLetters`` (parked messages), ``connect`` and the
 ``errors`` module. They are imported on
 first use, so importing ``balsam_mq.settings`` (the CLI) does not load the SDK. Code
 without an event loop uses ``balsam_mq.blocking``, which has the same names without
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         EventLog,
         Job,
         Site,
+        TransferItem,
         connect,
     )
 
@@ -35,6 +36,7 @@ __all__ = [
     "EventLog",
     "Job",
     "Site",
+    "TransferItem",
     "connect",
     "errors",
 ]

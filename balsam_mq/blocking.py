@@ -12,6 +12,7 @@ from balsam_mq.sdk.blocking import (
     EventLog,
     Job,
     Site,
+    TransferItem,
     connect,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "EventLog",
     "Job",
     "Site",
+    "TransferItem",
     "connect",
     "errors",
 ]

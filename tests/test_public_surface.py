@@ -16,6 +16,7 @@ TOP = [
     "EventLog",
     "Job",
     "Site",
+    "TransferItem",
     "connect",
     "errors",
 ]
@@ -27,8 +28,8 @@ SURFACE: dict[str, list[str]] = {
         "ALL_COMPLETED", "App", "ApplicationDefinition", "BatchJob", "Client", "DeadLetters",
         "EventFeed",
         "EventLog", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Job", "MemoryBackend", "Query", "Site",
-        "capture", "close_default_client", "connect", "get_client", "load_definitions",
-        "sync_definitions", "use_client",
+        "TransferItem", "capture", "close_default_client", "connect", "get_client",
+        "load_definitions", "sync_definitions", "use_client",
     ],
 }  # fmt: skip
 
@@ -48,7 +49,15 @@ def test_the_blocking_names_are_twins_of_the_async_ones() -> None:
     import balsam_mq.blocking as blocking
 
     assert blocking.__all__ == balsam_mq.__all__
-    for name in ("App", "ApplicationDefinition", "BatchJob", "EventLog", "Job", "Site"):
+    for name in (
+        "App",
+        "ApplicationDefinition",
+        "BatchJob",
+        "EventLog",
+        "Job",
+        "Site",
+        "TransferItem",
+    ):
         twin, original = getattr(blocking, name), getattr(balsam_mq, name)
         # two faces of one base: the same fields and rules, plain calls instead of awaits
         (base,) = original.__bases__

@@ -25,6 +25,7 @@ _GROUPS: list[tuple[str, str | None]] = [
     ("gateway", None),
     ("user", "user"),
     ("report", "report"),
+    ("transfer", "transfer"),
 ]
 
 

@@ -26,7 +26,9 @@ from balsam_mq.domain.models import (
     Session,
     Site,
     SiteRemoval,
+    TransferItem,
     TransferSlot,
+    TransferState,
     utcnow,
 )
 from balsam_mq.domain.states import (
@@ -61,7 +63,9 @@ __all__ = [
     "Session",
     "Site",
     "SiteRemoval",
+    "TransferItem",
     "TransferSlot",
+    "TransferState",
     "TransitionResult",
     "check_transition",
     "decode_events",

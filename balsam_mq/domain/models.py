@@ -261,6 +261,50 @@ class Session(Document):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class TransferState(StrEnum):
+    """Where one transfer slot of one job stands."""
+
+    PENDING = "pending"  # planned, not started
+    ACTIVE = "active"  # in a batch being moved now
+    WAITING = "waiting"  # its source does not exist yet: tried again later
+    ERROR = "error"  # the last attempt failed: tried again later, up to a limit
+    DONE = "done"
+    FAILED = "failed"  # gave up: its job failed with the reason
+
+
+class TransferItem(BaseModel):
+    """One transfer slot of one job, in one direction: a row of ``transfer_items``, one
+    per (job, direction, slot), updated by every attempt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None  # the ObjectId, as hex
+    job_id: int
+    site_id: int
+    slot: str
+    direction: Literal["in", "out"]
+    location: str  # the alias of settings.yml transfers.locations
+    protocol: str  # local, rsync
+    remote_path: str
+    local_path: str
+    recursive: bool = False
+    state: TransferState = TransferState.PENDING
+    task_id: str | None = None  # the batch it moved in (a provider's task)
+    bytes: int = 0
+    failures: int = 0  # attempts that failed (an unreachable host...): at most max_attempts
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    last_update: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TransferItem:
+        data = dict(doc)
+        if "_id" in data:
+            data["id"] = str(data.pop("_id"))
+        return cls.model_validate(data)
+
+
 class SiteRemoval(BaseModel):
     """What removing a site deletes (or, in a dry run, would delete)."""
 

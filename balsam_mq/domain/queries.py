@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from balsam_mq.domain.models import App, BatchJob, BatchJobState, Event, Job, Site
+from balsam_mq.domain.models import App, BatchJob, BatchJobState, Event, Job, Site, TransferItem
 from balsam_mq.domain.states import JobState, parse_state
 from balsam_mq.domain.storable import is_json_value
 from balsam_mq.errors import QueryError
 
-Resource = Literal["jobs", "sites", "apps", "batch_jobs", "events"]
+Resource = Literal["jobs", "sites", "apps", "batch_jobs", "events", "transfer_items"]
 Op = Literal["eq", "in", "ne", "nin", "gt", "gte", "lt", "lte", "contains", "has"]
 
 # field kinds decide which operators and values are accepted
@@ -88,6 +88,19 @@ FIELDS: dict[Resource, dict[str, Kind]] = {
         "by": "str",
         "timestamp": "time",
     },
+    "transfer_items": {
+        "id": "oid",
+        "job_id": "int",
+        "site_id": "int",
+        "slot": "str",
+        "direction": "str",
+        "location": "str",
+        "protocol": "str",
+        "state": "str",
+        "task_id": "str",
+        "failures": "int",
+        "last_update": "time",
+    },
 }
 
 # the model of each resource's documents
@@ -97,6 +110,7 @@ MODELS: dict[Resource, Any] = {
     "apps": App,
     "batch_jobs": BatchJob,
     "events": Event,
+    "transfer_items": TransferItem,
 }
 
 # fields a plain update may not set: ids, and states (their changes go through a
@@ -105,8 +119,15 @@ GUARDED: dict[Resource, frozenset[str]] = {
     "jobs": frozenset({"state", "_id", "id"}),
     "batch_jobs": frozenset({"state", "_id", "id"}),
     "events": frozenset({"_id", "id"}),
+    "transfer_items": frozenset({"_id", "id"}),
     "sites": frozenset({"_id", "id"}),
     "apps": frozenset({"_id", "id", "site_id", "name"}),
+}
+# resources whose documents are records nobody deletes, and why
+UNDELETABLE: dict[Resource, str] = {
+    "events": "the event log is append-only: events cannot be deleted",
+    "transfer_items": "transfer items are the site's record of its transfers: "
+    "they cannot be deleted",
 }
 # resources whose documents get a new last_update with every update
 STAMPED: frozenset[Resource] = frozenset({"jobs", "apps"})

@@ -33,6 +33,7 @@ UPDATABLE: dict[Resource, frozenset[str]] = {
     "apps": frozenset(App.model_fields) - _SERVER_SET - GUARDED["apps"],
     "batch_jobs": frozenset(BatchJob.model_fields) - _SERVER_SET - GUARDED["batch_jobs"],
     "events": frozenset(),  # the event log is append-only
+    "transfer_items": frozenset(),  # the site's record of its transfers
 }
 # stored job path -> the SDK attribute whose check applies to it
 _ATTRIBUTE = {path: name for name, path in PATHS.items()}

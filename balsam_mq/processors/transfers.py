@@ -1,96 +1,200 @@
-"""Stage-in and stage-out of transfer slots: URI resolution and the protocols behind them.
+"""Stage-in and stage-out of transfer slots: planning them from the site's locations, and
+moving a batch of them, grouped so that each pair of places costs one transfer.
 
 A job fills a slot with ``alias:/absolute/path``; the site's ``transfers.locations``
-maps the alias to a protocol URI: ``local`` (this filesystem) or ``local:/prefix``
-(paths are taken below the prefix), ``globus://<endpoint>`` (plugs in behind
-:class:`Protocol`; not available in this installation).
+maps the alias to a URI:
+
+* ``local`` (this filesystem) or ``local:/prefix`` (paths are taken below the prefix):
+  copied file by file;
+* ``rsync://[user@]host[:port][/prefix]`` (or ``ssh://``): rsync over SSH with the site
+  user's keys (``transfers.ssh_command``); all the slots of a batch of jobs that move
+  between this site and one location, in one direction, go in one rsync
+  (``--files-from``);
+* ``globus://<endpoint>``: accepted in settings.yml; jobs using it fail at planning,
+  naming the location, since this installation has no Globus client.
+
+:func:`move` never raises for a transfer that fails: each slot's outcome says whether
+it arrived, is missing (its source does not exist yet), or failed and why.
 """
 
 from __future__ import annotations
 
 import shutil
+import uuid
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Protocol
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Literal
 
-from balsam_mq.domain import App, Job
-from balsam_mq.errors import JobError
+import anyio
+
+from balsam_mq.domain import App, Job, utcnow
+from balsam_mq.errors import BalsamError, JobError
+from balsam_mq.processors.rsync import Item, RsyncLocation, pull, push
+
+Direction = Literal["in", "out"]
+SSH_SCHEMES = ("rsync", "ssh")
 
 
 @dataclass(frozen=True)
 class Transfer:
+    """One slot of one job to move: ``remote`` is the path at the location (on this
+    filesystem for ``local``), ``local`` the path in the job's workdir."""
+
+    job_id: int
     slot: str
-    direction: Literal["in", "out"]
-    remote: Path
-    local: Path  # inside the workdir
+    direction: Direction
+    location: str  # the alias
+    uri: str  # the alias's URI in settings.yml
+    remote: PurePosixPath
+    local: Path
     recursive: bool
 
     @property
-    def source(self) -> Path:
-        return self.remote if self.direction == "in" else self.local
+    def key(self) -> tuple[int, str]:
+        return (self.job_id, self.slot)
 
     @property
-    def destination(self) -> Path:
-        return self.local if self.direction == "in" else self.remote
+    def protocol(self) -> str:
+        scheme = self.uri.partition(":")[0]
+        return "rsync" if scheme in SSH_SCHEMES else scheme
 
 
-class TransferProtocol(Protocol):
-    def available(self, transfer: Transfer) -> bool:
-        """Whether the source exists yet (data-triggered jobs wait until it does)."""
-        ...
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one transfer in one attempt."""
 
-    def run(self, transfer: Transfer) -> None: ...
-
-
-class LocalProtocol:
-    """Copies on this filesystem: a file, or with ``recursive`` a directory tree."""
-
-    def available(self, transfer: Transfer) -> bool:
-        src = transfer.source
-        return src.is_dir() if transfer.recursive else src.is_file()
-
-    def run(self, transfer: Transfer) -> None:
-        src, dst = transfer.source, transfer.destination
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if transfer.recursive:
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dst)
-
-
-PROTOCOLS: dict[str, TransferProtocol] = {"local": LocalProtocol()}
+    done: bool
+    missing: bool  # its source does not exist (yet)
+    bytes: int
+    error: str | None
+    task_id: str  # the batch it moved in
+    started_at: datetime
+    finished_at: datetime
 
 
 def plan(
-    app: App, job: Job, direction: Literal["in", "out"], locations: dict[str, str], workdir: Path
-) -> list[tuple[TransferProtocol, Transfer]]:
+    app: App, job: Job, direction: Direction, locations: dict[str, str], workdir: Path
+) -> list[Transfer]:
     """The transfers of ``job`` in ``direction``; a bad URI or alias is a :class:`JobError`."""
-    out: list[tuple[TransferProtocol, Transfer]] = []
+    assert job.id is not None
+    out: list[Transfer] = []
     for slot_name, slot in app.transfers.items():
         if slot.direction != direction or slot_name not in job.transfers:
             continue
-        uri = job.transfers[slot_name]
-        alias, sep, path = uri.partition(":")
+        value = job.transfers[slot_name]
+        alias, sep, path = value.partition(":")
+        where = f"Job {job.id}: transfer {slot_name!r}"
         if not sep or not path.startswith("/"):
-            raise JobError(
-                f"Job {job.id}: transfer {slot_name!r}: {uri!r} is not alias:/absolute/path"
-            )
+            raise JobError(f"{where}: {value!r} is not alias:/absolute/path")
         if alias not in locations:
             known = ", ".join(sorted(locations)) or "none"
             raise JobError(
-                f"Job {job.id}: transfer {slot_name!r}: unknown location alias {alias!r} "
+                f"{where}: unknown location alias {alias!r} "
                 f"(settings.yml transfers.locations has: {known})"
             )
-        protocol_name, _, prefix = locations[alias].partition(":")
-        protocol = PROTOCOLS.get(protocol_name)
-        if protocol is None:
+        uri = locations[alias]
+        scheme, _, rest = uri.partition(":")
+        if scheme == "local":
+            remote = PurePosixPath(rest + path) if rest.startswith("/") else PurePosixPath(path)
+        elif scheme in SSH_SCHEMES:
+            remote = RsyncLocation.parse(uri).remote(path)
+        else:
             raise JobError(
-                f"Job {job.id}: transfer {slot_name!r}: protocol {protocol_name!r} of location "
-                f"{alias!r} is not available in this installation"
+                f"{where}: protocol {scheme!r} of location {alias!r} is not available in "
+                "this installation"
             )
-        remote = Path(prefix + path) if prefix.startswith("/") else Path(path)
         local = workdir / slot.local_path
         if slot.local_path in (".", "./") and direction == "in":
             local = workdir / remote.name
-        out.append((protocol, Transfer(slot_name, direction, remote, local, slot.recursive)))
+        out.append(
+            Transfer(job.id, slot_name, direction, alias, uri, remote, local, slot.recursive)
+        )
     return out
+
+
+async def move(
+    transfers: Sequence[Transfer],
+    *,
+    staging: Path,
+    ssh_command: str,
+    timeout_s: float,
+) -> dict[tuple[int, str], Outcome]:
+    """Move every transfer (all of one direction), the groups of each location at once:
+    one rsync per location for rsync ones, a copy each for local ones. The outcome of
+    each, by (job id, slot). ``ssh_command`` and ``timeout_s``: the site's
+    ``transfers`` settings."""
+    groups: dict[tuple[str, Direction], list[Transfer]] = defaultdict(list)
+    for t in transfers:
+        groups[(t.uri, t.direction)].append(t)
+    outcomes: dict[tuple[int, str], Outcome] = {}
+
+    async def one_group(uri: str, direction: Direction, group: list[Transfer]) -> None:
+        if group[0].protocol == "rsync":
+            outcomes.update(await _rsync(uri, direction, group, staging, ssh_command, timeout_s))
+        else:
+            task_id = f"local-{uuid.uuid4().hex[:12]}"
+            for t in group:
+                outcomes[t.key] = await anyio.to_thread.run_sync(_copy, t, task_id)
+
+    async with anyio.create_task_group() as tg:
+        for (uri, direction), group in groups.items():
+            tg.start_soon(one_group, uri, direction, group)
+    return outcomes
+
+
+async def _rsync(
+    uri: str,
+    direction: Direction,
+    group: list[Transfer],
+    staging: Path,
+    ssh_command: str,
+    timeout_s: float,
+) -> dict[tuple[int, str], Outcome]:
+    location = RsyncLocation.parse(uri)
+    items = [Item(t.key, t.remote, t.local, t.recursive) for t in group]
+    run = pull if direction == "in" else push
+    batch = await run(
+        location, items, ssh_command=ssh_command, staging=staging, timeout_s=timeout_s
+    )
+    out: dict[tuple[int, str], Outcome] = {}
+    for result in batch.items:
+        out[_key(result.key)] = Outcome(
+            done=result.done,
+            missing=result.missing,
+            bytes=result.bytes,
+            error=result.error,
+            task_id=batch.task_id,
+            started_at=batch.started_at,
+            finished_at=batch.finished_at,
+        )
+    return out
+
+
+def _key(key: Hashable) -> tuple[int, str]:
+    assert isinstance(key, tuple)
+    job_id, slot = key
+    return int(job_id), str(slot)
+
+
+def _copy(t: Transfer, task_id: str) -> Outcome:
+    """A local transfer: a file, or with ``recursive`` a directory tree."""
+    started = utcnow()
+    remote = Path(t.remote)
+    src, dst = (remote, t.local) if t.direction == "in" else (t.local, remote)
+    present = src.is_dir() if t.recursive else src.is_file()
+    if not present:
+        return Outcome(False, True, 0, None, task_id, started, utcnow())
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if t.recursive:
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+            size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+        else:
+            shutil.copy2(src, dst)
+            size = dst.stat().st_size
+    except (OSError, BalsamError) as exc:
+        return Outcome(False, False, 0, f"{src} -> {dst}: {exc}", task_id, started, utcnow())
+    return Outcome(True, False, size, None, task_id, started, utcnow())

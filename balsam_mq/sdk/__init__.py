@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below imports t
         BatchJob as BatchJob,
         EventLog as EventLog,
         Site as Site,
+        TransferItem as TransferItem,
     )
 
 # public name -> the module of this package that defines it
@@ -60,6 +61,7 @@ _WHERE = {
     "MemoryBackend": "memory",
     "Query": "query",
     "Site": "resources",
+    "TransferItem": "resources",
     "close_default_client": "client",
     "connect": "client",
     "get_client": "client",

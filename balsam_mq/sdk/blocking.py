@@ -57,6 +57,7 @@ from balsam_mq.sdk.managers import (
     JobManager,
     Manager,
     SiteManager,
+    TransferItemManager,
 )
 from balsam_mq.sdk.progress import ShowProgress, check_progress
 from balsam_mq.sdk.query import Query
@@ -75,6 +76,7 @@ __all__ = [
     "EventLog",
     "Job",
     "Site",
+    "TransferItem",
     "connect",
 ]
 
@@ -388,6 +390,10 @@ class EventLog(resources.EventLogBase):
     objects: ClassVar[BlockingManager[EventLog]]
 
 
+class TransferItem(resources.TransferItemBase):
+    objects: ClassVar[BlockingManager[TransferItem]]
+
+
 class DeadLetters:
     """:class:`balsam_mq.sdk.DeadLetters` without ``await``::
 
@@ -416,6 +422,7 @@ Site.objects = BlockingManager(SiteManager(Site))
 App.objects = BlockingManager(AppManager(App))
 BatchJob.objects = BlockingManager(BatchJobManager(BatchJob))
 EventLog.objects = BlockingManager(EventLogManager(EventLog))
+TransferItem.objects = BlockingManager(TransferItemManager(TransferItem))
 
 
 class ApplicationDefinition(ApplicationDefinitionBase):

@@ -26,7 +26,7 @@ from balsam_mq.domain import (
     SiteRemoval,
     TransitionResult,
 )
-from balsam_mq.domain.queries import Condition, QuerySpec
+from balsam_mq.domain.queries import UNDELETABLE, Condition, QuerySpec
 from balsam_mq.errors import JobError, NotFound, QueryError, Unavailable, brief
 from balsam_mq.sdk.stream import EventStream
 from balsam_mq.sdk.watch import FinishedEvents, Subscription
@@ -65,8 +65,8 @@ class DirectBackend:
         return await self.store.queries.update(spec, fields)
 
     async def delete(self, spec: QuerySpec) -> int:
-        if spec.resource == "events":
-            raise QueryError("the event log is append-only: events cannot be deleted")
+        if spec.resource in UNDELETABLE:
+            raise QueryError(UNDELETABLE[spec.resource])
         return await self.store.queries.delete(spec)
 
     # --- sites and apps -------------------------------------------------------------------

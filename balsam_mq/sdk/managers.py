@@ -12,7 +12,7 @@ from balsam_mq.domain import (
     Site as SiteDocument,
     parse_state,
 )
-from balsam_mq.domain.queries import Condition, QuerySpec, Resource, parse_condition
+from balsam_mq.domain.queries import UNDELETABLE, Condition, QuerySpec, Resource, parse_condition
 from balsam_mq.errors import JobError, NotFound, QueryError
 from balsam_mq.sdk import futures, persist, refs, steer
 from balsam_mq.sdk.capture import Ready, capturing
@@ -324,6 +324,28 @@ class EventLogManager(Manager[T]):
 
     async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
         raise QueryError("the event log is append-only: events cannot be deleted")
+
+
+class TransferItemManager(Manager[T]):
+    """``TransferItem.objects``: the site's record of its transfers, one item per job,
+    direction and slot, written by the site agent; read-only here.
+
+    Example::
+
+        async for item in TransferItem.objects.filter(job_id=42):
+            print(item.slot, item.direction, item.state, item.bytes, item.error)
+    """
+
+    resource = "transfer_items"
+    refs = frozenset({"site"})
+
+    async def update_matching(
+        self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
+    ) -> int:
+        raise QueryError("transfer items are written by the site agent: they cannot be updated")
+
+    async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
+        raise QueryError(UNDELETABLE["transfer_items"])
 
 
 async def _job_ids(client: Client, key: str, value: Any) -> list[int]:

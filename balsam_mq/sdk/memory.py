@@ -54,6 +54,7 @@ from balsam_mq.domain.queries import (
     GUARDED,
     MODELS,
     STAMPED,
+    UNDELETABLE,
     QuerySpec,
     Resource,
     field_value,
@@ -209,8 +210,8 @@ class MemoryBackend:
         return len(matched)
 
     async def delete(self, spec: QuerySpec) -> int:
-        if spec.resource == "events":
-            raise QueryError("the event log is append-only: events cannot be deleted")
+        if spec.resource in UNDELETABLE:
+            raise QueryError(UNDELETABLE[spec.resource])
         matched = self._matching(spec)
         for doc in matched:
             del self._docs[spec.resource][doc.id]

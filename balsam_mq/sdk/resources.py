@@ -15,11 +15,18 @@ from balsam_mq.domain import (
     Event,
     Site as SiteDocument,
     SiteRemoval,
+    TransferItem as TransferItemDocument,
 )
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.errors import MultipleResults, NotFound
 from balsam_mq.sdk.client import get_client
-from balsam_mq.sdk.managers import AppManager, BatchJobManager, EventLogManager, SiteManager
+from balsam_mq.sdk.managers import (
+    AppManager,
+    BatchJobManager,
+    EventLogManager,
+    SiteManager,
+    TransferItemManager,
+)
 
 
 class _Stored(BaseModel):
@@ -177,7 +184,26 @@ class EventLog(EventLogBase):
     objects: ClassVar[EventLogManager[EventLog]]
 
 
+class TransferItemBase(_Stored, TransferItemDocument):
+    """One transfer slot of one job, in one direction: its state, the batch it moved in
+    (``task_id``), bytes, timing and error. ``TransferItem.objects.filter(job_id=42)``"""
+
+    class DoesNotExist(NotFound):
+        """``TransferItem.objects.get(...)`` matched no transfer item."""
+
+    class MultipleObjectsReturned(MultipleResults):
+        """``TransferItem.objects.get(...)`` matched more than one transfer item."""
+
+
+class TransferItem(TransferItemBase):
+    """One transfer slot of one job, in one direction: its state, the batch it moved in
+    (``task_id``), bytes, timing and error. ``TransferItem.objects.filter(job_id=42)``"""
+
+    objects: ClassVar[TransferItemManager[TransferItem]]
+
+
 Site.objects = SiteManager(Site)
 App.objects = AppManager(App)
 BatchJob.objects = BatchJobManager(BatchJob)
 EventLog.objects = EventLogManager(EventLog)
+TransferItem.objects = TransferItemManager(TransferItem)

@@ -50,8 +50,25 @@ class FileCleanerSettings(_Section):
 class TransferSettings(_Section):
     locations: dict[str, str] = Field(
         default_factory=dict,
-        description="Alias to URI: local, local:/prefix or globus://<endpoint> "
-        '(jobs then say "alias:/abs/path").',
+        description="Alias to URI: local, local:/prefix, rsync://[user@]host[:port][/prefix] "
+        '(rsync over SSH) or globus://<endpoint> (jobs then say "alias:/abs/path").',
+    )
+    ssh_command: str = Field(
+        default="ssh",
+        description="The SSH command rsync runs (e.g. 'ssh -i ~/.ssh/site_key'); it never "
+        "prompts (BatchMode).",
+    )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts of a failing transfer (an unreachable host...) before its job "
+        "fails; a source that does not exist yet is waited for, not counted.",
+    )
+    timeout_s: float = Field(
+        default=1500.0,
+        gt=0,
+        description="Seconds one batched transfer may take before it is stopped and counted "
+        "as a failed attempt (below RabbitMQ's consumer_timeout, 30 min by default).",
     )
     retry_initial_s: float = Field(
         default=1.0,
@@ -69,9 +86,10 @@ class TransferSettings(_Section):
             if not alias.isidentifier():
                 raise ValueError(f"alias {alias!r} must be an identifier")
             protocol = uri.split(":", 1)[0]
-            if protocol not in ("local", "globus"):
+            if protocol not in ("local", "rsync", "ssh", "globus"):
                 raise ValueError(
-                    f"location {alias!r}: unknown protocol {protocol!r} (expected local or globus)"
+                    f"location {alias!r}: unknown protocol {protocol!r} "
+                    "(expected local, rsync, ssh or globus)"
                 )
         return v
 

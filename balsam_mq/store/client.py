@@ -26,6 +26,7 @@ from balsam_mq.store.schema import ensure_schema
 from balsam_mq.store.sessions import SessionRepository
 from balsam_mq.store.sites import SiteRepository
 from balsam_mq.store.transactions import Transactor
+from balsam_mq.store.transfer_items import TransferItemRepository
 from balsam_mq.store.users import UserRepository
 
 # server answers that mean "not now": shutting down, stepped down, no primary yet
@@ -74,6 +75,7 @@ class Store:
     queries: QueryRepository
     sessions: SessionRepository
     users: UserRepository
+    transfer_items: TransferItemRepository
 
 
 @asynccontextmanager
@@ -127,6 +129,7 @@ async def open_store(
             queries=QueryRepository(db),
             sessions=SessionRepository(db),
             users=UserRepository(db),
+            transfer_items=TransferItemRepository(db),
         )
     finally:
         await client.close()

@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from balsam_mq.domain import utcnow
 from balsam_mq.domain.models import plain
 from balsam_mq.domain.queries import (
+    FIELDS,
     GUARDED,
     MODELS,
     STAMPED,
@@ -26,13 +27,14 @@ from balsam_mq.domain.queries import (
     field_value,
 )
 from balsam_mq.errors import QueryError, StoreError
-from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES
+from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES, TRANSFER_ITEMS
 
 COLLECTIONS: dict[Resource, str] = {
     "jobs": JOBS,
     "sites": SITES,
     "apps": APPS,
     "batch_jobs": BATCH_JOBS,
+    "transfer_items": TRANSFER_ITEMS,
     "events": EVENTS,
 }
 _MONGO_OPS = {"ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
@@ -71,7 +73,7 @@ def _path(field: str) -> str:
 def _clauses(resource: Resource, cond: Condition) -> list[dict[str, Any]]:
     path = _path(cond.field)
     value = plain(cond.value)
-    if resource == "events" and cond.field == "id":
+    if FIELDS[resource].get(cond.field) == "oid":
         value = [_oid(v) for v in value] if isinstance(value, list) else _oid(value)
     if cond.op == "has":
         return [

@@ -51,7 +51,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     BATCH_JOBS: [IndexModel([("site_id", ASCENDING), ("state", ASCENDING)])],
     SESSIONS: [IndexModel([("site_id", ASCENDING), ("heartbeat", ASCENDING)])],
-    TRANSFER_ITEMS: [IndexModel([("job_id", ASCENDING)])],
+    # one row per job, direction and slot (what each attempt writes over); a site's by state
+    TRANSFER_ITEMS: [
+        IndexModel(
+            [("job_id", ASCENDING), ("direction", ASCENDING), ("slot", ASCENDING)], unique=True
+        ),
+        IndexModel([("site_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)]),
+    ],
     USERS: [
         IndexModel([("username", ASCENDING)], unique=True),
         IndexModel([("tokens.id", ASCENDING)]),  # a request's token finds its user
@@ -61,6 +67,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 # indexes of earlier versions that those above replace: dropped where they exist
 RETIRED: dict[str, list[str]] = {
     JOBS: ["site_id_1_state_1", "app_id_1", "last_update_-1", "session_id_1"],
+    TRANSFER_ITEMS: ["job_id_1"],
 }
 
 ALL_COLLECTIONS = [*INDEXES, COUNTERS, RELAY_STATE]

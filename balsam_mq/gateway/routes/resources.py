@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from balsam_mq.domain.queries import MODELS, QuerySpec
+from balsam_mq.domain.queries import FIELDS, MODELS, QuerySpec, Resource
 from balsam_mq.domain.wire import (
     RESOURCES,
     fields_from_wire,
@@ -202,8 +202,8 @@ async def delete_one(
     return {"deleted": 1}
 
 
-def _id(res: str, text: str) -> int | str:
-    if res == "events":
+def _id(res: Resource, text: str) -> int | str:
+    if FIELDS[res]["id"] == "oid":  # events, transfer items: ObjectIds, as hex
         return text
     try:
         return int(text)
