@@ -18,7 +18,7 @@ from support.sshd import SshServer, ssh_server
 from support.waiting import until, wait_for_states
 
 from balsam_mq import ApplicationDefinition, Job, TransferItem
-from balsam_mq.domain import Job as JobDocument, TransferState
+from balsam_mq.domain import Job as JobDocument, TransferItem as TransferItemDocument, TransferState
 from balsam_mq.store import Store
 
 BATCH = 50  # the agent's batch_size: a consumer batch moves in one rsync per direction
@@ -50,7 +50,12 @@ def rsync_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir, log = tmp_path / "bin", tmp_path / "rsync.log"
     bin_dir.mkdir()
     wrapper = bin_dir / "rsync"
-    wrapper.write_text(f'#!/bin/sh\necho "$$" >> {log}\nexec /usr/bin/rsync "$@"\n')
+    hold = tmp_path / "hold"  # while it exists, a new rsync waits before it starts
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$$" >> {log}\n'
+        f"while [ -e {hold} ]; do sleep 0.05; done\n"
+        'exec /usr/bin/rsync "$@"\n'
+    )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     log.touch()
@@ -186,3 +191,78 @@ async def test_a_transfer_failing_max_attempts_times_fails_its_job_naming_why(
     item = await TransferItem.objects.get(job_id=jobs[0].id, direction="in")
     assert (item.state, item.failures) == (TransferState.FAILED, 2)
     assert launcher.runs == []
+
+
+async def test_an_agent_stopped_in_the_middle_of_a_batch_loses_and_repeats_nothing(
+    client: Any,
+    store: Store,
+    site: SiteEnv,
+    start_agent: Any,
+    launcher: StandInLauncher,
+    sshd: SshServer,
+    rsync_log: Path,
+    tmp_path: Path,
+) -> None:
+    n, remote = 20, tmp_path / "archive"
+    inputs(remote, "k", n)
+    launcher.outcome = echo_result(site)
+    hold = tmp_path / "hold"
+    hold.touch()
+    first = await start_agent(settings(sshd, remote))
+    jobs = await submit(n, "k")
+    ids = [j.id for j in jobs]
+
+    async def in_flight() -> bool:
+        return bool(rsync_log.read_text()) and (
+            await TransferItem.objects.filter(job_id=ids, state="active").count() == n
+        )
+
+    await until(in_flight, 30)
+    await first.stop(grace=0)  # its batch's rsync is cut; the message goes back to the queue
+    assert set((await store.jobs.states(ids)).values()) == {S.READY}
+    hold.unlink()
+    await start_agent(settings(sshd, remote))
+    await wait_for_states(store, ids, [S.JOB_FINISHED], 60)
+    for i in range(n):
+        assert (remote / "out" / "k" / str(i)).read_text() == f"echo deck {i}"
+    assert sorted(launcher.runs) == sorted(ids)  # every job ran, once
+
+
+async def test_a_slot_already_done_is_not_moved_again(
+    client: Any,
+    store: Store,
+    site: SiteEnv,
+    start_agent: Any,
+    launcher: StandInLauncher,
+    sshd: SshServer,
+    rsync_log: Path,
+    tmp_path: Path,
+) -> None:
+    """What a redelivered batch finds after an agent died between moving a slot and
+    moving its job: the item says DONE, so only the job moves on."""
+    remote = tmp_path / "archive"
+    inputs(remote, "d", 1)
+    launcher.outcome = echo_result(site)
+    (job,) = await submit(1, "d")
+    assert job.id is not None and site.site.id is not None
+    work = site.dir.workdir(job.workdir)
+    work.mkdir(parents=True)
+    (work / "input.nw").write_text("deck 0")
+    done = TransferItemDocument(
+        job_id=job.id,
+        site_id=site.site.id,
+        slot="input_file",
+        direction="in",
+        location="archive",
+        protocol="rsync",
+        remote_path=str(remote / "in" / "d" / "0.nw"),
+        local_path=str(work / "input.nw"),
+        state=TransferState.DONE,
+        task_id="rsync-earlier",
+    )
+    await store.transfer_items.record([done])
+    await start_agent(settings(sshd, remote))
+    await wait_for_states(store, [job.id], [S.JOB_FINISHED], 60)
+    assert len(rsync_log.read_text().split()) == 1  # the stage-out alone
+    item = await TransferItem.objects.get(job_id=job.id, direction="in")
+    assert item.task_id == "rsync-earlier"
