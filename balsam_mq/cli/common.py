@@ -208,6 +208,14 @@ def _renamed(annotation: Any, renames: dict[str, str]) -> Any:
 # --- input ------------------------------------------------------------------------------
 
 
+def site_filter(what: str) -> Any:
+    """The ``--site`` option of a command that lists or counts ``what`` of one site or, with
+    ``all``, of every site: ``site: Annotated[str | None, site_filter("events")] = None``."""
+    return typer.Option(
+        "--site", "-s", help=f"Only this site's {what} (name or id; 'all': every site)."
+    )
+
+
 def parse_pairs(
     items: Iterable[str] | None, option: str, *, json_values: bool = False
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from balsam_mq.cli.common import (
     run,
     show_fields,
     show_table,
+    site_filter,
 )
 
 if TYPE_CHECKING:
@@ -37,9 +38,7 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 def ls(
     site: Annotated[
         str | None,
-        typer.Option(
-            "--site", "-s", help="Only this site's messages (name or id; 'all': every site)."
-        ),
+        site_filter("messages"),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="At most N messages (0: all).")] = 0,
     as_json: JsonOption = False,

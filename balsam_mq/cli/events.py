@@ -15,6 +15,7 @@ from balsam_mq.cli.common import (
     run,
     run_until_interrupted,
     show_table,
+    site_filter,
     state_text,
     when,
 )
@@ -35,9 +36,7 @@ def events(
     job_id: Annotated[int | None, typer.Option("--job", help="Only this job's events.")] = None,
     site: Annotated[
         str | None,
-        typer.Option(
-            "--site", "-s", help="Only this site's events (name or id; 'all': every site)."
-        ),
+        site_filter("events"),
     ] = None,
     limit: Annotated[
         int,

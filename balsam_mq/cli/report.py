@@ -26,6 +26,7 @@ from balsam_mq.cli.common import (
     run,
     show_fields,
     show_table,
+    site_filter,
     when,
 )
 
@@ -38,7 +39,7 @@ Number = int | float
 
 SiteOption = Annotated[
     str | None,
-    typer.Option("--site", "-s", help="Only this site's events (name or id; 'all': every site)."),
+    site_filter("events"),
 ]
 TagOption = Annotated[
     list[str] | None,
@@ -247,9 +248,7 @@ def utilization(
 def nodes(
     site: Annotated[
         str | None,
-        typer.Option(
-            "--site", "-s", help="Only this site's batch jobs (name or id; 'all': every site)."
-        ),
+        site_filter("batch jobs"),
     ] = None,
     plot: PlotOption = None,
     csv_path: CsvOption = None,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from balsam_mq.cli.common import JsonOption, print_json, run, show_table, when
+from balsam_mq.cli.common import JsonOption, print_json, run, show_table, site_filter, when
 
 if TYPE_CHECKING:
     from balsam_mq.sdk import TransferItem
@@ -23,9 +23,7 @@ def ls(
     ] = None,
     site: Annotated[
         str | None,
-        typer.Option(
-            "--site", "-s", help="Only this site's items (name or id; 'all': every site)."
-        ),
+        site_filter("items"),
     ] = None,
     states: Annotated[
         list[str] | None,

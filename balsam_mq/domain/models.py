@@ -157,6 +157,14 @@ class Job(Document):
     retry_backoff_s: Annotated[float, Field(strict=True, ge=0)] | None = None
 
 
+def hex_id(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored document whose ``_id`` is an ObjectId, with it as ``id`` in hex."""
+    data = dict(doc)
+    if "_id" in data:
+        data["id"] = str(data.pop("_id"))
+    return data
+
+
 EventKind = Literal["job", "app", "batchjob"]
 
 
@@ -188,10 +196,7 @@ class Event(BaseModel):
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Event:
-        data = dict(doc)
-        if "_id" in data:
-            data["id"] = str(data.pop("_id"))
-        return cls.model_validate(data)
+        return cls.model_validate(hex_id(doc))
 
     @property
     def routing_key(self) -> str:
@@ -299,10 +304,7 @@ class TransferItem(BaseModel):
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> TransferItem:
-        data = dict(doc)
-        if "_id" in data:
-            data["id"] = str(data.pop("_id"))
-        return cls.model_validate(data)
+        return cls.model_validate(hex_id(doc))
 
 
 class SiteRemoval(BaseModel):

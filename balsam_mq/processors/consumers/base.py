@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from balsam_mq.broker import Deferrals
 from balsam_mq.domain import Delivery, Job, JobState, Parked, parked_failures
@@ -62,6 +63,14 @@ class JobConsumer:
         changes = parked_failures(delivery.events(), self.accepts, parked)
         if changes:
             await self.ctx.store.jobs.transition(changes)
+
+    async def defer(
+        self, deferrals: dict[str, float], p: Pending, state: JobState, note: dict[str, Any]
+    ) -> None:
+        """Look at ``p`` again after :meth:`backoff`, its ``state_data`` saying why (if the
+        job is still in ``state``)."""
+        deferrals[p.event_id] = self.backoff(p)
+        await self.ctx.store.jobs.update_fields_if(p.id, state, {"state_data": note})
 
     def backoff(self, p: Pending) -> float:
         """Seconds before ``p`` is looked at again: doubling from ``transfers.retry_initial_s``."""

@@ -31,14 +31,8 @@ class StageInConsumer(JobConsumer):
         ]
         deferrals: dict[str, float] = {}
         for job_id, missing in verdict.waiting.items():
-            deferrals[by_id[job_id].event_id] = self.backoff(by_id[job_id])
-            await self.ctx.store.jobs.update_fields_if(
-                job_id, S.READY, {"state_data": {"waiting_for": missing}}
-            )
+            await self.defer(deferrals, by_id[job_id], S.READY, {"waiting_for": missing})
         for job_id, errors in verdict.retrying.items():
-            deferrals[by_id[job_id].event_id] = self.backoff(by_id[job_id])
-            await self.ctx.store.jobs.update_fields_if(
-                job_id, S.READY, {"state_data": {"stage_in_retrying": errors}}
-            )
+            await self.defer(deferrals, by_id[job_id], S.READY, {"stage_in_retrying": errors})
         await self.ctx.store.jobs.transition(changes)
         return deferrals or None

@@ -42,9 +42,7 @@ class StageOutConsumer(JobConsumer):
         changes += [Change(i, S.STAGED_OUT, S.JOB_FINISHED, by=Actor.STAGE_OUT) for i in finish]
         deferrals: dict[str, float] = {}
         for job_id, errors in verdict.retrying.items():
-            deferrals[by_id[job_id].event_id] = self.backoff(by_id[job_id])
-            await self.ctx.store.jobs.update_fields_if(
-                job_id, S.POSTPROCESSED, {"state_data": {"stage_out_retrying": errors}}
-            )
+            note = {"stage_out_retrying": errors}
+            await self.defer(deferrals, by_id[job_id], S.POSTPROCESSED, note)
         await self.ctx.store.jobs.transition(changes)
         return deferrals or None
