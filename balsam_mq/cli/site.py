@@ -343,6 +343,33 @@ def reload_(path: SiteDirArgument = Path("."), as_json: JsonOption = False) -> N
     typer.echo(reloading(site_dir, record))
 
 
+@app.command("globus-login")
+def globus_login(path: SiteDirArgument = Path("."), as_json: JsonOption = False) -> None:
+    """Log the site in to Globus (the native-app flow): open the URL shown, log in, paste
+    the code back.
+
+    The tokens go to globus-tokens.json in the site directory, readable by its owner only;
+    the agent refreshes them as it moves data to and from globus:// locations. Needs
+    transfers.globus_client_id in settings.yml. --json prints {"site", "tokens"}.
+
+    Example:  balsam-mq site globus-login ~/sites/polaris
+    """
+    from balsam_mq.processors.globus import login
+
+    site_dir = SiteDirectory.find(path)
+    client_id = site_dir.config().transfers.globus_client_id
+    if client_id is None:
+        fail(
+            f"{site_dir.settings_file}: set transfers.globus_client_id (the id of a Globus "
+            "native app you registered) before logging in"
+        )
+    login(site_dir.globus_tokens, client_id, prompt=lambda text: typer.prompt(text, err=True))
+    if as_json:
+        print_json({"site": site_dir.name(), "tokens": str(site_dir.globus_tokens)})
+        return
+    typer.echo(f"logged in to Globus; tokens in {site_dir.globus_tokens} (mode 600)")
+
+
 @app.command()
 def status(path: SiteDirArgument = Path("."), as_json: JsonOption = False) -> None:
     """Whether the site's agent runs, and the site's launcher sessions (heartbeats).

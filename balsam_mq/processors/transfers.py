@@ -10,8 +10,9 @@ maps the alias to a URI:
   user's keys (``transfers.ssh_command``); all the slots of a batch of jobs that move
   between this site and one location, in one direction, go in one rsync
   (``--files-from``);
-* ``globus://<endpoint>``: accepted in settings.yml; jobs using it fail at planning,
-  naming the location, since this installation has no Globus client.
+* ``globus://<endpoint-uuid>[/prefix]``: Globus, between the location's endpoint and
+  the site's (``transfers.globus_endpoint``), one transfer task for a batch's slots of
+  one location and direction, with the tokens of ``balsam-mq site globus-login``.
 
 :func:`move` never raises for a transfer that fails: each slot's outcome says whether
 it arrived, is missing (its source does not exist yet), or failed and why.
@@ -30,9 +31,11 @@ from typing import Literal
 
 import anyio
 
+import balsam_mq.processors.globus as globus
 from balsam_mq.domain import App, Job, utcnow
-from balsam_mq.errors import BalsamError, JobError
-from balsam_mq.processors.rsync import Item, RsyncLocation, pull, push
+from balsam_mq.errors import BalsamError, ConfigError, JobError
+from balsam_mq.processors.rsync import BatchResult, Item, RsyncLocation, pull, push
+from balsam_mq.site.config import TransferSettings
 
 Direction = Literal["in", "out"]
 SSH_SCHEMES = ("rsync", "ssh")
@@ -58,6 +61,7 @@ class Transfer:
 
     @property
     def protocol(self) -> str:
+        """``local``, ``rsync`` or ``globus``."""
         scheme = self.uri.partition(":")[0]
         return "rsync" if scheme in SSH_SCHEMES else scheme
 
@@ -101,6 +105,8 @@ def plan(
             remote = PurePosixPath(rest + path) if rest.startswith("/") else PurePosixPath(path)
         elif scheme in SSH_SCHEMES:
             remote = RsyncLocation.parse(uri).remote(path)
+        elif scheme == "globus":
+            remote = globus.GlobusLocation.parse(uri).remote(path)
         else:
             raise JobError(
                 f"{where}: protocol {scheme!r} of location {alias!r} is not available in "
@@ -118,26 +124,51 @@ def plan(
 async def move(
     transfers: Sequence[Transfer],
     *,
+    settings: TransferSettings,
     staging: Path,
-    ssh_command: str,
-    timeout_s: float,
+    globus_tokens: Path,
 ) -> dict[tuple[int, str], Outcome]:
-    """Move every transfer (all of one direction), the groups of each location at once:
-    one rsync per location for rsync ones, a copy each for local ones. The outcome of
-    each, by (job id, slot). ``ssh_command`` and ``timeout_s``: the site's
-    ``transfers`` settings."""
+    """Move every transfer, the groups of each location and direction at once: one rsync
+    or one Globus task per group, a copy each for local ones. The outcome of each, by
+    (job id, slot). ``settings``: the site's ``transfers``."""
     groups: dict[tuple[str, Direction], list[Transfer]] = defaultdict(list)
     for t in transfers:
         groups[(t.uri, t.direction)].append(t)
     outcomes: dict[tuple[int, str], Outcome] = {}
 
     async def one_group(uri: str, direction: Direction, group: list[Transfer]) -> None:
-        if group[0].protocol == "rsync":
-            outcomes.update(await _rsync(uri, direction, group, staging, ssh_command, timeout_s))
-        else:
+        protocol = group[0].protocol
+        if protocol == "local":
             task_id = f"local-{uuid.uuid4().hex[:12]}"
             for t in group:
                 outcomes[t.key] = await anyio.to_thread.run_sync(_copy, t, task_id)
+            return
+        items = [Item(t.key, t.remote, t.local, t.recursive) for t in group]
+        if protocol == "rsync":
+            run = pull if direction == "in" else push
+            batch = await run(
+                RsyncLocation.parse(uri),
+                items,
+                ssh_command=settings.ssh_command,
+                staging=staging,
+                timeout_s=settings.timeout_s,
+            )
+        else:
+            if settings.globus_endpoint is None or settings.globus_client_id is None:
+                raise ConfigError(
+                    "globus:// locations need transfers.globus_endpoint and "
+                    "transfers.globus_client_id"
+                )  # settings.yml refuses it first
+            move_globus = globus.pull if direction == "in" else globus.push
+            batch = await move_globus(
+                globus.GlobusLocation.parse(uri),
+                items,
+                site_endpoint=settings.globus_endpoint,
+                tokens=globus_tokens,
+                client_id=settings.globus_client_id,
+                timeout_s=settings.timeout_s,
+            )
+        outcomes.update(_outcomes(batch))
 
     async with anyio.create_task_group() as tg:
         for (uri, direction), group in groups.items():
@@ -145,23 +176,9 @@ async def move(
     return outcomes
 
 
-async def _rsync(
-    uri: str,
-    direction: Direction,
-    group: list[Transfer],
-    staging: Path,
-    ssh_command: str,
-    timeout_s: float,
-) -> dict[tuple[int, str], Outcome]:
-    location = RsyncLocation.parse(uri)
-    items = [Item(t.key, t.remote, t.local, t.recursive) for t in group]
-    run = pull if direction == "in" else push
-    batch = await run(
-        location, items, ssh_command=ssh_command, staging=staging, timeout_s=timeout_s
-    )
-    out: dict[tuple[int, str], Outcome] = {}
-    for result in batch.items:
-        out[_key(result.key)] = Outcome(
+def _outcomes(batch: BatchResult) -> dict[tuple[int, str], Outcome]:
+    return {
+        _key(result.key): Outcome(
             done=result.done,
             missing=result.missing,
             bytes=result.bytes,
@@ -170,7 +187,8 @@ async def _rsync(
             started_at=batch.started_at,
             finished_at=batch.finished_at,
         )
-    return out
+        for result in batch.items
+    }
 
 
 def _key(key: Hashable) -> tuple[int, str]:

@@ -51,7 +51,8 @@ class TransferSettings(_Section):
     locations: dict[str, str] = Field(
         default_factory=dict,
         description="Alias to URI: local, local:/prefix, rsync://[user@]host[:port][/prefix] "
-        '(rsync over SSH) or globus://<endpoint> (jobs then say "alias:/abs/path").',
+        "(rsync over SSH) or globus://<endpoint-uuid>[/prefix] (jobs then say "
+        '"alias:/abs/path").',
     )
     ssh_command: str = Field(
         default="ssh",
@@ -78,6 +79,41 @@ class TransferSettings(_Section):
     retry_max_s: float = Field(
         default=120.0, gt=0, description="The wait doubles at each retry, up to this many seconds."
     )
+    globus_endpoint: str | None = Field(
+        default=None,
+        description="This site's Globus endpoint (collection) UUID, the other end of every "
+        "globus:// transfer; it must see the site's filesystem at the same paths. Required "
+        "when a location is globus://.",
+    )
+    globus_client_id: str | None = Field(
+        default=None,
+        description="The client UUID of a Globus native app (registered at "
+        "app.globus.org) that `balsam-mq site globus-login` logs in with and that refreshes "
+        "the tokens. Required when a location is globus://.",
+    )
+
+    @field_validator("globus_endpoint", "globus_client_id")
+    @classmethod
+    def _uuid(cls, v: str | None) -> str | None:
+        import uuid
+
+        if v is None:
+            return v
+        try:
+            return str(uuid.UUID(v))
+        except ValueError:
+            raise ValueError(f"{v!r} is not a UUID") from None
+
+    @model_validator(mode="after")
+    def _globus(self) -> TransferSettings:
+        aliases = [a for a, uri in self.locations.items() if uri.startswith("globus:")]
+        unset = [k for k in ("globus_endpoint", "globus_client_id") if getattr(self, k) is None]
+        if aliases and unset:
+            raise ValueError(
+                f"location(s) {', '.join(map(repr, aliases))} use globus://, which needs "
+                + " and ".join(f"transfers.{k}" for k in unset)
+            )
+        return self
 
     @field_validator("locations")
     @classmethod

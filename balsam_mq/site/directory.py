@@ -47,6 +47,16 @@ class SiteDirectory:
     def agent_log(self) -> Path:
         return self.logs / "agent.log"
 
+    @property
+    def globus_tokens(self) -> Path:
+        """The site's Globus tokens (``balsam-mq site globus-login``), readable by its owner."""
+        return self.path / "globus-tokens.json"
+
+    @property
+    def staging(self) -> Path:
+        """Where batched transfers stage files on their way (on the data's filesystem)."""
+        return self.path / ".staging"
+
     def config(self) -> SiteConfig:
         return load_config(self.settings_file)
 

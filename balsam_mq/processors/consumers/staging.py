@@ -95,9 +95,9 @@ async def stage(ctx: AgentContext, pending: list[Pending], direction: Direction)
             )
     outcomes = await move(
         todo,
-        staging=ctx.site_dir.path / ".staging",
-        ssh_command=settings.ssh_command,
-        timeout_s=settings.timeout_s,
+        settings=settings,
+        staging=ctx.site_dir.staging,
+        globus_tokens=ctx.site_dir.globus_tokens,
     )
     written = [items[t.key] for t in absent]
     for t in todo:
