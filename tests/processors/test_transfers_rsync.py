@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from agent_helpers import S, SiteEnv, StandInLauncher
 from support.sshd import SshServer, ssh_server
@@ -266,3 +267,62 @@ async def test_a_slot_already_done_is_not_moved_again(
     assert len(rsync_log.read_text().split()) == 1  # the stage-out alone
     item = await TransferItem.objects.get(job_id=job.id, direction="in")
     assert item.task_id == "rsync-earlier"
+
+
+@pytest.fixture
+def slow_rsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rsync limited to 512 KB/s (a wrapper first on PATH), so a transfer is still running
+    when a test cuts it."""
+    bin_dir = tmp_path / "slow-bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "rsync"
+    wrapper.write_text('#!/bin/sh\nexec /usr/bin/rsync --bwlimit=512 "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+async def test_a_transfer_cut_in_the_middle_resumes_once_sshd_is_back(
+    client: Any,
+    store: Store,
+    site: SiteEnv,
+    start_agent: Any,
+    launcher: StandInLauncher,
+    sshd: SshServer,
+    slow_rsync: None,
+    tmp_path: Path,
+) -> None:
+    n, remote = 3, tmp_path / "archive"
+    (remote / "in" / "m").mkdir(parents=True)
+    decks = [os.urandom(256 * 1024).hex() for _ in range(n)]  # 512 KiB of text each
+    for i, deck in enumerate(decks):
+        (remote / "in" / "m" / f"{i}.nw").write_text(deck)
+    launcher.outcome = echo_result(site)
+    await start_agent(settings(sshd, remote, max_attempts=1000))
+    jobs = await submit(n, "m")
+    ids = [j.id for j in jobs]
+
+    def partly_there() -> bool:  # rsync writes into a temporary file of the staging tree
+        return any(
+            f.name.startswith(".") and f.stat().st_size > 0
+            for f in site.dir.staging.rglob("*")
+            if f.is_file()
+        )
+
+    async def arriving() -> bool:
+        return await anyio.to_thread.run_sync(partly_there)
+
+    await until(arriving, 60)
+    sshd.stop()  # the session carrying the transfer is killed with the daemon
+
+    async def failed_once() -> bool:
+        return await TransferItem.objects.filter(job_id=ids, failures__gte=1).count() == n
+
+    await until(failed_once, 60)
+    assert set((await store.jobs.states(ids)).values()) == {S.READY}
+    assert not any((site.dir.workdir(j.workdir) / "input.nw").exists() for j in jobs)
+    sshd.start()
+    await wait_for_states(store, ids, [S.JOB_FINISHED], 120)
+    for i, job in enumerate(jobs):
+        assert (site.dir.workdir(job.workdir) / "input.nw").read_text() == decks[i]
+        assert (remote / "out" / "m" / str(i)).read_text() == "echo " + decks[i]
+    assert sorted(launcher.runs) == sorted(ids)
