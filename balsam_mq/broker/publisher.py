@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import anyio
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from pamqp.commands import Basic
 
 from balsam_mq.errors import BrokerError
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class Publisher:
     def __init__(self, channel: AbstractChannel, exchange: AbstractExchange) -> None:
         self._channel = channel
         self._exchange = exchange
+        # publishes started and not yet confirmed: close() stops them first, so that none
+        # queues its frames on a channel already closed (RabbitMQ would close the connection)
+        self._sends: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def open(cls, connection: aio_pika.abc.AbstractConnection, exchange: str) -> Publisher:
@@ -47,7 +52,7 @@ class Publisher:
         """Publish all, in order, and wait until every one is confirmed."""
         await (await self.start_many(messages))
 
-    async def start_many(self, messages: Sequence[Outgoing]) -> Awaitable[None]:
+    async def start_many(self, messages: Sequence[Outgoing]) -> asyncio.Future[None]:
         """Hand all to the connection, in order, before returning; the awaitable returned
         completes once RabbitMQ confirmed every one (and raises if it refused one).
 
@@ -57,7 +62,7 @@ class Publisher:
         client-side message object for each publish costs more than sending it.
         """
         if not messages:
-            return _nothing()
+            return asyncio.ensure_future(_nothing())
         try:
             channel = await self._channel.get_underlay_channel()
         except Exception as exc:
@@ -81,7 +86,10 @@ class Publisher:
             )
             for m in messages
         ]
-        return self._confirmed(messages, sends)
+        self._sends.update(sends)
+        for send in sends:
+            send.add_done_callback(self._sends.discard)
+        return asyncio.ensure_future(self._confirmed(messages, sends))
 
     async def _confirmed(
         self, messages: Sequence[Outgoing], sends: Sequence[asyncio.Future[Any]]
@@ -101,7 +109,14 @@ class Publisher:
                 )
 
     async def close(self) -> None:
-        await self._channel.close()
+        """Stop the publishes not yet confirmed, then close the channel; bounded, and
+        finished even when the caller is being cancelled."""
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            sends = list(self._sends)
+            for send in sends:
+                send.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            await self._channel.close()
 
 
 async def _nothing() -> None:
