@@ -209,7 +209,7 @@ def serialize_parameters(
             stored[name] = value
         else:
             stored[name] = {DILL_KEY: serialize(value, what=f"{what}: {name}")}
-    problem = stored_parameters_problem(stored)
+    problem = _names_and_size_problem(stored)  # the values were just made what they must be
     if problem:
         raise SerializationError(f"{what}: {problem}")
     return stored
@@ -222,8 +222,8 @@ def stored_parameters_problem(stored: Any) -> str | None:
     if not isinstance(stored, dict):
         return f"expected a dict of parameters, got {type(stored).__name__}"
     for name, value in stored.items():
-        if not isinstance(name, str) or not storable_key(name):
-            return f"{name!r} is not a parameter name (empty, with '.' or a leading '$')"
+        if not isinstance(name, str):
+            continue  # named below
         if isinstance(value, dict) and list(value) == [DILL_KEY]:
             text = value[DILL_KEY]
             if not isinstance(text, str):
@@ -234,6 +234,13 @@ def stored_parameters_problem(stored: Any) -> str | None:
                 return str(exc)
         elif not is_json_value(value):
             return f"{name}: not a JSON value (with '.' or '$' keys, or too deep)"
+    return _names_and_size_problem(stored)
+
+
+def _names_and_size_problem(stored: dict[str, Any]) -> str | None:
+    for name in stored:
+        if not isinstance(name, str) or not storable_key(name):
+            return f"{name!r} is not a parameter name (empty, with '.' or a leading '$')"
     try:
         size = len(json.dumps(stored, separators=(",", ":")))
     except ValueError as exc:

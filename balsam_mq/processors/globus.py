@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -57,8 +57,14 @@ from globus_sdk import (
 )
 from globus_sdk.scopes import TransferScopes
 
-from balsam_mq.errors import ConfigError, JobError
-from balsam_mq.processors.rsync import BatchResult, Item, ItemResult
+from balsam_mq.errors import ConfigError
+from balsam_mq.processors.rsync import (
+    BatchResult,
+    Item,
+    ItemResult,
+    below_prefix,
+    url_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,29 +104,11 @@ class GlobusLocation:
             raise bad("the endpoint UUID is missing")
         if not _UUID.fullmatch(parts.netloc):
             raise bad(f"{parts.netloc!r} is not an endpoint UUID")
-        path = unquote(parts.path)
-        segments = [s for s in path.split("/") if s not in ("", ".")]
-        if ".." in segments:
-            raise bad("the prefix may not contain '..'")
-        if "\0" in path:
-            raise bad("the prefix contains a NUL character")
-        return cls(parts.netloc.lower(), "/" + "/".join(segments))
+        return cls(parts.netloc.lower(), url_prefix(parts.path, bad))
 
     def remote(self, path: str) -> PurePosixPath:
         """``path`` (absolute) below the prefix: ``/a/b`` under ``/data`` is ``/data/a/b``."""
-        if not path.startswith("/") or "\0" in path:
-            raise JobError(f"{path!r} is not an absolute path (location {self.label()})")
-        kept: list[str] = []
-        for segment in path.split("/"):
-            if segment == "..":
-                if not kept:
-                    raise JobError(
-                        f"{path!r} escapes the prefix {self.prefix!r} of {self.label()} with '..'"
-                    )
-                kept.pop()
-            elif segment not in ("", "."):
-                kept.append(segment)
-        return PurePosixPath(self.prefix, *kept)
+        return below_prefix(self.prefix, path, self.label())
 
     def label(self) -> str:
         return f"globus://{self.endpoint}"

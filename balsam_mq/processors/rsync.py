@@ -37,7 +37,7 @@ import signal
 import stat
 import subprocess
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -109,29 +109,11 @@ class RsyncLocation:
             raise bad("the port is not a number in 1-65535") from None
         if port == 0:
             raise bad("the port is not a number in 1-65535")
-        path = unquote(parts.path)
-        segments = [s for s in path.split("/") if s not in ("", ".")]
-        if ".." in segments:
-            raise bad("the prefix may not contain '..'")
-        if "\0" in path:
-            raise bad("the prefix contains a NUL character")
-        return cls(unquote(user) if user else None, host, port, "/" + "/".join(segments))
+        return cls(unquote(user) if user else None, host, port, url_prefix(parts.path, bad))
 
     def remote(self, path: str) -> PurePosixPath:
         """``path`` (absolute) below the prefix: ``/a/b`` under ``/data`` is ``/data/a/b``."""
-        if not path.startswith("/") or "\0" in path:
-            raise JobError(f"{path!r} is not an absolute path (location {self.label()})")
-        kept: list[str] = []
-        for segment in path.split("/"):
-            if segment == "..":
-                if not kept:
-                    raise JobError(
-                        f"{path!r} escapes the prefix {self.prefix!r} of {self.label()} with '..'"
-                    )
-                kept.pop()
-            elif segment not in ("", "."):
-                kept.append(segment)
-        return PurePosixPath(self.prefix, *kept)
+        return below_prefix(self.prefix, path, self.label())
 
     def label(self) -> str:
         """``user@host:port`` (the parts given) for messages."""
@@ -146,6 +128,35 @@ class RsyncLocation:
 
     def _host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
+
+
+def url_prefix(url_path: str, bad: Callable[[str], Exception]) -> str:
+    """The prefix a location URI's path names (``/`` if none); ``bad(reason)`` is raised
+    for ``..`` or a NUL in it."""
+    path = unquote(url_path)
+    segments = [s for s in path.split("/") if s not in ("", ".")]
+    if ".." in segments:
+        raise bad("the prefix may not contain '..'")
+    if "\0" in path:
+        raise bad("the prefix contains a NUL character")
+    return "/" + "/".join(segments)
+
+
+def below_prefix(prefix: str, path: str, label: str) -> PurePosixPath:
+    """The absolute ``path`` of a job's transfer slot below a location's ``prefix``: ``/a/b``
+    under ``/data`` is ``/data/a/b``; a relative path or a ``..`` leaving the prefix is a
+    :class:`JobError` naming the location (``label``)."""
+    if not path.startswith("/") or "\0" in path:
+        raise JobError(f"{path!r} is not an absolute path (location {label})")
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if not kept:
+                raise JobError(f"{path!r} escapes the prefix {prefix!r} of {label} with '..'")
+            kept.pop()
+        elif segment not in ("", "."):
+            kept.append(segment)
+    return PurePosixPath(prefix, *kept)
 
 
 def _is_ipv6(host: str) -> bool:
