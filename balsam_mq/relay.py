@@ -213,7 +213,9 @@ class Relay:
                     waiting: set[asyncio.Future[Any]] = {waiter, reader}
                     if in_flight:
                         waiting.add(in_flight[0][0])
-                    await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                    woken, _ = await asyncio.wait(
+                        waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     waiter.cancel()
                 if reader.done():
@@ -229,9 +231,10 @@ class Relay:
                     in_flight.append((asyncio.ensure_future(confirmed), token))
                     if len(in_flight) >= IN_FLIGHT:
                         await asyncio.wait([in_flight[0][0]])
-                elif not in_flight and not arrived.ready.is_set():
+                elif not woken and not in_flight and not arrived.ready.is_set():
                     # quiet for a while: everything read is published, so the stream's
-                    # position is safe to keep (fresh inside the oplog window)
+                    # position is safe to keep (fresh inside the oplog window); a save
+                    # right after each confirm would cost a write per burst
                     await self._save(unsaved or stream.resume_token)
                     unsaved, last_save = None, time.monotonic()
                     continue
