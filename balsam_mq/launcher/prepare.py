@@ -54,13 +54,20 @@ class Preparer:
         self._parents: dict[str, Path] = {}  # workdir parent -> resolved path
 
     def workdir(self, job: Job) -> Path:
-        """The job's workdir, resolved inside the site's data directory (symlinks followed).
+        """The job's workdir, resolved inside the site's data directory (symlinks followed)."""
+        return self._made_workdir(job, make=False)[0]
+
+    def _made_workdir(self, job: Job, *, make: bool) -> tuple[Path, bool]:
+        """The job's workdir (as ``workdir``) and whether it was created just now (only
+        with ``make``, which creates it and its parents when missing).
 
         Jobs of a batch share their parent directories: a parent is resolved once, and
-        only the workdir's own name is looked at for each job.
+        only the workdir's own name is looked at for each job. A directory this call
+        created is no symlink, so a new job's workdir costs a single ``mkdir``.
         """
         relative = os.path.normpath(job.workdir)
         parent, name = os.path.split(relative)
+        created = False
         if name in ("", ".", "..") or relative.startswith(("/", "..")):
             target = (self._root() / relative).resolve()
         else:
@@ -70,13 +77,17 @@ class Preparer:
                 if len(self._parents) > 10_000:
                     self._parents.clear()
             target = base / name
-            if target.is_symlink():
+            if make and base.is_relative_to(self._root()):
+                created = _mkdir_new(target)
+            if not created and target.is_symlink():
                 target = target.resolve()
         if not target.is_relative_to(self._root()):
             raise JobError(
                 f"Job {job.id}: workdir {job.workdir!r} escapes the site's data directory"
             )
-        return target
+        if make and not created:
+            target.mkdir(parents=True, exist_ok=True)
+        return target, created
 
     def _root(self) -> Path:
         if self._data_root is None:
@@ -99,8 +110,7 @@ class Preparer:
         assert job.id is not None
         if app is None:
             raise JobError(f"Job {job.id}: App {job.app_id} does not exist")
-        workdir = self.workdir(job)
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir, fresh = self._made_workdir(job, make=True)
         parameters = deserialize_parameters(job.parameters, what=f"Job {job.id}: parameters")
         cls = self.app_class(app)
         preamble = ""
@@ -120,7 +130,8 @@ class Preparer:
             if cls is None:
                 raise JobError(f"App {app.name!r} has neither a command_template nor a run()")
             python_run = self._run_spec(job, app)
-            (workdir / RESULT_FILE).unlink(missing_ok=True)
+            if not fresh:  # a result left by an earlier run of the job
+                (workdir / RESULT_FILE).unlink(missing_ok=True)
             command = python_command(app.python_exe or self.python_exe)
         else:
             command = render_command(app, parameters, job=f"Job {job.id}")
@@ -178,6 +189,18 @@ class Preparer:
             "job": job.model_dump(mode="json"),
             "result_file": RESULT_FILE,
         }
+
+
+def _mkdir_new(path: Path) -> bool:
+    """Create ``path`` (and its missing parents); whether this call created it."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _mkdir_new(path)
+    return True
 
 
 def on_this_host(hostname: str) -> bool:

@@ -190,9 +190,13 @@ def _popen(argv: list[str], cwd: str, env: Mapping[str, str], out: int) -> subpr
 
 
 def _open_output(spec: LaunchSpec) -> int:
-    """The job's workdir made, its job.out opened for appending (a descriptor)."""
-    Path(spec.cwd).mkdir(parents=True, exist_ok=True)
-    return os.open(spec.output_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """The job's job.out opened for appending (a descriptor), its workdir made if missing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    try:
+        return os.open(spec.output_path, flags, 0o644)
+    except FileNotFoundError:
+        spec.output_path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(spec.output_path, flags, 0o644)
 
 
 class LocalExecutor:
