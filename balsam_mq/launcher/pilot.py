@@ -29,6 +29,7 @@ Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -482,14 +483,22 @@ class Pilot:
             return {d.message_id: 1 for d in batch}  # back to the queue for another launcher
         wanted: dict[int, str] = {}  # job id -> the id of the event announcing it
         expected: dict[int, str] = {}
+        app_ids: set[int] = set()
         for d in batch:
             for event in d.events():
                 if event.job_id is not None and event.to_state in RUNNABLE_STATES:
                     if event.job_id not in wanted:
                         wanted[event.job_id] = event.id or d.message_id
                         expected[event.job_id] = event.to_state
-        jobs = await self.store.jobs.get_many(list(wanted))
-        apps = {a.id: a for a in await self.store.apps.get_many({j.app_id for j in jobs})}
+                        if event.app_id is not None:
+                            app_ids.add(event.app_id)
+        # the events name the apps: jobs and apps are read at once, one round trip
+        jobs, found_apps = await asyncio.gather(
+            self.store.jobs.get_many(list(wanted)), self.store.apps.get_many(app_ids)
+        )
+        apps = {a.id: a for a in found_apps}
+        if missing := {j.app_id for j in jobs} - set(apps):
+            apps.update((a.id, a) for a in await self.store.apps.get_many(missing))
         now = utcnow()
         deferrals: dict[str, float] = {}
         candidates: list[Job] = []
