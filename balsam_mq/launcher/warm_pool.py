@@ -21,9 +21,11 @@ own interpreter; every other job takes the ordinary path.
 
 Protocol, one line per message, a short header then JSON the server passes on untouched:
 launcher → server ``run <job id> {"cwd", "env", "output", "spec"}`` and ``kill <job id>
-<signum>``; server → launcher ``@@warm ready <pid>``, ``@@warm started <job id> <worker
-pid>`` and ``@@warm done <job id> <exit code> {payload}``; server → worker the run's JSON,
-worker → server ``<exit code> {payload}``.
+<signum>``; server → launcher ``@@warm ready <pid>`` and ``@@warm done <job id> <exit
+code> {payload}``; server → worker the run's JSON, worker → server ``<exit code>
+{payload}``. A job is one line each way between each pair: a kill reaches the job
+wherever it is, waiting for a worker (it ends there, as if killed by ``signum``) or
+running.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _run_job(
 ) -> tuple[int, dict[str, Any]]:
     from balsam_mq.launcher.python_runner import run_spec
 
-    environ = dict(os.environ)
+    environ = _environ_items()
     path = list(sys.path)
     cwd = os.getcwd()
     out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -112,10 +114,31 @@ def _run_job(
         os.dup2(devnull, 1)
         os.dup2(stderr, 2)
         os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(environ)
+        _restore_environ(environ)
         sys.path[:] = path
     return rc, payload
+
+
+def _environ_items() -> dict[bytes, bytes]:
+    """The process environment as bytes (a copy of the dict ``os.environ`` keeps, when
+    it keeps one: CPython does, encoded)."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        return dict(data)
+    return dict(os.environb)
+
+
+def _restore_environ(before: dict[bytes, bytes]) -> None:
+    """Put the environment back as ``before``, touching only the variables that differ
+    (each change is a ``putenv``/``unsetenv``)."""
+    now = _environ_items()
+    if now == before:
+        return
+    for key in [k for k in now if k not in before]:
+        del os.environb[key]
+    for key, value in before.items():
+        if now.get(key) != value:
+            os.environb[key] = value
 
 
 # --- the server (its own process) ------------------------------------------------------
@@ -161,9 +184,11 @@ class _Server:
                 continue
             self.waiting.popleft()
             self.running[pid] = job_id
-            _emit("started", job_id, pid)
 
     def kill(self, job_id: int, signum: int) -> None:
+        for queued in [w for w in self.waiting if w[0] == job_id]:  # not started: it ends
+            self.waiting.remove(queued)
+            _emit("done", job_id, -signum, b"{}")
         for pid, running in self.running.items():
             if running == job_id:
                 # the worker and what its job started; a worker just forked may not have
@@ -247,8 +272,6 @@ class WarmRun:
         self._pool = pool
         self.job_id = job_id
         self.exit = exit
-        self.pid: int | None = None  # of the worker running it
-        self.started = asyncio.Event()
         self.payload: dict[str, Any] | None = None  # run()'s result or exception
 
     async def wait(self) -> int:
@@ -256,7 +279,6 @@ class WarmRun:
 
     async def kill(self, grace: float) -> None:
         """SIGTERM to the job's worker (and what it started), SIGKILL after ``grace``."""
-        await self.started.wait()
         if self.exit.done():
             return
         await self._pool.signal(self.job_id, signal.SIGTERM)
@@ -316,18 +338,13 @@ class WarmPool:
                 run = self._runs.get(int(job_id))
                 if run is None:
                     continue
-                if op == b"started":
-                    run.pid = int(value)
-                    run.started.set()
-                elif op == b"done":
+                if op == b"done":
                     del self._runs[run.job_id]
                     run.payload = json.loads(rest[0]) if rest else None
                     run.payload = run.payload or None
-                    run.started.set()
                     run.exit.set_result(int(value))
         finally:
             for run in self._runs.values():
-                run.started.set()
                 if not run.exit.done():
                     run.exit.set_exception(RuntimeError("the warm pool exited"))
             self._runs.clear()
