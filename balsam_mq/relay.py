@@ -37,6 +37,7 @@ from balsam_mq.broker import (
     Outgoing,
     Publisher,
     Topology,
+    close_channel,
     connection_lost,
     declare_core,
     declare_site,
@@ -110,8 +111,7 @@ class Relay:
                 finally:
                     await publisher.close()
             finally:
-                if not declare_channel.is_closed:
-                    await declare_channel.close()
+                await close_channel(declare_channel)
         finally:
             self.leading = False
             # awaited even when cancelled (a bounded while), so its failure is not left behind

@@ -1,6 +1,6 @@
 """RabbitMQ: topology as data, declaration, confirming publisher, consumer runner."""
 
-from balsam_mq.broker.connection import connection_lost, open_amqp
+from balsam_mq.broker.connection import close_channel, connection_lost, open_amqp
 from balsam_mq.broker.consumer import (
     ATTEMPTS_HEADER,
     DEFERRALS_HEADER,
@@ -32,6 +32,7 @@ __all__ = [
     "SiteQueues",
     "Topology",
     "build_topology",
+    "close_channel",
     "connection_lost",
     "declare_core",
     "declare_queue",

@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+import anyio
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from yarl import URL
 
@@ -21,6 +22,7 @@ from balsam_mq.errors import BrokerError
 from balsam_mq.settings import redact_url, split_urls
 
 log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 5.0  # a channel's close, even while its closer is being cancelled
 
 # aio-pika and aiormq log every reconnection attempt (every few seconds while a broker is
 # away) and every channel callback that meets the closed connection; the consumers, the
@@ -50,6 +52,16 @@ def connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and (
         str(exc).endswith(" closed") or str(exc) == "Connection was not opened"
     )
+
+
+async def close_channel(channel: AbstractChannel) -> None:
+    """Close ``channel``, bounded, and finished even when the caller is being cancelled:
+    a close cut short leaves the channel's number half-closed, and RabbitMQ answers the
+    next frame sent on it by closing the whole connection (``CHANNEL_ERROR - expected
+    'channel.open'``), every other channel of the process with it."""
+    with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+        if not channel.is_closed:
+            await channel.close()
 
 
 class FailoverConnection(aio_pika.RobustConnection):

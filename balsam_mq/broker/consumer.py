@@ -66,7 +66,7 @@ from typing import Any, Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from balsam_mq.broker.connection import connection_lost
+from balsam_mq.broker.connection import close_channel, connection_lost
 from balsam_mq.broker.declare import declare_core, declare_queue
 from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import DELAY_LEVELS, QueueSpec, Topology
@@ -345,8 +345,8 @@ class Consumer:
         if callbacks is not None:
             callbacks.discard(self._on_reconnect)
         # unacked messages (the buffer) go back to the queue when the channel closes
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+        if self._channel is not None:
+            await close_channel(self._channel)
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
         """The first message in hand (waited for), and every one that is already here or

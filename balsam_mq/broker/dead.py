@@ -17,6 +17,7 @@ from aio_pika.abc import (
 )
 from aiormq.exceptions import ChannelNotFoundEntity
 
+from balsam_mq.broker.connection import close_channel
 from balsam_mq.broker.consumer import (
     ATTEMPTS_HEADER,
     ERROR_HEADER,
@@ -46,7 +47,7 @@ async def list_parked(
             out.append(_parked(message))
         return out
     finally:
-        await channel.close()  # every message read goes back, in its place
+        await close_channel(channel)  # every message read goes back, in its place
 
 
 async def take_parked(
@@ -82,7 +83,7 @@ async def take_parked(
             await message.ack()
         return [p for _, p in taken]
     finally:
-        await channel.close()
+        await close_channel(channel)
 
 
 async def _dead_queue(channel: AbstractChannel, topology: Topology) -> AbstractQueue | None:

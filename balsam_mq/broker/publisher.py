@@ -12,10 +12,10 @@ import anyio
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from pamqp.commands import Basic
 
+from balsam_mq.broker.connection import CLOSE_TIMEOUT_S, close_channel
 from balsam_mq.errors import BrokerError
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Publisher:
             for send in sends:
                 send.cancel()
             await asyncio.gather(*sends, return_exceptions=True)
-            await self._channel.close()
+            await close_channel(self._channel)
 
 
 async def _nothing() -> None:

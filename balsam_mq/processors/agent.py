@@ -9,7 +9,15 @@ from enum import StrEnum
 import anyio
 from aio_pika.abc import AbstractRobustConnection
 
-from balsam_mq.broker import Consumer, Handler, QueueSpec, Topology, declare_core, declare_site
+from balsam_mq.broker import (
+    Consumer,
+    Handler,
+    QueueSpec,
+    Topology,
+    close_channel,
+    declare_core,
+    declare_site,
+)
 from balsam_mq.domain import Site
 from balsam_mq.processors.apps import AppCache
 from balsam_mq.processors.consumers.cleanup import CleanupConsumer
@@ -94,7 +102,7 @@ class SiteAgent:
         channel = await self.amqp.channel()
         await declare_core(channel, self.topology)
         await declare_site(channel, self.topology, self.site.id)
-        await channel.close()
+        await close_channel(channel)
         with HookRunner(self.config.hooks.workers, self.config.hooks.timeout_s) as hooks:
             # jobs that hooks create are checked and built through the SDK on this store
             client = Client(DirectBackend(self.store, self.amqp, self.topology))

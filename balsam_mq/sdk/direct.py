@@ -11,7 +11,7 @@ from bson.errors import InvalidDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
-from balsam_mq.broker import Topology
+from balsam_mq.broker import Topology, close_channel
 from balsam_mq.broker.dead import list_parked, take_parked
 from balsam_mq.domain import (
     Actor,
@@ -87,7 +87,7 @@ class DirectBackend:
                 for spec in self.topology.site(site_id).all():
                     await channel.queue_delete(spec.name)
             finally:
-                await channel.close()
+                await close_channel(channel)
         return removal
 
     # --- jobs -----------------------------------------------------------------------------

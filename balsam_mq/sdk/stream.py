@@ -18,7 +18,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from balsam_mq.broker import Topology, connection_lost
+from balsam_mq.broker import Topology, close_channel, connection_lost
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import Event, decode_events
 from balsam_mq.errors import SerializationError
@@ -52,7 +52,7 @@ class EventStream:
             stream = cls(connection, channel)
             await queue.consume(stream._on_message)
         except BaseException:
-            await channel.close()
+            await close_channel(channel)
             raise
         connection.reconnect_callbacks.add(stream._on_reconnect)
         return stream
@@ -94,5 +94,4 @@ class EventStream:
 
     async def aclose(self) -> None:
         self._connection.reconnect_callbacks.discard(self._on_reconnect)
-        if not self._channel.is_closed:
-            await self._channel.close()
+        await close_channel(self._channel)

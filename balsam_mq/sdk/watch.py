@@ -22,7 +22,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from balsam_mq.broker import Topology
+from balsam_mq.broker import Topology, close_channel
 from balsam_mq.broker.declare import declare_exchange, declare_queue
 from balsam_mq.domain import JobState, decode_events
 from balsam_mq.errors import SerializationError
@@ -135,7 +135,6 @@ class FinishedEvents:
     async def aclose(self) -> None:
         if self._channel is not None:
             self._connection.reconnect_callbacks.discard(self._on_reconnect)
-            if not self._channel.is_closed:
-                await self._channel.close()
+            await close_channel(self._channel)
             self._channel = self._queue = None
             self._bound.clear()
