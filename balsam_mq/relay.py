@@ -14,8 +14,8 @@ hands over at once). Any number of them is safe, and costs no duplicate messages
 One task tails the stream into a bounded queue; another publishes whatever has
 arrived (up to ``batch_size``): one event at once when events trickle in, hundreds per
 batch under load, with no clock in between. Consecutive events of one routing key
-travel in one message, except runnable jobs, which travel alone
-(``broker.topology.SHARED_MAX``).
+travel in one message; runnable jobs, which launchers share, at most
+``broker.topology.SHARED_MAX`` to a message.
 """
 
 from __future__ import annotations
@@ -306,7 +306,7 @@ def _messages(batch: list[dict[str, Any]]) -> list[Outgoing]:
     """Runs of consecutive events with one routing key, a message each, in stream order: a
     job's events reach every queue in the order they happened. Transactions write their
     events step by step, grouped by key within a step (``store.jobs``), so the runs of a
-    busy stream are long. Runnable jobs travel ``SHARED_MAX`` (one) to a message."""
+    busy stream are long. Runnable jobs travel at most ``SHARED_MAX`` to a message."""
     runs: list[tuple[str, list[dict[str, Any]]]] = []
     for doc in batch:
         kind, state, quiet = doc.get("kind", "job"), doc["to_state"], doc.get("quiet", False)

@@ -47,11 +47,12 @@ SITE_QUEUE_STATES: dict[str, tuple[JobState, ...]] = {
 }
 
 
-# job states whose events launchers share: they travel one to a message, so the queue's
-# order is the order jobs became runnable and competing launchers take them job by job;
-# every other routing key carries its events many to a message
+# job states whose events launchers share: they travel a few to a message, so the
+# queue's order is the order jobs became runnable and competing launchers take them in
+# small groups (a launcher's prefetch counts messages); every other routing key carries
+# its events many to a message
 SHARED_STATES: frozenset[JobState] = RUNNABLE_STATES
-SHARED_MAX = 1
+SHARED_MAX = 8
 
 
 def shared(kind: str, to_state: str, quiet: bool) -> bool:

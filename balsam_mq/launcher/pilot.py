@@ -2,11 +2,15 @@
 
 Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
 
-* RUNNING: consumes the runnable queue with a prefetch that follows the free capacity
-  (none at all while there is no room, so a busy launcher holds no job back from the
-  others); the part of a delivery beyond what it can take goes back to the queue at
-  once. Delivered jobs are claimed in one conditional transition to RUNNING tagged
-  with the session; a job claimed elsewhere (or no longer runnable) is dropped.
+* RUNNING: consumes the runnable queue (messages of up to ``SHARED_MAX`` jobs) with a
+  prefetch that follows the free capacity (none at all while there is no room, so a
+  busy launcher holds no job back from the others). Jobs of a delivery beyond the room
+  and the claim-ahead allowance are held while runs finish at a pace, for at most ten
+  times ``claim_ahead_s``; then, or at once when there is no pace (long jobs), their
+  messages go back to the queue in their place, for others (a job of such a message
+  claimed here meanwhile is dropped when it comes round again). Delivered jobs are
+  claimed in one conditional transition to RUNNING tagged with the session; a job
+  claimed elsewhere (or no longer runnable) is dropped.
   Besides the jobs that fit the free room, a launcher claims a few *ahead*: as many as
   its recent pace finishes in ``claim_ahead_s`` (none for long jobs), so that a slot
   that frees starts its next job at once instead of after a broker and database round
@@ -46,7 +50,15 @@ import anyio.abc
 from aio_pika.abc import AbstractRobustConnection
 from pymongo.errors import PyMongoError
 
-from balsam_mq.broker import Consumer, Deferrals, Topology, declare_core, declare_site
+from balsam_mq.broker import (
+    Consumer,
+    Deferrals,
+    Topology,
+    close_channel,
+    declare_core,
+    declare_site,
+)
+from balsam_mq.broker.topology import SHARED_MAX
 from balsam_mq.domain import (
     RUNNABLE_STATES,
     Actor,
@@ -174,7 +186,7 @@ class Pilot:
             await declare_core(channel, self._topology)
             await declare_site(channel, self._topology, self.config.site_id)
         finally:
-            await channel.close()
+            await close_channel(channel)
         self._started = self._last_activity = time.monotonic()
         session_id = await open_session(self.sessions, self.config, self.pool)
         self.session_id = self.report.session_id = session_id
@@ -390,7 +402,7 @@ class Pilot:
     async def _expire_ahead(self) -> None:
         """Give back jobs claimed ahead that waited ten times ``claim_ahead_s`` for room
         (the pace they were claimed for did not hold: a long job came in between)."""
-        limit = max(10 * self.config.settings.claim_ahead_s, 0.05)
+        limit = self._hold_s()
         while self.claiming:
             await anyio.sleep(limit / 2)
             cutoff = time.monotonic() - limit
@@ -439,10 +451,12 @@ class Pilot:
         return min(settings.claim_ahead_max, int(pace * settings.claim_ahead_s))
 
     def _wanted_prefetch(self) -> int:
-        """Deliveries to hold: the free slots plus the claim-ahead allowance, less what is
-        already claimed ahead; 0 (consuming paused) when there is no room at all."""
+        """Deliveries to hold: enough messages (of up to ``SHARED_MAX`` jobs) for the free
+        slots plus the claim-ahead allowance, less what is already claimed ahead, and
+        ``max_prefetch`` jobs at most; 0 (consuming paused) when there is no room at all."""
         wanted = self.pool.free_slots() + self._ahead() - len(self._queued)
-        return max(0, min(wanted, self.config.settings.max_prefetch))
+        wanted = min(wanted, self.config.settings.max_prefetch)
+        return max(0, -(-wanted // SHARED_MAX))
 
     def _capacity_changed(self) -> None:
         room, self._room = self._room, anyio.Event()
@@ -483,6 +497,7 @@ class Pilot:
             return {d.message_id: 1 for d in batch}  # back to the queue for another launcher
         wanted: dict[int, str] = {}  # job id -> the id of the event announcing it
         expected: dict[int, str] = {}
+        message: dict[int, str] = {}  # job id -> the id of the message that carried it
         app_ids: set[int] = set()
         for d in batch:
             for event in d.events():
@@ -490,6 +505,7 @@ class Pilot:
                     if event.job_id not in wanted:
                         wanted[event.job_id] = event.id or d.message_id
                         expected[event.job_id] = event.to_state
+                        message[event.job_id] = d.message_id
                         if event.app_id is not None:
                             app_ids.add(event.app_id)
         # the events name the apps: jobs and apps are read at once, one round trip
@@ -544,14 +560,26 @@ class Pilot:
                 await self._claim(take, apps)
                 pending = pending[len(take) :]
             elif self._full():
-                for job in pending:  # more than we can take: back at once, for others
+                if self._ahead() > 0:  # slots free at a pace: hold the rest a while
+                    with anyio.move_on_after(self._hold_s()):
+                        await room.wait()
+                    if room.is_set():
+                        continue
+                # more than we can take: their messages back in place, for others (a job
+                # of theirs claimed here meanwhile is dropped when it is seen again)
+                for job in pending:
                     assert job.id is not None
-                    deferrals[wanted[job.id]] = 0
+                    deferrals[message[job.id]] = 0
                 self.report.given_back += len(pending)
                 break
             else:
                 await room.wait()  # fits this allocation, not its free room: hold it
         return deferrals or None
+
+    def _hold_s(self) -> float:
+        """How long jobs beyond the claim-ahead allowance are held for room (the time
+        after which jobs claimed ahead are given back)."""
+        return max(10 * self.config.settings.claim_ahead_s, 0.05)
 
     def _full(self) -> bool:
         """No free slot, and no claim-ahead allowance left."""

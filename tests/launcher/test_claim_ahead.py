@@ -72,3 +72,20 @@ async def test_jobs_claimed_ahead_are_given_back_when_room_does_not_come(world: 
     pilot.request_stop("test over")
     report = await asyncio.wait_for(world.pilots[0][1], 30)
     assert report.timed_out == 1
+
+
+async def test_jobs_a_launcher_cannot_take_go_back_in_their_place(world: World) -> None:
+    """Runnable jobs created together share a message; a full launcher gives the part it
+    cannot take back where it was in the queue, ahead of jobs that became runnable later."""
+    app = await world.app("Long", command_template="sleep 60")
+    a, b, c = await world.jobs(app, [{}, {}, {}])
+    (d,) = await world.jobs(app, [{}])  # queued behind them before any launcher runs
+    first = world.start_pilot(world.config(), cores=1)
+    await wait_for_states(world.store, [a], [S.RUNNING])
+    await until(lambda: first.report.given_back >= 1, timeout=30)
+    second = world.start_pilot(world.config(), cores=1)
+    await wait_for_states(world.store, [b], [S.RUNNING], timeout=30)
+    states = await world.store.jobs.states([c, d])
+    assert states == {c: S.PREPROCESSED, d: S.PREPROCESSED}
+    sessions = {j.id: j.session_id for j in await world.store.jobs.get_many([a, b])}
+    assert sessions == {a: first.session_id, b: second.session_id}
