@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from balsam_mq.launcher.command import RUN_SPEC_FILE
-from balsam_mq.launcher.sentinel import Sentinel
+from balsam_mq.launcher.sentinel import MARK as SENTINEL_MARK, Sentinel
 
 if TYPE_CHECKING:
     from balsam_mq.launcher.warm_pool import WarmPool
@@ -163,6 +163,8 @@ def start_local(
     with bash. A command that cannot be executed directly (not found: a shell builtin,
     say) runs through bash, which reports it as a shell would."""
     env = {**(os.environ if base_env is None else base_env), **spec.env}
+    if sentinel is not None:  # found by it even if the launcher dies before registering
+        env[SENTINEL_MARK] = str(sentinel.pid)
     out = _open_output(spec)
     try:
         if spec.argv:

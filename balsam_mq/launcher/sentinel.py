@@ -8,6 +8,11 @@ SIGTERM at once, its parent-death signal): it sends SIGTERM to every group still
 registered, and SIGKILL to those left after ``grace`` seconds. It runs in a session of
 its own, so a signal to the launcher's process group does not take it along.
 
+A job started in the instant before the launcher died may not be registered yet: every
+job's environment names the sentinel (``BALSAM_SENTINEL=<its pid>``), and at the end
+the sentinel also ends the groups of the processes it finds with that mark (Linux, in
+``/proc``).
+
 It reads its stdin twice a second, not on every line: starting a job costs the
 launcher one pipe write and the sentinel nothing.
 
@@ -22,10 +27,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from balsam_mq.orphans import die_with_parent
 
 _READ_EVERY_S = 0.5
+MARK = "BALSAM_SENTINEL"  # in every job's environment: the pid of the sentinel watching it
 
 
 def _signal_groups(groups: set[int], signum: int) -> set[int]:
@@ -36,6 +43,22 @@ def _signal_groups(groups: set[int], signum: int) -> set[int]:
             os.killpg(pgid, signum)
             alive.add(pgid)
     return alive
+
+
+def marked_groups(sentinel_pid: int, proc: Path = Path("/proc")) -> set[int]:
+    """The process groups of the processes whose environment carries this sentinel's mark
+    (none where there is no ``/proc``)."""
+    mark = f"{MARK}={sentinel_pid}".encode()
+    groups = set()
+    with contextlib.suppress(OSError):
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    groups.add(os.getpgid(int(entry.name)))
+    groups.discard(os.getpgid(0))
+    return groups
 
 
 def serve(grace: float) -> int:
@@ -72,7 +95,7 @@ def serve(grace: float) -> int:
         if closed or orphaned:
             break
         time.sleep(_READ_EVERY_S)
-    groups = _signal_groups(groups, signal.SIGTERM)
+    groups = _signal_groups(groups | marked_groups(os.getpid()), signal.SIGTERM)
     deadline = time.monotonic() + grace
     while groups and time.monotonic() < deadline:
         time.sleep(0.1)
