@@ -16,6 +16,11 @@ changes interpreter-wide state, starts threads that outlive it, relies on
 exits the worker (``os._exit``, a crash, a kill) ends with that exit status and its
 worker is replaced; ``sys.exit(n)`` in ``run()`` is exit code ``n``.
 
+A worker retires after ``worker_jobs`` jobs (the server closes its end once the last
+result is in; the next job gets a freshly forked worker): each job sets variables such
+as ``BALSAM_JOB_ID`` to a value of its own, and the C library keeps every value it was
+ever given, so a worker that ran for ever would grow by a few dozen bytes a job.
+
 Used only for ``run()`` apps with one rank, no ``shell_preamble`` and the launcher's
 own interpreter; every other job takes the ordinary path.
 
@@ -45,6 +50,7 @@ from balsam_mq.launcher.runs import Launch, LaunchSpec
 from balsam_mq.orphans import die_with_parent
 
 PREFIX = "@@warm "
+WORKER_JOBS = 5000  # jobs a worker runs before it is replaced (see above)
 _PRELOAD = (
     "dill",
     "balsam_mq.domain",
@@ -154,8 +160,10 @@ def _bytes(word: object) -> bytes:
 
 
 class _Server:
-    def __init__(self) -> None:
+    def __init__(self, worker_jobs: int = WORKER_JOBS) -> None:
+        self.worker_jobs = worker_jobs
         self.sockets: dict[int, socket.socket] = {}  # worker pid -> the server's end
+        self.served: dict[int, int] = {}  # worker pid -> jobs it answered
         self.buffers: dict[int, bytes] = {}
         self.running: dict[int, int] = {}  # worker pid -> job id
         self.idle: deque[int] = deque()
@@ -171,6 +179,7 @@ class _Server:
             _worker(theirs)
         theirs.close()
         self.sockets[pid] = ours
+        self.served[pid] = 0
         self.buffers[pid] = b""
         return pid
 
@@ -205,6 +214,7 @@ class _Server:
         if not chunk:  # the worker exited: its job (if any) ends with its status
             self.sockets.pop(pid).close()
             self.buffers.pop(pid, None)
+            self.served.pop(pid, None)
             with contextlib.suppress(ValueError):
                 self.idle.remove(pid)
             _, status = os.waitpid(pid, 0)
@@ -217,7 +227,12 @@ class _Server:
             line, self.buffers[pid] = self.buffers[pid].split(b"\n", 1)
             rc, payload = line.split(b" ", 1)
             job_id = self.running.pop(pid, None)
-            self.idle.append(pid)
+            self.served[pid] += 1
+            if self.served[pid] < self.worker_jobs:
+                self.idle.append(pid)
+            else:  # retired: its end of file comes next, and it exits (see above)
+                with contextlib.suppress(OSError):
+                    self.sockets[pid].shutdown(socket.SHUT_WR)
             if job_id is not None:
                 _emit("done", job_id, rc, payload)
 
@@ -227,14 +242,14 @@ class _Server:
                 os.killpg(pid, signal.SIGTERM)
 
 
-def serve() -> int:
+def serve(worker_jobs: int = WORKER_JOBS) -> int:
     import importlib
 
     die_with_parent()
     for name in _PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    server = _Server()
+    server = _Server(worker_jobs)
     stdin = sys.stdin.fileno()
     buffer = b""
     _emit("ready", os.getpid())
@@ -301,7 +316,8 @@ class WarmPool:
     await pool.close()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, worker_jobs: int = WORKER_JOBS) -> None:
+        self._worker_jobs = worker_jobs
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._runs: dict[int, WarmRun] = {}
@@ -316,6 +332,7 @@ class WarmPool:
             sys.executable,
             "-m",
             "balsam_mq.launcher.warm_pool",
+            str(self._worker_jobs),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
@@ -389,4 +406,4 @@ class WarmPool:
 
 
 if __name__ == "__main__":
-    sys.exit(serve())
+    sys.exit(serve(int(sys.argv[1]) if len(sys.argv) > 1 else WORKER_JOBS))

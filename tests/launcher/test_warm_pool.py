@@ -161,3 +161,32 @@ async def test_only_jobs_placed_on_the_launchers_host_use_the_warm_pool(
     jobs = await world.store.jobs.get_many([here, there])
     assert all(j.state is S.RUN_DONE for j in jobs), [j.state_data for j in jobs]
     assert sorted(str(deserialize(j.result)) for j in jobs if j.result) == ["0", "None"]
+
+
+PID = """
+import os
+
+class Pid:
+    def run(self):
+        return os.getpid()
+"""
+
+
+async def test_a_worker_retires_after_its_share_of_jobs_and_the_next_runs_in_a_new_one(
+    world: World,
+) -> None:
+    app = await world.app("Pid", cls=python_app_class(PID, "Pid"))
+    ids = await world.jobs(app, [{} for _ in range(5)])
+    pool = WarmPool(worker_jobs=2)
+    await pool.start()
+    try:  # one slot: the jobs run one after another
+        pilot = world.start_pilot(world.config(), pool=this_host(1), executor=LocalExecutor(pool))
+        await wait_for_states(world.store, ids, [S.RUN_DONE, S.RUN_ERROR])
+        await world.finish(pilot)
+    finally:
+        await pool.close()
+    jobs = sorted(await world.store.jobs.get_many(ids), key=lambda j: j.last_update)
+    assert all(j.state is S.RUN_DONE and j.result is not None for j in jobs)
+    pids = [deserialize(j.result) for j in jobs]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]  # two jobs each, then anew
+    assert len(set(pids)) == 3
