@@ -44,7 +44,7 @@ from balsam_mq.broker import (
 )
 from balsam_mq.broker.topology import SHARED_MAX, shared
 from balsam_mq.domain import encode_event_docs
-from balsam_mq.domain.models import routing_key
+from balsam_mq.domain.models import expand_event_doc, routing_key
 from balsam_mq.errors import BalsamError, StoreError, brief
 from balsam_mq.store import Store
 from balsam_mq.store.schema import EVENTS
@@ -303,20 +303,47 @@ class _Arrivals:
 
 
 def _messages(batch: list[dict[str, Any]]) -> list[Outgoing]:
-    """Runs of consecutive events with one routing key, a message each, in stream order: a
-    job's events reach every queue in the order they happened. Transactions write their
-    events step by step, grouped by key within a step (``store.jobs``), so the runs of a
-    busy stream are long. Runnable jobs travel at most ``SHARED_MAX`` to a message."""
+    """Runs of events with one routing key, a message each. A job's events reach every
+    queue in the order they happened: the batch's documents (``domain.models.THEN``)
+    are taken in stream order, in stretches where no job appears twice, and each stretch
+    is sent step by step (every document's first event, then every second...), by key
+    within a step. So the runs of a busy stream are long: a thousand jobs created in one
+    transaction are three messages and a few. Runnable jobs travel at most ``SHARED_MAX``
+    to a message."""
     runs: list[tuple[str, list[dict[str, Any]]]] = []
-    for doc in batch:
-        kind, state, quiet = doc.get("kind", "job"), doc["to_state"], doc.get("quiet", False)
-        key = routing_key(kind, doc["site_id"], state, quiet)
-        if runs and runs[-1][0] == key:
-            if not shared(kind, state, quiet) or len(runs[-1][1]) < SHARED_MAX:
-                runs[-1][1].append(doc)
-                continue
-        runs.append((key, [doc]))
+    for stretch in _stretches(batch):
+        by_step: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        for doc in stretch:
+            for position, event in enumerate(expand_event_doc(doc)):
+                kind, state, quiet = (
+                    event.get("kind", "job"),
+                    event["to_state"],
+                    event.get("quiet", False),
+                )
+                key = routing_key(kind, event["site_id"], state, quiet)
+                by_step.setdefault((position, key), []).append(event)
+        for (_, key), events in sorted(by_step.items(), key=lambda item: item[0][0]):
+            first = events[0]
+            limit = len(events)
+            if shared(first.get("kind", "job"), first["to_state"], first.get("quiet", False)):
+                limit = SHARED_MAX
+            runs.extend((key, events[i : i + limit]) for i in range(0, len(events), limit))
     return [Outgoing(key, encode_event_docs(run), _message_id(run)) for key, run in runs]
+
+
+def _stretches(batch: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``batch`` cut, in order, where a job's document follows one of the same job."""
+    stretches: list[list[dict[str, Any]]] = [[]]
+    jobs: set[int] = set()
+    for doc in batch:
+        job_id = doc.get("job_id")
+        if job_id is not None:
+            if job_id in jobs:
+                stretches.append([])
+                jobs.clear()
+            jobs.add(job_id)
+        stretches[-1].append(doc)
+    return stretches
 
 
 def _message_id(run: list[dict[str, Any]]) -> str:

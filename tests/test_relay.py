@@ -168,6 +168,37 @@ async def test_events_travel_many_to_a_message_and_runnable_jobs_in_small_groups
     assert all(seqs == [1, 2, 3] for seqs in order.values())
 
 
+async def test_steps_stored_together_arrive_one_event_each_in_per_job_order(
+    store: Store, amqp: AbstractRobustConnection, topology: Topology
+) -> None:
+    """Creations passed through to PREPROCESSED and runs' ends passed through to
+    JOB_FINISHED, each job's in one document, all read by the relay in one backlog: every
+    step is an event of its own, and each job's arrive in the order they happened."""
+    app = await store.apps.upsert(App(site_id=6, name="Plain", command_template="true", hooks=[]))
+    assert app.id is not None
+    collector = Collector()
+    await collector.start(amqp, topology, site_id=6)
+    jobs = await store.jobs.create_many(
+        [Job(app_id=app.id, site_id=6, workdir=f"s/{i}") for i in range(200)]
+    )
+    ids = [j.id for j in jobs if j.id is not None]
+    await _advance(store, ids, [(S.PREPROCESSED, S.RUNNING), (S.RUNNING, S.RUN_DONE)])
+    task = asyncio.create_task(Relay(store, amqp, topology).run())
+    try:
+        await collector.wait_for(200 * 8)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(collector.events) == len({e.id for e in collector.events}) == 200 * 8
+    per_job: dict[int | None, list[int | None]] = defaultdict(list)
+    for e in collector.events:
+        per_job[e.job_id].append(e.seq)
+    assert sorted(per_job) == ids
+    assert all(seqs == list(range(1, 9)) for seqs in per_job.values())
+    # many jobs' steps to a message: far fewer messages than events
+    assert len(collector.messages) < 200
+
+
 async def test_relays_of_one_name_publish_each_event_once_and_take_over(
     store: Store, amqp: AbstractRobustConnection, topology: Topology
 ) -> None:

@@ -205,6 +205,23 @@ class Event(BaseModel):
 
 QUIET = "quiet"  # the last word of a quiet event's routing key
 
+# A transaction stores one document per job it moves: the event of the job's first step,
+# with the steps passed through after it (``domain.pipeline``) in its ``then`` list,
+# each with every one of STEP_FIELDS (its own ``_id`` included); the other fields are
+# the document's. A job's creation (READY, STAGED_IN, PREPROCESSED) is one document.
+THEN = "then"
+STEP_FIELDS: tuple[str, ...] = ("_id", "from_state", "to_state", "seq", "by", "state_data", "quiet")
+
+
+def expand_event_doc(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of a stored event document, in the order they happened: the document's
+    own, then one per step of its ``then`` list."""
+    then = doc.get(THEN)
+    if not then:
+        return [doc]
+    first = {k: v for k, v in doc.items() if k != THEN}
+    return [first, *({**first, **step} for step in then)]
+
 
 def blank(model: type[Document] | type[Event], **required: Any) -> dict[str, Any]:
     """The stored form of a ``model`` document with ``required`` and every other field at

@@ -129,6 +129,10 @@ UNDELETABLE: dict[Resource, str] = {
     "transfer_items": "transfer items are the site's record of its transfers: "
     "they cannot be deleted",
 }
+# resources whose documents no plain update may change, and why
+UNCHANGEABLE: dict[Resource, str] = {
+    "events": "the event log is append-only: events cannot be changed",
+}
 # resources whose documents get a new last_update with every update
 STAMPED: frozenset[Resource] = frozenset({"jobs", "apps"})
 # Balsam's spellings, kept so its scripts work unchanged

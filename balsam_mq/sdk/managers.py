@@ -12,7 +12,14 @@ from balsam_mq.domain import (
     Site as SiteDocument,
     parse_state,
 )
-from balsam_mq.domain.queries import UNDELETABLE, Condition, QuerySpec, Resource, parse_condition
+from balsam_mq.domain.queries import (
+    UNCHANGEABLE,
+    UNDELETABLE,
+    Condition,
+    QuerySpec,
+    Resource,
+    parse_condition,
+)
 from balsam_mq.errors import JobError, NotFound, QueryError
 from balsam_mq.sdk import futures, persist, refs, steer
 from balsam_mq.sdk.capture import Ready, capturing
@@ -320,10 +327,10 @@ class EventLogManager(Manager[T]):
     async def update_matching(
         self, client: Client, spec: QuerySpec, fields: Mapping[str, Any]
     ) -> int:
-        raise QueryError("the event log is append-only: events cannot be updated")
+        raise QueryError(UNCHANGEABLE["events"])
 
     async def delete_matching(self, client: Client, spec: QuerySpec) -> int:
-        raise QueryError("the event log is append-only: events cannot be deleted")
+        raise QueryError(UNDELETABLE["events"])
 
 
 class TransferItemManager(Manager[T]):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from itertools import islice
 from typing import Any
 
 import anyio
+from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -24,7 +27,7 @@ from balsam_mq.domain import (
     check_transition,
     utcnow,
 )
-from balsam_mq.domain.models import blank, plain, routing_key
+from balsam_mq.domain.models import THEN, blank, plain
 from balsam_mq.domain.pipeline import (
     DEFAULT_MOVES,
     REENTRY_CLEARS,
@@ -91,53 +94,72 @@ def _max_retries(apps: Mapping[int, App], doc: Mapping[str, Any]) -> int:
     return _DEFAULT_MAX_RETRIES if app is None else app.max_retries
 
 
-# an event as written: its routing key, and its document
-_Row = tuple[str, Doc]
-
-
-def _events(
-    site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[Step], now: Any
-) -> list[_Row]:
-    """The events of ``steps``, numbered on from the job's ``seq``."""
-    rows: list[_Row] = []
-    for i, step in enumerate(steps, start=1):
-        doc = dict(_EVENT)
-        doc["site_id"] = site_id
-        doc["job_id"] = job_id
-        doc["app_id"] = app_id
-        doc["from_state"] = step.from_state.value
-        doc["to_state"] = step.to.value
-        doc["seq"] = seq + i
-        doc["by"] = None if step.by is None else step.by.value
-        doc["timestamp"] = now
-        doc["state_data"] = plain(step.state_data)
-        doc["quiet"] = step.quiet
-        rows.append((routing_key("job", site_id, step.to.value, quiet=step.quiet), doc))
-    return rows
-
-
-class _Runs:
-    """The events of a transaction in writing order: every job's first step, then every
-    second step..., by routing key within a step, in job order within a key. Each job's
-    events stay in order and the relay finds long runs of one key to send as one message."""
+class _EventIds:
+    """The ObjectIds of job event documents and their steps, a run of consecutive ones at
+    a time (a document's, then its steps', in order), several times cheaper than
+    ``ObjectId()`` each: the time, five random bytes of this process's own (drawn again
+    in a forked child), and a counter. A process's job events sort by id in the order it
+    wrote them."""
 
     def __init__(self) -> None:
-        self._runs: dict[tuple[int, str], list[Doc]] = {}
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
 
-    def run(self, position: int, key: str) -> list[Doc]:
-        """Where the events of the ``position``-th step with routing key ``key`` go."""
-        run = self._runs.get((position, key))
-        if run is None:
-            run = self._runs[(position, key)] = []
-        return run
+    def _reset(self) -> None:
+        self._random = os.urandom(5)
+        self._next = int.from_bytes(os.urandom(3), "big")
 
-    def add(self, rows: list[_Row]) -> None:
-        """One job's events (add jobs in their order)."""
-        for position, (key, doc) in enumerate(rows):
-            self.run(position, key).append(doc)
+    def take(self, n: int) -> list[ObjectId]:
+        head = int(time.time()).to_bytes(4, "big") + self._random
+        first, self._next = self._next, (self._next + n) % _COUNTER_SPAN
+        return [ObjectId(head + ((first + i) % _COUNTER_SPAN).to_bytes(3, "big")) for i in range(n)]
 
-    def docs(self) -> list[Doc]:
-        return [doc for position in sorted(self._runs) for doc in self._runs[position]]
+
+_COUNTER_SPAN = 1 << 24  # an ObjectId's counter has three bytes
+_event_ids = _EventIds()
+
+
+def _event_doc(
+    site_id: int, job_id: int, app_id: int | None, seq: int, steps: list[Step], now: Any
+) -> Doc:
+    """The event document of a job's ``steps`` in one transaction, numbered on from the
+    job's ``seq``: the first step's event, the others in its ``then`` list (see
+    ``domain.models.THEN``)."""
+    first, *later = steps
+    doc = dict(_EVENT)
+    doc["site_id"] = site_id
+    doc["job_id"] = job_id
+    doc["app_id"] = app_id
+    doc["timestamp"] = now
+    doc.update(_step(first, seq + 1))
+    doc["_id"], *ids = _event_ids.take(len(steps))  # its events sort in order by id
+    if later:
+        numbered = enumerate(zip(later, ids, strict=True), start=seq + 2)
+        doc[THEN] = [{**_step(step, n), "_id": id_} for n, (step, id_) in numbered]
+    return doc
+
+
+def _step(step: Step, seq: int) -> Doc:
+    """The fields of ``step``'s event that a ``then`` entry holds (but ``_id``)."""
+    return {
+        "from_state": step.from_state.value,
+        "to_state": step.to.value,
+        "seq": seq,
+        "by": None if step.by is None else step.by.value,
+        "state_data": plain(step.state_data),
+        "quiet": step.quiet,
+    }
+
+
+def _renewed(doc: Doc, job_id: int) -> Doc:
+    """The event document ``doc`` for job ``job_id``, with ids of its own."""
+    event = doc.copy()
+    event["job_id"] = job_id
+    then = doc.get(THEN) or []
+    event["_id"], *ids = _event_ids.take(1 + len(then))
+    if then:
+        event[THEN] = [{**step, "_id": id_} for step, id_ in zip(then, ids, strict=True)]
+    return event
 
 
 def _chunks(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:
@@ -284,8 +306,8 @@ class JobRepository:
         now = utcnow()
         # jobs of one app, with the same transfer slots and no parent in the way, take
         # the same steps: their events differ only in the job id
-        passages: dict[tuple[Any, ...], tuple[Step, list[tuple[list[Doc], Doc]]]] = {}
-        events = _Runs()
+        passages: dict[tuple[Any, ...], tuple[Step, Doc]] = {}
+        events: list[Doc] = []
         for offset, doc in enumerate(docs):
             job_id = first + offset
             app_id, site_id, transfers = doc["app_id"], doc["site_id"], doc["transfers"]
@@ -298,23 +320,19 @@ class JobRepository:
                     _work(apps, app_id, transfers),
                     has_children=False,
                 )
-                rows = _events(site_id, job_id, app_id, 0, steps, now)
-                known = (steps[-1], [(events.run(i, k), row) for i, (k, row) in enumerate(rows)])
+                known = (steps[-1], _event_doc(site_id, job_id, app_id, 0, steps, now))
                 if not state_data:
                     passages[key] = known
-            last, runs = known
-            for run, row in runs:
-                event = row.copy()
-                event["job_id"] = job_id
-                run.append(event)
+            last, event = known
+            events.append(_renewed(event, job_id))
             doc["_id"] = job_id
             doc["state"] = last.to.value
             doc["state_data"] = dict(last.state_data)
             doc["created_at"] = now
             doc["last_update"] = now
-            doc["seq"] = len(runs)
+            doc["seq"] = 1 + len(event.get(THEN) or ())  # its steps so far
         await self._jobs.insert_many(docs, session=s)
-        await self._events.insert_many(events.docs(), session=s)
+        await self._events.insert_many(events, session=s)
 
     async def transition(
         self,
@@ -366,7 +384,7 @@ class JobRepository:
             family = await Family.load(self._jobs, resets, current, s)
             now = utcnow()
             ops: list[UpdateOne] = []
-            events = _Runs()
+            events: list[Doc] = []
             moved: list[int] = []
             final: dict[int, JobState] = {}
             unmoved: dict[int, JobState | None] = {}
@@ -406,7 +424,9 @@ class JobRepository:
                 if c.held_by is not None:
                     where["session_id"] = c.held_by
                 ops.append(UpdateOne(where, {"$set": fields}))
-                events.add(_events(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now))
+                events.append(
+                    _event_doc(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now)
+                )
                 moved.append(c.job_id)
                 final[c.job_id] = steps[-1].to
             if ops:
@@ -416,7 +436,7 @@ class JobRepository:
                         f"transition matched {result.matched_count} of {len(ops)} jobs "
                         "inside one snapshot"
                     )
-                await self._events.insert_many(events.docs(), session=s)
+                await self._events.insert_many(events, session=s)
             if family.awaited:
                 await self._jobs.update_many(
                     {

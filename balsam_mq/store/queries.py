@@ -15,18 +15,20 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import utcnow
-from balsam_mq.domain.models import plain
+from balsam_mq.domain.models import STEP_FIELDS, plain
 from balsam_mq.domain.queries import (
     FIELDS,
     GUARDED,
     MODELS,
     STAMPED,
+    UNCHANGEABLE,
     Condition,
     QuerySpec,
     Resource,
     field_value,
 )
 from balsam_mq.errors import QueryError, StoreError
+from balsam_mq.store.events import stored_match, unfold
 from balsam_mq.store.schema import APPS, BATCH_JOBS, EVENTS, JOBS, SITES, TRANSFER_ITEMS
 
 COLLECTIONS: dict[Resource, str] = {
@@ -98,6 +100,43 @@ def _oid(value: Any) -> ObjectId:
         raise QueryError(f"events filter 'id': {value!r} is not an event id") from None
 
 
+# conditions that hold for an event only where they hold for a value of its stored
+# document (a field of any of its steps): not so for ``ne`` and ``nin``
+_POSITIVE = frozenset({"eq", "in", "gt", "gte", "lt", "lte", "contains", "has"})
+
+
+def _event_stages(spec: QuerySpec, *, ordered: bool) -> list[dict[str, Any]]:
+    """The aggregation of the events ``spec`` asks for, from the stored documents (each
+    of them the steps of a job in one transaction: ``domain.models.THEN``), with its
+    window. The documents are narrowed before they are unfolded, by the conditions a
+    document's values can be checked against, and sorted then too, with the indexes,
+    where every key of the order is a document's own (or the id, which its steps
+    follow); the events are filtered in full after."""
+    positive = (
+        c for cond in spec.conditions if cond.op in _POSITIVE for c in _clauses(spec.resource, cond)
+    )
+    pre = stored_match(positive)
+    stages: list[dict[str, Any]] = [{"$match": pre}] if pre else []
+    sort = to_sort(spec)
+    late_sort: list[dict[str, Any]] = []
+    if not ordered:
+        stages += unfold()
+    elif all(key == "_id" or key not in STEP_FIELDS for key, _ in sort):
+        stages += [{"$sort": dict(sort)}, *unfold(reverse=sort[-1][1] == DESCENDING)]
+    else:
+        stages += unfold()
+        late_sort = [{"$sort": dict(sort)}]
+    match = to_filter(spec)
+    if match:
+        stages.append({"$match": match})
+    stages += late_sort
+    if spec.start:
+        stages.append({"$skip": spec.start})
+    if spec.stop is not None:
+        stages.append({"$limit": max(spec.stop - spec.start, 1)})
+    return stages
+
+
 class QueryRepository:
     """Runs :class:`QuerySpec` queries on any resource and returns its domain models."""
 
@@ -107,40 +146,56 @@ class QueryRepository:
     def _coll(self, spec: QuerySpec) -> AsyncCollection[dict[str, Any]]:
         return self._db[COLLECTIONS[spec.resource]]
 
-    def _cursor(
+    async def _docs(
         self,
         spec: QuerySpec,
         projection: Mapping[str, Any] | None = None,
         session: AsyncClientSession | None = None,
-    ) -> Any:
-        cursor = self._coll(spec).find(to_filter(spec), projection, session=session)
-        cursor = cursor.sort(to_sort(spec))
+        batch_size: int = 0,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The matching stored documents, in order (for events: one per event)."""
+        if spec.resource == "events":
+            pipeline = _event_stages(spec, ordered=True)
+            if projection is not None:
+                pipeline.append({"$project": dict(projection)})
+            cursor = await self._coll(spec).aggregate(
+                pipeline, session=session, allowDiskUse=True, batchSize=batch_size or None
+            )
+            async for d in cursor:
+                yield d
+            return
+        found = self._coll(spec).find(to_filter(spec), projection, session=session)
+        found = found.sort(to_sort(spec))
         if spec.start:
-            cursor = cursor.skip(spec.start)
+            found = found.skip(spec.start)
         if spec.stop is not None:
-            cursor = cursor.limit(max(spec.stop - spec.start, 0))
-        return cursor
+            found = found.limit(max(spec.stop - spec.start, 0))
+        if batch_size:
+            found = found.batch_size(batch_size)
+        async for d in found:
+            yield d
 
     async def find(self, spec: QuerySpec) -> list[Any]:
         """The matching documents as models, in order."""
         if spec.stop is not None and spec.stop <= spec.start:
             return []
         model = MODELS[spec.resource]
-        return [model.from_doc(d) async for d in self._cursor(spec)]
+        return [model.from_doc(d) async for d in self._docs(spec)]
 
     async def iterate(self, spec: QuerySpec, *, batch_size: int = 2000) -> AsyncIterator[Any]:
         """The matching documents as models, streamed from one cursor."""
         if spec.stop is not None and spec.stop <= spec.start:
             return
         model = MODELS[spec.resource]
-        async for d in self._cursor(spec).batch_size(batch_size):
+        async for d in self._docs(spec, batch_size=batch_size):
             yield model.from_doc(d)
 
     async def count(self, spec: QuerySpec) -> int:
         """How many documents match (within the window). A filtered count runs MongoDB's
         ``count`` command, which counts index entries alone where an index holds every
         condition. Without conditions the documents themselves are counted: the command
-        would read the collection's statistics, which an unclean shutdown can leave off."""
+        would read the collection's statistics, which an unclean shutdown can leave off.
+        Events are counted one per step (``domain.models.THEN``)."""
         options: dict[str, Any] = {}
         if spec.start:
             options["skip"] = spec.start
@@ -148,6 +203,11 @@ class QueryRepository:
             if spec.stop <= spec.start:
                 return 0
             options["limit"] = spec.stop - spec.start
+        if spec.resource == "events":
+            pipeline = [*_event_stages(spec, ordered=False), {"$count": "n"}]
+            async for d in await self._coll(spec).aggregate(pipeline, allowDiskUse=True):
+                return int(d["n"])
+            return 0
         match = to_filter(spec)
         if not match:
             return await self._coll(spec).count_documents(match, **options)
@@ -165,7 +225,7 @@ class QueryRepository:
         if spec.stop is not None and spec.stop <= spec.start:
             return []
         projection = {f: 1 for f in fields} or {"_id": 1}  # an empty one would return all
-        return [d async for d in self._cursor(spec, projection, session)]
+        return [d async for d in self._docs(spec, projection, session)]
 
     async def values(self, spec: QuerySpec, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         """Only ``fields`` (names of ``domain.queries.FIELDS``) of the matching documents,
@@ -196,6 +256,8 @@ class QueryRepository:
         Returns the number of documents matched. State changes are refused here: they
         go through the transition functions, which write their events.
         """
+        if spec.resource in UNCHANGEABLE:
+            raise QueryError(UNCHANGEABLE[spec.resource])
         guarded = sorted(set(fields) & GUARDED[spec.resource])
         if guarded:
             raise StoreError(f"{spec.resource}: {guarded} cannot be set by a plain update")

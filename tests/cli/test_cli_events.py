@@ -15,17 +15,17 @@ S = JobState
 
 
 async def test_latest_events_oldest_first(cli: Cli, world: World, store: Store) -> None:
-    await adders(2)  # created together: every step of both, in one transaction
+    await adders(2)  # created together: every step of both, in one transaction, job by job
     await drive(store, [1], S.RUNNING)
     everything = await cli.json("events")
     assert [(e["kind"], e.get("job_id"), e["to_state"]) for e in everything] == [
         ("app", None, "synced"),
         ("app", None, "synced"),
         ("job", 1, "READY"),
-        ("job", 2, "READY"),
         ("job", 1, "STAGED_IN"),
-        ("job", 2, "STAGED_IN"),
         ("job", 1, "PREPROCESSED"),
+        ("job", 2, "READY"),
+        ("job", 2, "STAGED_IN"),
         ("job", 2, "PREPROCESSED"),
         ("job", 1, "RUNNING"),
     ]
@@ -59,7 +59,7 @@ async def test_follow_streams_new_events(cli: Cli, world: World, relay: Relay) -
     async with Running.start("events", "-f", "--site", "polaris", "--limit", "2") as follow:
         history = [await follow.line(), await follow.line()]  # printed once subscribed
         assert [line.split("\t")[2:5] for line in history] == [
-            ["job 1", "STAGED_IN", "PREPROCESSED"],
+            ["job 2", "READY", "STAGED_IN"],
             ["job 2", "STAGED_IN", "PREPROCESSED"],
         ]
         await Job.objects.filter(id=2).update(state="FAILED", state_data={"why": "test"})

@@ -17,6 +17,7 @@ from compat_helpers import Drive, Example, hello_jobs
 
 import balsam_mq as mq
 from balsam_mq.domain import JobState, utcnow
+from balsam_mq.domain.models import expand_event_doc
 from balsam_mq.store import Store
 
 S = JobState
@@ -28,8 +29,10 @@ def keys(events: list[Any]) -> list[tuple[Any, ...]]:
 
 
 async def stored_events(store: Store, **match: Any) -> list[tuple[Any, ...]]:
-    """The keys of the stored events matching a MongoDB filter (the expectation)."""
-    return keys([mq.EventLog(**d) async for d in store.db["events"].find(match, {"_id": 0})])
+    """The keys of the stored events whose documents match a MongoDB filter of their
+    own fields (the expectation)."""
+    docs = [d async for d in store.db["events"].find(match, {"_id": 0})]
+    return keys([mq.EventLog(**e) for d in docs for e in expand_event_doc(d)])
 
 
 async def test_print_the_events_of_tagged_jobs(

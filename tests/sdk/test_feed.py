@@ -41,10 +41,10 @@ async def test_history_then_live_events_once_each(client: Client, site: Site, re
     jobs = await Job.objects.bulk_create([Sim.submit(f"s/{i}", n=i, save=False) for i in range(3)])
     async with EventLog.objects.follow(history=2, kind="job") as feed:
         history = await take(feed, 2)
-        # the two latest: one transaction wrote every job's steps in order, the last
-        # step (creation passed through to PREPROCESSED) last
+        # the two latest: one transaction wrote the jobs' steps job by job, each job's
+        # in order (creation passed through to PREPROCESSED)
         assert [(e.job_id, e.to_state) for e in history] == [
-            (2, "PREPROCESSED"),
+            (3, "STAGED_IN"),
             (3, "PREPROCESSED"),
         ]
         await Job.objects.filter(id=[1, 2]).update(state="FAILED")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from balsam_mq.domain import Actor, App, Change, Event, Job, JobState, TransferSlot
+from balsam_mq.domain.models import STEP_FIELDS, THEN, expand_event_doc
 from balsam_mq.domain.pipeline import HOOKS, Work, has_work, passage
 from balsam_mq.store import Store
 
@@ -163,10 +164,19 @@ async def test_stored_event_documents_are_those_of_the_model(store: Store) -> No
         [Change(job.id, S.RUNNING, S.RUN_ERROR, {"return_code": 2, "nested": {"s": S.FAILED}})]
     )
     raw = [d async for d in store.db["events"].find({"job_id": job.id}).sort("seq")]
+    # one document per transaction: creation, claim, the run's end and the failure
+    assert [len(d.get(THEN, [])) for d in raw] == [2, 0, 1]
     fields = [f for f in Event.model_fields if f != "id"]
     for doc in raw:  # built directly, field by field: the model's fields, in order
-        assert list(doc) == ["_id", *fields]
-        assert Event.from_doc(doc).to_doc() == {k: v for k, v in doc.items() if k != "_id"}
+        assert [k for k in doc if k != THEN] == ["_id", *fields]
+        for step in doc.get(THEN, []):  # the steps after the first: their own fields only
+            assert sorted(step) == sorted(STEP_FIELDS)
+    events = [e for doc in raw for e in expand_event_doc(doc)]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5, 6]
+    assert len({e["_id"] for e in events}) == 6
+    for event in events:
+        assert Event.from_doc(event).to_doc() == {k: v for k, v in event.items() if k != "_id"}
+    raw = events
     assert raw[-1]["state_data"] == {
         "reason": "run error",
         "return_code": 2,

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from balsam_mq.domain import Job, JobState
+import pytest
+
+from balsam_mq.domain import Actor, App, Change, Job, JobState
 from balsam_mq.domain.queries import QuerySpec, parse_condition
+from balsam_mq.errors import QueryError
 from balsam_mq.store import Store
 from balsam_mq.store.queries import to_filter, to_sort
+
+S = JobState
 
 
 def _spec(order: str, stop: int, **filters: Any) -> QuerySpec:
@@ -45,3 +50,60 @@ async def test_pages_read_only_their_own_entries(store: Store) -> None:
         "explain", {"count": "jobs", "query": {"state": JobState.FAILED.value}}
     )
     assert count["queryPlanner"]["winningPlan"]["inputStage"]["stage"] == "COUNT_SCAN"
+
+
+def _events(
+    order: tuple[str, ...] = ("timestamp", "id"),
+    start: int = 0,
+    stop: int | None = None,
+    **filters: Any,
+) -> QuerySpec:
+    conditions = tuple(parse_condition("events", k, v) for k, v in filters.items())
+    return QuerySpec("events", conditions, order, start, stop)
+
+
+async def test_the_event_log_gives_every_step_of_a_passage_as_an_event(store: Store) -> None:
+    """A job's creation passes through to PREPROCESSED and its run's end to JOB_FINISHED,
+    each in one stored document: queries still see one event per step."""
+    app = await store.apps.upsert(App(site_id=1, name="Plain", command_template="true", hooks=[]))
+    assert app.id is not None
+    jobs = await store.jobs.create_many(
+        [Job(app_id=app.id, site_id=1, workdir=f"p/{i}") for i in range(3)]
+    )
+    ids = [j.id for j in jobs if j.id is not None]
+    await store.jobs.transition(
+        [Change(i, S.PREPROCESSED, S.RUNNING, by=Actor.LAUNCHER) for i in ids]
+    )
+    await store.jobs.transition([Change(i, S.RUNNING, S.RUN_DONE, by=Actor.LAUNCHER) for i in ids])
+    assert await store.db["events"].count_documents({"kind": "job"}) == 3 * 3  # documents
+    q = store.queries
+    history = ["READY", "STAGED_IN", "PREPROCESSED", "RUNNING"]
+    history += ["RUN_DONE", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
+
+    assert await q.count(_events(kind="job")) == 3 * 8
+    assert await q.count(_events(to_state="JOB_FINISHED")) == 3  # the last step of a document
+    assert await q.count(_events(kind="job", to_state__ne="READY")) == 3 * 7
+    assert await q.count(_events(job_id=ids[0], seq__gte=6)) == 3
+    mine = await q.find(_events(job_id=ids[0]))
+    assert [e.to_state for e in mine] == history
+    assert [e.seq for e in mine] == list(range(1, 9))
+    assert len({e.id for e in mine}) == 8
+    newest = await q.find(_events(("-timestamp", "-id"), job_id=ids[0]))
+    assert [e.to_state for e in newest] == history[::-1]
+    by_seq = await q.find(_events(("-seq", "job_id"), stop=4))  # a step's field: sorted after
+    assert [(e.seq, e.job_id) for e in by_seq] == [
+        (8, ids[0]),
+        (8, ids[1]),
+        (8, ids[2]),
+        (7, ids[0]),
+    ]
+    page = await q.find(_events(job_id=ids[1], start=1, stop=3))
+    assert [e.to_state for e in page] == history[1:3]
+    later = mine[6]  # a step inside a document: found by its own id
+    assert [e.to_state for e in await q.find(_events(id=later.id))] == ["STAGED_OUT"]
+    assert [
+        e.seq
+        async for e in q.iterate(_events(job_id=ids[2], to_state__in=["STAGED_IN", "RUN_DONE"]))
+    ] == [2, 5]
+    with pytest.raises(QueryError, match="append-only"):
+        await q.update(_events(job_id=ids[0]), {"state_data": {}})
