@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from balsam_mq.domain.models import Event, routing_site
@@ -29,15 +30,21 @@ def encode_events(events: Sequence[Event]) -> bytes:
 
 def encode_event_docs(docs: Sequence[dict[str, Any]]) -> bytes:
     """The JSON body of a message carrying stored event documents (as the store reads
-    them): the same as :func:`encode_events` of their models, without building them."""
-    return json.dumps([_wire(d) for d in docs], default=_json_value).encode()
+    them): the same as :func:`encode_events` of their models, without building them.
+    Encoded by orjson, several times faster than ``json``; by ``json`` what orjson
+    refuses (an integer beyond 64 bits in ``state_data``, say)."""
+    wired = [_wire(d) for d in docs]
+    try:
+        return orjson.dumps(wired, default=_json_value)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(wired, default=_json_value).encode()
 
 
 def _wire(doc: dict[str, Any]) -> dict[str, Any]:
     if "_id" not in doc:
         return doc
-    out = {k: v for k, v in doc.items() if k != "_id"}
-    out["id"] = str(doc["_id"])
+    out = doc.copy()
+    out["id"] = str(out.pop("_id"))
     return out
 
 
