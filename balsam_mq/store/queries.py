@@ -4,7 +4,7 @@ reads, counts, field updates and deletes the SDK's lazy queries run."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from balsam_mq.domain import utcnow
-from balsam_mq.domain.models import STEP_FIELDS, plain
+from balsam_mq.domain.models import STEP_FIELDS, THEN, plain
 from balsam_mq.domain.queries import (
     FIELDS,
     GUARDED,
@@ -105,19 +105,27 @@ def _oid(value: Any) -> ObjectId:
 _POSITIVE = frozenset({"eq", "in", "gt", "gte", "lt", "lte", "contains", "has"})
 
 
-def _event_stages(spec: QuerySpec, *, ordered: bool) -> list[dict[str, Any]]:
+def _event_stages(
+    spec: QuerySpec, *, ordered: bool, only: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
     """The aggregation of the events ``spec`` asks for, from the stored documents (each
     of them the steps of a job in one transaction: ``domain.models.THEN``), with its
     window. The documents are narrowed before they are unfolded, by the conditions a
     document's values can be checked against, and sorted then too, with the indexes,
     where every key of the order is a document's own (or the id, which its steps
-    follow); the events are filtered in full after."""
+    follow); the events are filtered in full after. With ``only``, the events carry
+    those fields alone (and their ids): nothing else is unfolded."""
     positive = (
         c for cond in spec.conditions if cond.op in _POSITIVE for c in _clauses(spec.resource, cond)
     )
     pre = stored_match(positive)
     stages: list[dict[str, Any]] = [{"$match": pre}] if pre else []
     sort = to_sort(spec)
+    if only is not None:
+        needed = {*only, *(_path(c.field) for c in spec.conditions), *(k for k, _ in sort)}
+        kept = {f: 1 for f in needed}
+        kept.update({f"{THEN}.{f}": 1 for f in needed if f in STEP_FIELDS})
+        stages.append({"$project": kept})
     late_sort: list[dict[str, Any]] = []
     if not ordered:
         stages += unfold()
@@ -135,6 +143,26 @@ def _event_stages(spec: QuerySpec, *, ordered: bool) -> list[dict[str, Any]]:
     if spec.stop is not None:
         stages.append({"$limit": max(spec.stop - spec.start, 1)})
     return stages
+
+
+def _steps_counted(spec: QuerySpec) -> dict[str, Any] | None:
+    """How many of a stored document's events meet the conditions of ``spec`` on a step's
+    fields (an aggregation expression), where they are all equalities or ``in`` lists;
+    else None."""
+    on_steps = [c for c in spec.conditions if _path(c.field) in STEP_FIELDS]
+    if any(c.op not in ("eq", "in") for c in on_steps):
+        return None
+
+    def holds(step: str) -> dict[str, Any]:
+        tests = []
+        for c in on_steps:
+            ((path, value),) = _clauses(spec.resource, c)[0].items()
+            wanted = value["$in"] if c.op == "in" else value
+            tests.append({"$in" if c.op == "in" else "$eq": [f"{step}{path}", wanted]})
+        return {"$and": tests} if tests else {"$literal": True}
+
+    later = {"$filter": {"input": {"$ifNull": [f"${THEN}", []]}, "as": "s", "cond": holds("$$s.")}}
+    return {"$add": [{"$cond": [holds("$"), 1, 0]}, {"$size": later}]}
 
 
 class QueryRepository:
@@ -155,9 +183,7 @@ class QueryRepository:
     ) -> AsyncIterator[dict[str, Any]]:
         """The matching stored documents, in order (for events: one per event)."""
         if spec.resource == "events":
-            pipeline = _event_stages(spec, ordered=True)
-            if projection is not None:
-                pipeline.append({"$project": dict(projection)})
+            pipeline = _event_stages(spec, ordered=True, only=projection)
             cursor = await self._coll(spec).aggregate(
                 pipeline, session=session, allowDiskUse=True, batchSize=batch_size or None
             )
@@ -204,7 +230,17 @@ class QueryRepository:
                 return 0
             options["limit"] = spec.stop - spec.start
         if spec.resource == "events":
-            pipeline = [*_event_stages(spec, ordered=False), {"$count": "n"}]
+            steps = None if spec.windowed else _steps_counted(spec)
+            if steps is None:
+                pipeline = [*_event_stages(spec, ordered=False, only=()), {"$count": "n"}]
+            else:  # each matching document's matching steps counted, nothing unfolded
+                on_document = [c for c in spec.conditions if _path(c.field) not in STEP_FIELDS]
+                match = to_filter(QuerySpec(spec.resource, tuple(on_document)))
+                on_steps = (c for c in spec.conditions if _path(c.field) in STEP_FIELDS)
+                pre = stored_match(cl for c in on_steps for cl in _clauses(spec.resource, c))
+                match = {"$and": [match, pre]} if match and pre else match or pre
+                pipeline = [{"$match": match}] if match else []
+                pipeline.append({"$group": {"_id": None, "n": {"$sum": steps}}})
             async for d in await self._coll(spec).aggregate(pipeline, allowDiskUse=True):
                 return int(d["n"])
             return 0

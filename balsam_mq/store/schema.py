@@ -44,10 +44,12 @@ INDEXES: dict[str, list[IndexModel]] = {
             partialFilterExpression={"state": JobState.RUNNING.value},
         ),
     ],
+    # the event log lists events in time order (either way), id after time: pages read
+    # their own entries
     EVENTS: [
         IndexModel([("job_id", ASCENDING), ("seq", ASCENDING)]),
-        IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING)]),
-        IndexModel([("timestamp", ASCENDING)]),
+        IndexModel([("site_id", ASCENDING), ("timestamp", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("timestamp", ASCENDING), ("_id", ASCENDING)]),
     ],
     BATCH_JOBS: [IndexModel([("site_id", ASCENDING), ("state", ASCENDING)])],
     SESSIONS: [IndexModel([("site_id", ASCENDING), ("heartbeat", ASCENDING)])],
@@ -68,6 +70,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 RETIRED: dict[str, list[str]] = {
     JOBS: ["site_id_1_state_1", "app_id_1", "last_update_-1", "session_id_1"],
     TRANSFER_ITEMS: ["job_id_1"],
+    EVENTS: ["site_id_1_timestamp_1", "timestamp_1"],
 }
 
 ALL_COLLECTIONS = [*INDEXES, COUNTERS, RELAY_STATE]

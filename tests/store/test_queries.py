@@ -11,7 +11,7 @@ from balsam_mq.domain import Actor, App, Change, Job, JobState
 from balsam_mq.domain.queries import QuerySpec, parse_condition
 from balsam_mq.errors import QueryError
 from balsam_mq.store import Store
-from balsam_mq.store.queries import to_filter, to_sort
+from balsam_mq.store.queries import _event_stages, to_filter, to_sort
 
 S = JobState
 
@@ -84,6 +84,9 @@ async def test_the_event_log_gives_every_step_of_a_passage_as_an_event(store: St
     assert await q.count(_events(to_state="JOB_FINISHED")) == 3  # the last step of a document
     assert await q.count(_events(kind="job", to_state__ne="READY")) == 3 * 7
     assert await q.count(_events(job_id=ids[0], seq__gte=6)) == 3
+    assert await q.count(_events(job_id=ids[0])) == 8  # a document's steps counted
+    assert await q.count(_events(job_id=ids[:2], to_state=["READY", "STAGED_OUT"])) == 4
+    assert await q.count(_events(job_id=ids[0], start=2, stop=5)) == 3
     mine = await q.find(_events(job_id=ids[0]))
     assert [e.to_state for e in mine] == history
     assert [e.seq for e in mine] == list(range(1, 9))
@@ -107,3 +110,32 @@ async def test_the_event_log_gives_every_step_of_a_passage_as_an_event(store: St
     ] == [2, 5]
     with pytest.raises(QueryError, match="append-only"):
         await q.update(_events(job_id=ids[0]), {"state_data": {}})
+
+
+async def test_the_latest_events_of_a_site_read_only_their_own_documents(store: Store) -> None:
+    app = await store.apps.upsert(App(site_id=2, name="Plain", command_template="true", hooks=[]))
+    assert app.id is not None
+    for _ in range(3):  # three transactions: three timestamps
+        await store.jobs.create_many(
+            [Job(app_id=app.id, site_id=2, workdir=f"p/{i}") for i in range(1000)]
+        )
+    spec = _events(("-timestamp", "-id"), stop=5, site_id=2, kind="job")
+    stages = _event_stages(spec, ordered=True)
+    plan = await store.db.command(
+        "explain",
+        {"aggregate": "events", "pipeline": stages, "cursor": {}},
+        verbosity="executionStats",
+    )
+    # the documents come in order from the index, read as far as the page needs (a
+    # batch at a time), never all sorted first
+    stage: dict[str, Any] = plan["stages"][0]["$cursor"]["queryPlanner"]["winningPlan"]
+    chain = [stage["stage"]]
+    while "inputStage" in stage:
+        stage = stage["inputStage"]
+        chain.append(stage["stage"])
+    assert "SORT" not in chain and chain[-1] == "IXSCAN", chain
+    assert stage["keyPattern"] == {"site_id": 1, "timestamp": 1, "_id": 1}
+    latest = await store.queries.find(spec)
+    newest = ["PREPROCESSED", "STAGED_IN", "READY"]  # a job's creation, latest step first
+    assert [e.to_state for e in latest] == (newest * 2)[:5]
+    assert len({e.job_id for e in latest}) == 2
