@@ -9,9 +9,10 @@ Systems, each with 2 worker slots on this machine:
 
 Workloads (``bench/workloads.py``): W1 1,000 jobs running ``true`` in their own working
 directories; W2 1,000 Python ``add`` jobs, each result collected and checked; W3 30
-sequential ``add(1, 1)`` round trips after 5 warm-ups. Each system runs in a process
-of its own, ``--runs`` times; the figures are min / median / max, and the ratios use
-medians. Peers come with the ``bench`` extra: ``pip install -e '.[bench]'``.
+sequential ``add(1, 1)`` round trips after 5 warm-ups. Each run of a system is a
+process of its own, and the systems take turns, run after run (``--runs`` rounds), so
+that a machine whose speed drifts slows them alike; the figures are min / median /
+max, and the ratios use medians. Peers come with the ``bench`` extra: ``pip install -e '.[bench]'``.
 
     python bench/compare.py [--runs 3] [--jobs 1000] [--latency 30] [--only parsl ...]
 """
@@ -133,13 +134,14 @@ def main() -> None:
         for _ in range(a.runs):
             print(json.dumps(measure(a.one, url, a.jobs, a.latency).to_json()), flush=True)
         return
-    results: dict[str, list[Run]] = {}
+    results: dict[str, list[Run]] = {system: [] for system in a.only}
     with mongo_url() as url:
-        for system in a.only:
-            started = time.monotonic()
-            print(f"{SYSTEMS[system][0]}: {a.runs} runs...", file=sys.stderr, flush=True)
-            results[system] = run_system(system, url, a.runs, a.jobs, a.latency)
-            print(f"  done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        for round_ in range(1, a.runs + 1):  # the systems take turns: drift hits them alike
+            for system in a.only:
+                started = time.monotonic()
+                print(f"run {round_}/{a.runs}: {SYSTEMS[system][0]}...", file=sys.stderr, end="")
+                results[system] += run_system(system, url, 1, a.jobs, a.latency)
+                print(f" {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     report(results, a.jobs, a.latency)
 
 
