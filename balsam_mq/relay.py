@@ -315,12 +315,8 @@ def _messages(batch: list[dict[str, Any]]) -> list[Outgoing]:
         by_step: dict[tuple[int, str], list[dict[str, Any]]] = {}
         for doc in stretch:
             for position, event in enumerate(expand_event_doc(doc)):
-                kind, state, quiet = (
-                    event.get("kind", "job"),
-                    event["to_state"],
-                    event.get("quiet", False),
-                )
-                key = routing_key(kind, event["site_id"], state, quiet)
+                kind, quiet = event.get("kind", "job"), event.get("quiet", False)
+                key = routing_key(kind, event["site_id"], event["to_state"], quiet)
                 by_step.setdefault((position, key), []).append(event)
         for (_, key), events in sorted(by_step.items(), key=lambda item: item[0][0]):
             first = events[0]
