@@ -135,12 +135,14 @@ def spawn_mongod(
     return proc
 
 
-def stop_mongod(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM `pid` and wait for it to exit; SIGKILL it after `timeout` seconds."""
-    if not _signal(pid, signal.SIGTERM):
-        return
-    if _wait_exit(pid, timeout):
-        return
+def stop_mongod(pid: int, timeout: float = 30.0, *, crash: bool = False) -> None:
+    """SIGTERM `pid` and wait for it to exit; SIGKILL it after `timeout` seconds. With
+    `crash`, SIGKILL at once, as a machine failing would stop it."""
+    if not crash:
+        if not _signal(pid, signal.SIGTERM):
+            return
+        if _wait_exit(pid, timeout):
+            return
     _signal(pid, signal.SIGKILL)
     if not _wait_exit(pid, 10.0):
         raise StackError(f"mongod (pid {pid}) is still running after SIGKILL")

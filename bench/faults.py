@@ -214,8 +214,7 @@ class Stack:
             await proc.wait()
 
     async def kill_mongod(self) -> None:
-        os.kill(self.mongod_pid, signal.SIGKILL)
-        await asyncio.to_thread(os.waitpid, self.mongod_pid, 0)
+        await asyncio.to_thread(stack.stop_mongod, self.mongod_pid, crash=True)
 
     async def start_mongod(self) -> None:
         self.mongod_pid = await asyncio.to_thread(_mongod, self.mongod_root, self.mongod_port)

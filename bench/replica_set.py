@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -66,8 +64,7 @@ class ReplicaSet:
         raise RuntimeError(f"no primary among {self.ports} within {timeout:g} s")
 
     def kill(self, i: int) -> None:
-        os.kill(self.pids[i], signal.SIGKILL)
-        os.waitpid(self.pids[i], 0)
+        stack.stop_mongod(self.pids[i], crash=True)
 
     def stop(self) -> None:
         for pid in self.pids:

@@ -5,8 +5,6 @@ restarted by hand."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +30,7 @@ class Mongod:
     pid: int
 
     async def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        await asyncio.to_thread(os.waitpid, self.pid, 0)  # our child: reaped, not a zombie
+        await asyncio.to_thread(stack.stop_mongod, self.pid, crash=True)  # reaped
 
     async def start(self) -> None:
         self.pid = await asyncio.to_thread(start_mongod, self.root, self.port)
