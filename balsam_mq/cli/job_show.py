@@ -21,6 +21,7 @@ from balsam_mq.settings import load_settings
 
 if TYPE_CHECKING:
     from balsam_mq.sdk import EventLog, Job
+    from balsam_mq.settings import Settings
 
 S = JobState
 # batch jobs that hold, or will hold, an allocation where a launcher may run
@@ -58,17 +59,14 @@ class RunPlace:
 
 async def run_place(session_id: int) -> RunPlace:
     """The launcher session ``session_id``, read from MongoDB as `site status` reads them
-    (sessions are a site's records, not an SDK resource): not through a gateway."""
-    from balsam_mq.store import open_store
-
+    (sessions are a site's records, not an SDK resource), or through the gateway's
+    sessions page (of the caller's sites only)."""
     settings = load_settings()
-    if settings.gateway_url:
-        return RunPlace(session_id, unknown="launcher sessions are not read through a gateway")
     try:
-        async with open_store(
-            settings.mongodb_url, settings.db, init_schema=False, timeout_ms=5000
-        ) as store:
-            doc = await store.sessions.raw(session_id)
+        if settings.gateway_url:
+            doc = await _gateway_session(session_id)
+        else:
+            doc = await _stored_session(settings, session_id)
     except (BalsamError, PyMongoError) as exc:
         return RunPlace(session_id, unknown=f"launcher session {session_id}: {exc}")
     if doc is None:
@@ -81,6 +79,27 @@ async def run_place(session_id: int) -> RunPlace:
         state=doc.get("state"),
         unknown=None if doc.get("hostname") else f"launcher session {session_id} names no host",
     )
+
+
+async def _stored_session(settings: Settings, session_id: int) -> dict[str, Any] | None:
+    from balsam_mq.store import open_store
+
+    async with open_store(
+        settings.mongodb_url, settings.db, init_schema=False, timeout_ms=5000
+    ) as store:
+        return await store.sessions.raw(session_id)
+
+
+async def _gateway_session(session_id: int) -> dict[str, Any] | None:
+    from balsam_mq.sdk.client import get_client
+    from balsam_mq.sdk.http import HttpBackend
+
+    backend = (await get_client()).backend
+    if not isinstance(backend, HttpBackend):
+        return None
+    page = await backend.call("GET", "/page/sessions", params={"id": session_id, "limit": 1})
+    items: list[dict[str, Any]] = page["items"]
+    return items[0] if items else None
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import Cli, World, drive, make_world
 
-from balsam_mq.domain import JobState
+from balsam_mq.domain import JobState, Session
 from balsam_mq.sdk import Client, use_client
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store
@@ -81,8 +81,12 @@ async def test_a_users_job_commands_through_the_gateway(
     await cli.ok("job", "modify", "1", "--tag", "run=B")
     assert (await cli.json("job", "ls", "--json", "--tag", "run=B"))[0]["id"] == 1
     await drive(store, [1], S.JOB_FINISHED, result=6)
+    assert world.site.id is not None  # the launcher session it ran in, read over HTTP too
+    ran = await store.sessions.create(Session(site_id=world.site.id, hostname="nid07", pid=99))
+    await store.db["jobs"].update_one({"_id": 1}, {"$set": {"session_id": ran.id}})
     shown = await cli.ok("job", "show", "1")
     assert "JOB_FINISHED" in shown.stdout and "6" in shown.stdout
+    assert "run host: nid07 (launcher pid 99)" in shown.stdout
     assert "polaris" in (await cli.ok("site", "ls")).stdout
     assert "Adder" in (await cli.ok("app", "ls")).stdout
     events = await cli.ok("events", "--job", "1")

@@ -232,21 +232,22 @@ class SessionsPage(BaseModel):
 
 @router.get("/page/sessions", summary="Launcher sessions of the caller's sites, newest first")
 async def sessions(
-    svc: Svc, mine: Mine, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    svc: Svc,
+    mine: Mine,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    id: Annotated[int | None, Query(ge=1, description="only this session")] = None,
 ) -> SessionsPage:
-    """What the status page shows of each launcher session, with the gateway's clock
-    (``now``) to age heartbeats by::
+    """What the status page shows of each launcher session (or of session ``id`` alone:
+    where a job ran), with the gateway's clock (``now``) to age heartbeats by::
 
         GET /page/sessions?limit=20
         {"now": "...", "items": [{"id": 7, "site_id": 1, "state": "RUNNING",
           "hostname": "nid0001", "nodes": 2, "running": 5, "heartbeat": "...", ...}]}
     """
     site_ids = await mine.site_ids()
-    cursor = (
-        svc.store.db[SESSIONS]
-        .find({"site_id": {"$in": site_ids}}, _STORED)
-        .sort("_id", -1)
-        .limit(limit)
-    )
+    match: dict[str, Any] = {"site_id": {"$in": site_ids}}
+    if id is not None:
+        match["_id"] = id
+    cursor = svc.store.db[SESSIONS].find(match, _STORED).sort("_id", -1).limit(limit)
     items = [SessionRow.from_doc(doc) async for doc in cursor]
     return SessionsPage(now=utcnow(), items=items)
