@@ -165,6 +165,24 @@ def _steps_counted(spec: QuerySpec) -> dict[str, Any] | None:
     return {"$add": [{"$cond": [holds("$"), 1, 0]}, {"$size": later}]}
 
 
+def _event_count(spec: QuerySpec) -> list[dict[str, Any]]:
+    """The aggregation counting the events ``spec`` asks for (as ``{"n": ...}``): each
+    matching document's matching steps added up, nothing unfolded, where
+    :func:`_steps_counted` can check the steps in place; else the events unfolded."""
+    steps = None if spec.windowed else _steps_counted(spec)
+    if steps is None:
+        return [*_event_stages(spec, ordered=False, only=()), {"$count": "n"}]
+    on_document = [c for c in spec.conditions if _path(c.field) not in STEP_FIELDS]
+    match = to_filter(QuerySpec(spec.resource, tuple(on_document)))
+    on_steps = (c for c in spec.conditions if _path(c.field) in STEP_FIELDS)
+    pre = stored_match(clause for c in on_steps for clause in _clauses(spec.resource, c))
+    match = {"$and": [match, pre]} if match and pre else match or pre
+    return [
+        *([{"$match": match}] if match else []),
+        {"$group": {"_id": None, "n": {"$sum": steps}}},
+    ]
+
+
 class QueryRepository:
     """Runs :class:`QuerySpec` queries on any resource and returns its domain models."""
 
@@ -222,28 +240,18 @@ class QueryRepository:
         condition. Without conditions the documents themselves are counted: the command
         would read the collection's statistics, which an unclean shutdown can leave off.
         Events are counted one per step (``domain.models.THEN``)."""
+        if spec.stop is not None and spec.stop <= spec.start:
+            return 0
+        if spec.resource == "events":
+            pipeline = _event_count(spec)
+            async for d in await self._coll(spec).aggregate(pipeline, allowDiskUse=True):
+                return int(d["n"])
+            return 0
         options: dict[str, Any] = {}
         if spec.start:
             options["skip"] = spec.start
         if spec.stop is not None:
-            if spec.stop <= spec.start:
-                return 0
             options["limit"] = spec.stop - spec.start
-        if spec.resource == "events":
-            steps = None if spec.windowed else _steps_counted(spec)
-            if steps is None:
-                pipeline = [*_event_stages(spec, ordered=False, only=()), {"$count": "n"}]
-            else:  # each matching document's matching steps counted, nothing unfolded
-                on_document = [c for c in spec.conditions if _path(c.field) not in STEP_FIELDS]
-                match = to_filter(QuerySpec(spec.resource, tuple(on_document)))
-                on_steps = (c for c in spec.conditions if _path(c.field) in STEP_FIELDS)
-                pre = stored_match(cl for c in on_steps for cl in _clauses(spec.resource, c))
-                match = {"$and": [match, pre]} if match and pre else match or pre
-                pipeline = [{"$match": match}] if match else []
-                pipeline.append({"$group": {"_id": None, "n": {"$sum": steps}}})
-            async for d in await self._coll(spec).aggregate(pipeline, allowDiskUse=True):
-                return int(d["n"])
-            return 0
         match = to_filter(spec)
         if not match:
             return await self._coll(spec).count_documents(match, **options)

@@ -112,7 +112,7 @@ async def test_the_event_log_gives_every_step_of_a_passage_as_an_event(store: St
         await q.update(_events(job_id=ids[0]), {"state_data": {}})
 
 
-async def test_the_latest_events_of_a_site_read_only_their_own_documents(store: Store) -> None:
+async def test_the_latest_events_of_a_site_come_from_an_index_walk_not_a_sort(store: Store) -> None:
     app = await store.apps.upsert(App(site_id=2, name="Plain", command_template="true", hooks=[]))
     assert app.id is not None
     for _ in range(3):  # three transactions: three timestamps
