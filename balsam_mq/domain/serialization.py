@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dill
+import orjson
 
 from balsam_mq.domain.storable import DILL_KEY, is_json_value, storable_key
 from balsam_mq.errors import SerializationError
@@ -242,7 +243,7 @@ def _names_and_size_problem(stored: dict[str, Any]) -> str | None:
         if not isinstance(name, str) or not storable_key(name):
             return f"{name!r} is not a parameter name (empty, with '.' or a leading '$')"
     try:
-        size = len(json.dumps(stored, separators=(",", ":")))
+        size = _json_size(stored)
     except ValueError as exc:
         return str(exc)
     if size > MAX_BYTES:
@@ -251,6 +252,20 @@ def _names_and_size_problem(stored: dict[str, Any]) -> str | None:
             f"({MAX_BYTES // 1024} KB); move large data with transfers instead"
         )
     return None
+
+
+def _json_size(stored: dict[str, Any]) -> int:
+    """The length of ``stored`` as compact ``json.dumps`` text, or a figure below
+    :data:`MAX_BYTES` where that text is sure to be within it: orjson's UTF-8 text,
+    several times faster to make, is at least a third of it (an escaped character takes
+    at most 3 times its UTF-8 bytes; a number or constant, at most 2.25 times)."""
+    try:
+        size = len(orjson.dumps(stored))
+    except TypeError:  # not JSON to orjson (its checks differ from ours): measured below
+        size = MAX_BYTES
+    if 3 * size <= MAX_BYTES:
+        return size
+    return len(json.dumps(stored, separators=(",", ":")))
 
 
 def deserialize_parameters(

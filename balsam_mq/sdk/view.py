@@ -10,8 +10,11 @@ document to store), :meth:`JobView._load` takes a stored document back, and
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,7 +54,14 @@ _FIELDS: tuple[str, ...] = (
     "id",
     *(f for f in JobDocument.model_fields if f not in ("id", "resources")),
 )
-_SLOTS = tuple(f"_f_{f}" for f in (*_FIELDS, *RESOURCE_FIELDS))
+# the slots, read and written many at a time at C speed (bulk creations load thousands)
+_FIELD_SLOTS = tuple(f"_f_{f}" for f in _FIELDS)
+_RESOURCE_SLOTS = tuple(f"_f_{f}" for f in RESOURCE_FIELDS)
+_field_values = itemgetter(*_FIELDS)  # of a view's document, in the order of its slots
+_resource_values = itemgetter(*RESOURCE_FIELDS)
+_resource_slot_values = attrgetter(*_RESOURCE_SLOTS)
+_ALL_SLOTS = (*_FIELD_SLOTS, *_RESOURCE_SLOTS)
+_tracked_values = attrgetter(*(f"_f_{f}" for f in TRACKED))
 _EDITABLE_NEW = frozenset({*TRACKED, *NEW_JOB_FIELDS})
 
 
@@ -129,7 +139,7 @@ class JobView:
         """``Job.objects.get(...)`` matched more than one job."""
 
     if not TYPE_CHECKING:  # hidden from type checkers, which would refuse the table's names
-        __slots__ = ("__weakref__", "_app_ref", "_params", "_saved", "_site_ref", *_SLOTS)
+        __slots__ = ("__weakref__", "_app_ref", "_params", "_saved", "_site_ref", *_ALL_SLOTS)
 
     if TYPE_CHECKING:  # the attributes the field table makes (a test keeps them in step)
         _app_ref: Any
@@ -370,11 +380,9 @@ class JobView:
 
     def _put(self, doc: Mapping[str, Any]) -> None:
         """Every field from ``doc`` (a view's fields, ``id`` included)."""
-        for member, name in _MEMBERS:
-            member.__set__(self, doc[name])
+        deque(map(setattr, repeat(self), _FIELD_SLOTS, _field_values(doc)), 0)
         resources = doc["resources"]
-        for member, name in _RESOURCE_MEMBERS:
-            member.__set__(self, resources[name])
+        deque(map(setattr, repeat(self), _RESOURCE_SLOTS, _resource_values(resources)), 0)
         self._f_launch_params = dict(resources["launch_params"])  # the stored one may be shared
 
     def _take(self, doc: dict[str, Any]) -> None:
@@ -382,7 +390,7 @@ class JobView:
         self._app_ref = doc["app_id"]
         self._site_ref = None
         self._params = None
-        self._saved = (*(snapshot(getattr(self, name)) for name in TRACKED), doc["state"])
+        self._saved = (*map(snapshot, _tracked_values(self)), doc["state"])
 
     def _new(self) -> NewJob:
         """This unsaved job, checked as it is now (fields may have been set since it was
@@ -395,7 +403,7 @@ class JobView:
         check_strings(label, "transfers", self.transfers)
         check_data(label, self.data)
         check_ids(label, self.parent_ids)
-        resources = stored_resources(label, tuple(getattr(self, n) for n in RESOURCE_FIELDS))
+        resources = stored_resources(label, _resource_slot_values(self))
         parameters = self.parameters
         serialized = serialize_parameters(parameters, what=f"{label} parameters")
         workdir = check_workdir(self.workdir)
@@ -430,10 +438,6 @@ class JobView:
         self._saved = None
 
 
-_MEMBERS: tuple[tuple[Any, str], ...] = tuple((getattr(JobView, f"_f_{f}"), f) for f in _FIELDS)
-_RESOURCE_MEMBERS: tuple[tuple[Any, str], ...] = tuple(
-    (getattr(JobView, f"_f_{f}"), f) for f in RESOURCE_FIELDS
-)
 for _name in PATHS:
     setattr(JobView, _name, _Attribute(_name, getattr(JobView, f"_f_{_name}")))
 

@@ -107,6 +107,19 @@ def test_stored_parameters_are_checked_without_loading_anything() -> None:
         serialize_parameters(big)
 
 
+@pytest.mark.parametrize("char", ["a", "é", "€", "😀"])
+def test_the_parameters_size_limit_counts_json_text_with_escapes_exactly(char: str) -> None:
+    escaped = len(json.dumps(char)) - 2  # one character as stored JSON text: "\\u20ac"...
+    wrapper = len('{"x":""}')
+    fits = {"x": char * ((MAX_BYTES - wrapper) // escaped)}
+    assert serialize_parameters(fits) == fits
+    over = {"x": char * ((MAX_BYTES - wrapper) // escaped + 1)}
+    with pytest.raises(SerializationError, match="exceeds the limit") as caught:
+        serialize_parameters(over)
+    size = len(json.dumps(over, separators=(",", ":")))
+    assert f"stored size {size:,} bytes" in str(caught.value)
+
+
 def test_parameters_peek_shows_plain_values_and_names_the_rest() -> None:
     stored = serialize_parameters({"n": 1, "s": {1, 2}, "f": len})
     shown = peek_parameters(stored)
