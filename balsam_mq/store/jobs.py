@@ -51,8 +51,9 @@ Created = Callable[[int, list[Doc]], None]
 # jobs created per transaction: a transaction's writes must fit in mongod's cache (a job
 # and its creation events with their index entries weigh about 2 KB there)
 CREATE_CHUNK = 1_000
-# creation transactions in flight at once: one is written while the next is encoded
-CREATE_IN_FLIGHT = 2
+# creation transactions in flight at once: written while the client encodes the next and
+# loads the last one's documents into the user's objects (3 beat 2 by 5-10%)
+CREATE_IN_FLIGHT = 3
 
 # what a transition reads of each job inside its transaction
 _TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
