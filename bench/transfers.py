@@ -27,7 +27,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
 from support.sshd import ssh_server  # noqa: E402
 from workloads import spread  # noqa: E402
 
-from balsam_mq.processors.rsync import Item, RsyncLocation, pull  # noqa: E402
+from balsam_mq.processors.batches import Item  # noqa: E402
+from balsam_mq.processors.rsync import RsyncLocation, pull  # noqa: E402
 
 
 def make_files(root: Path, kind: str, count: int, size: int) -> list[PurePosixPath]:

@@ -2,7 +2,7 @@
 
 The promise: :func:`pull` and :func:`push` submit exactly one Globus transfer task for all
 their items (one transfer item each), between the location's endpoint and this site's, and
-never raise for a transfer failure: the :class:`~balsam_mq.processors.rsync.BatchResult`
+never raise for a transfer failure: the :class:`~balsam_mq.processors.batches.BatchResult`
 tells, item by item, what arrived, what is missing (a source that does not exist yet) and
 why the rest did not. They raise only for programming errors (a relative path, a
 non-positive timeout) and a malformed site endpoint (:class:`~balsam_mq.errors.ConfigError`).
@@ -58,11 +58,14 @@ from globus_sdk import (
 from globus_sdk.scopes import TransferScopes
 
 from balsam_mq.errors import ConfigError
-from balsam_mq.processors.rsync import (
+from balsam_mq.processors.batches import (
     BatchResult,
     Item,
     ItemResult,
     below_prefix,
+    done,
+    failed,
+    missing,
     url_prefix,
 )
 
@@ -197,7 +200,7 @@ async def _batch(
     if transport is None:
         made = await anyio.to_thread.run_sync(_client, tokens, client_id)
         if isinstance(made, str):
-            return finish(f"globus-{batch}", [_failed(item, made) for item in items])
+            return finish(f"globus-{batch}", [failed(item, made) for item in items])
         owned = made
     client: TransferClient = transport if transport is not None else owned[0]
     try:
@@ -230,10 +233,10 @@ async def _batch(
             task_id = await _call(_submit, client, data)
         except GlobusError as exc:
             problem = f"Globus did not accept batch {batch}: {_said(exc)}"
-            return finish(f"globus-{batch}", [_failed(item, problem) for item in items])
+            return finish(f"globus-{batch}", [failed(item, problem) for item in items])
         results = await _follow(direction, client, task_id, items, until, timeout_s, poll_s)
         for index, why in refused.items():
-            results[index] = _failed(items[index], why)
+            results[index] = failed(items[index], why)
         return finish(task_id, results)
     finally:
         for one in owned:  # globus-sdk 4 clients own a session (3 has no close)
@@ -262,11 +265,11 @@ async def _follow(
                 skipped = await _call(_skipped, client, task_id, task)
             except GlobusError as exc:
                 problem = f"Globus task {task_id} SUCCEEDED; its skipped paths unread: {_said(exc)}"
-                return [_failed(item, problem) for item in items]
+                return [failed(item, problem) for item in items]
             return _arrived(direction, items, task, skipped)
         if problem is None:
             problem = _why(task_id, task, timeout_s)
-        return [_failed(item, problem) for item in items]
+        return [failed(item, problem) for item in items]
     finally:
         if not settled:  # this call was cancelled: the task must not go on alone
             with anyio.CancelScope(shield=True):
@@ -323,14 +326,14 @@ def _arrived(
         hits = [s for s in skipped if _within(str(s.get("source_path")), source)]
         mine = [s for s in hits if PurePosixPath(str(s.get("source_path"))) == source]
         if mine and mine[0].get("error_code") == "FILE_NOT_FOUND" and direction == "pull":
-            out.append(ItemResult(item.key, done=False, missing=True, bytes=0, error=None))
+            out.append(missing(item))
         elif mine and mine[0].get("error_code") == "FILE_NOT_FOUND":
-            out.append(_failed(item, f"output {source} is missing"))
+            out.append(failed(item, f"output {source} is missing"))
         elif hits:
             said = "; ".join(f"{s.get('source_path')}: {s.get('error_code')}" for s in hits[:4])
-            out.append(_failed(item, f"Globus skipped {said}"))
+            out.append(failed(item, f"Globus skipped {said}"))
         else:
-            out.append(ItemResult(item.key, done=True, missing=False, bytes=0, error=None))
+            out.append(done(item, 0))
     arrived = [i for i, r in enumerate(out) if r.done]
     share, extra = divmod(int(task.get("bytes_transferred") or 0), max(len(arrived), 1))
     for rank, i in enumerate(arrived):
@@ -352,10 +355,6 @@ def _check(items: Sequence[Item], timeout_s: float, poll_s: float) -> None:
             raise ValueError(f"item {item.key!r}: remote {str(remote)!r} is not a path below /")
         if not item.local.is_absolute():
             raise ValueError(f"item {item.key!r}: local {str(item.local)!r} is not absolute")
-
-
-def _failed(item: Item, error: str) -> ItemResult:
-    return ItemResult(item.key, done=False, missing=False, bytes=0, error=error)
 
 
 def _said(exc: GlobusError, *, hint: bool = True) -> str:

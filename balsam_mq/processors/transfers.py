@@ -34,7 +34,8 @@ import anyio
 import balsam_mq.processors.globus as globus
 from balsam_mq.domain import App, Job, utcnow
 from balsam_mq.errors import BalsamError, ConfigError, JobError
-from balsam_mq.processors.rsync import BatchResult, Item, RsyncLocation, pull, push
+from balsam_mq.processors.batches import BatchResult, Item
+from balsam_mq.processors.rsync import RsyncLocation, pull, push
 from balsam_mq.site.config import TransferSettings
 
 Direction = Literal["in", "out"]

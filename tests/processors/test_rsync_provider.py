@@ -19,7 +19,8 @@ from support.sshd import SshServer, ssh_server
 from support.waiting import until
 
 from balsam_mq.errors import ConfigError, JobError
-from balsam_mq.processors.rsync import Item, RsyncLocation, pull, push
+from balsam_mq.processors.batches import Item
+from balsam_mq.processors.rsync import RsyncLocation, pull, push
 
 
 @pytest.fixture(scope="module")
