@@ -58,16 +58,8 @@ from globus_sdk import (
 from globus_sdk.scopes import TransferScopes
 
 from balsam_mq.errors import ConfigError
-from balsam_mq.processors.batches import (
-    BatchResult,
-    Item,
-    ItemResult,
-    below_prefix,
-    done,
-    failed,
-    missing,
-    url_prefix,
-)
+from balsam_mq.processors import batches
+from balsam_mq.processors.batches import BatchResult, Item, ItemResult
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +99,11 @@ class GlobusLocation:
             raise bad("the endpoint UUID is missing")
         if not _UUID.fullmatch(parts.netloc):
             raise bad(f"{parts.netloc!r} is not an endpoint UUID")
-        return cls(parts.netloc.lower(), url_prefix(parts.path, bad))
+        return cls(parts.netloc.lower(), batches.url_prefix(parts.path, bad))
 
     def remote(self, path: str) -> PurePosixPath:
         """``path`` (absolute) below the prefix: ``/a/b`` under ``/data`` is ``/data/a/b``."""
-        return below_prefix(self.prefix, path, self.label())
+        return batches.below_prefix(self.prefix, path, self.label())
 
     def label(self) -> str:
         return f"globus://{self.endpoint}"
@@ -200,7 +192,7 @@ async def _batch(
     if transport is None:
         made = await anyio.to_thread.run_sync(_client, tokens, client_id)
         if isinstance(made, str):
-            return finish(f"globus-{batch}", [failed(item, made) for item in items])
+            return finish(f"globus-{batch}", [batches.failed(item, made) for item in items])
         owned = made
     client: TransferClient = transport if transport is not None else owned[0]
     try:
@@ -233,10 +225,10 @@ async def _batch(
             task_id = await _call(_submit, client, data)
         except GlobusError as exc:
             problem = f"Globus did not accept batch {batch}: {_said(exc)}"
-            return finish(f"globus-{batch}", [failed(item, problem) for item in items])
+            return finish(f"globus-{batch}", [batches.failed(item, problem) for item in items])
         results = await _follow(direction, client, task_id, items, until, timeout_s, poll_s)
         for index, why in refused.items():
-            results[index] = failed(items[index], why)
+            results[index] = batches.failed(items[index], why)
         return finish(task_id, results)
     finally:
         for one in owned:  # globus-sdk 4 clients own a session (3 has no close)
@@ -265,11 +257,11 @@ async def _follow(
                 skipped = await _call(_skipped, client, task_id, task)
             except GlobusError as exc:
                 problem = f"Globus task {task_id} SUCCEEDED; its skipped paths unread: {_said(exc)}"
-                return [failed(item, problem) for item in items]
+                return [batches.failed(item, problem) for item in items]
             return _arrived(direction, items, task, skipped)
         if problem is None:
             problem = _why(task_id, task, timeout_s)
-        return [failed(item, problem) for item in items]
+        return [batches.failed(item, problem) for item in items]
     finally:
         if not settled:  # this call was cancelled: the task must not go on alone
             with anyio.CancelScope(shield=True):
@@ -326,14 +318,14 @@ def _arrived(
         hits = [s for s in skipped if _within(str(s.get("source_path")), source)]
         mine = [s for s in hits if PurePosixPath(str(s.get("source_path"))) == source]
         if mine and mine[0].get("error_code") == "FILE_NOT_FOUND" and direction == "pull":
-            out.append(missing(item))
+            out.append(batches.missing(item))
         elif mine and mine[0].get("error_code") == "FILE_NOT_FOUND":
-            out.append(failed(item, f"output {source} is missing"))
+            out.append(batches.failed(item, f"output {source} is missing"))
         elif hits:
             said = "; ".join(f"{s.get('source_path')}: {s.get('error_code')}" for s in hits[:4])
-            out.append(failed(item, f"Globus skipped {said}"))
+            out.append(batches.failed(item, f"Globus skipped {said}"))
         else:
-            out.append(done(item, 0))
+            out.append(batches.done(item, 0))
     arrived = [i for i, r in enumerate(out) if r.done]
     share, extra = divmod(int(task.get("bytes_transferred") or 0), max(len(arrived), 1))
     for rank, i in enumerate(arrived):
