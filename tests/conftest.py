@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from aiormq.exceptions import AMQPError
 from support.broker_control import broker_restored  # noqa: F401  (a fixture for every folder)
 from support.databases import DatabasePool
 from support.driving import Drive, drive_jobs
@@ -137,9 +138,19 @@ async def topology(
     yield topo
     site_ids = set(await store.db["events"].distinct("site_id"))
     site_ids |= set(await store.db["sites"].distinct("_id"))
-    channel = await amqp.channel()
     try:
-        await delete_namespace(channel, topo, sorted(site_ids))
+        await _delete_namespace(amqp, topo, sorted(site_ids))
+    except (RuntimeError, AMQPError):  # the test cut the broker: this connection may be down yet
+        async with open_amqp(settings.amqp_url) as fresh:
+            await _delete_namespace(fresh, topo, sorted(site_ids))
+
+
+async def _delete_namespace(
+    connection: AbstractRobustConnection, topo: Topology, site_ids: list[int]
+) -> None:
+    channel = await connection.channel()
+    try:
+        await delete_namespace(channel, topo, site_ids)
     finally:
         await channel.close()
 

@@ -185,11 +185,11 @@ async def test_start_status_reload_stop(store: Store, site: tuple[SiteDirectory,
             "settings.yml reloaded: applied now: reaper.grace_s 60 → 10; "
             "for launchers started from now on: launcher.idle_timeout_s null → 30",
         )
-        assert log_has(
-            log,
+        restart = (
             "WARNING balsam_mq.agent: settings.yml: not applied, these changes need a restart "
-            "of the agent (it runs on with the current values): hooks.workers 2 → 3",
+            "of the agent (it runs on with the current values): hooks.workers 2 → 3"
         )
+        await until(lambda: log_has(log, restart), 20)  # logged just after the line above
         await wait_for_states(store, [silent_job], [S.RUN_TIMEOUT, S.FAILED], 20)
         lost = await store.sessions.raw(silent)
         assert lost is not None and lost["stop_reason"] == "no heartbeat for 10 s"
