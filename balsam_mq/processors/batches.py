@@ -32,7 +32,7 @@ class ItemResult:
     done: bool  # arrived complete
     missing: bool  # the source does not exist (yet): the caller waits and retries later
     bytes: int  # bytes moved (the file's size, or the tree's total for a directory)
-    error: str | None  # why not done (rsync's message for it, or the batch's failure)
+    error: str | None  # why not done (the provider's message for it, or the batch's failure)
 
 
 @dataclass(frozen=True)

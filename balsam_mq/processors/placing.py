@@ -25,7 +25,7 @@ def mode_of(path: Path, *, follow: bool = False) -> int | None:
 
 def size_of(path: Path) -> int:
     """A file's size, or the total of the regular files of a tree."""
-    if not is_dir(path):
+    if not _is_dir(path):
         return path.stat(follow_symlinks=False).st_size
     total = 0
     for top, _dirs, names in os.walk(path):
@@ -70,7 +70,7 @@ def _reraise(exc: OSError) -> None:
 def place(src: Path, dst: Path, *, keep: bool, tag: str) -> None:
     """Put ``src`` at ``dst`` (merging into a directory there, or one it links to): renamed,
     or with ``keep`` or across devices copied beside ``dst`` and renamed into place."""
-    if is_dir(src) and dst.is_dir():
+    if _is_dir(src) and dst.is_dir():
         for child in os.scandir(src):
             place(Path(child.path), dst / child.name, keep=keep, tag=tag)
         return
@@ -84,7 +84,7 @@ def place(src: Path, dst: Path, *, keep: bool, tag: str) -> None:
                 raise
     part = dst.with_name(f".{dst.name}.{tag}.part")
     try:
-        if is_dir(src):
+        if _is_dir(src):
             shutil.copytree(src, part, symlinks=True)
         else:
             shutil.copy2(src, part, follow_symlinks=False)
@@ -94,7 +94,7 @@ def place(src: Path, dst: Path, *, keep: bool, tag: str) -> None:
         raise
 
 
-def is_dir(path: Path) -> bool:
+def _is_dir(path: Path) -> bool:
     mode = mode_of(path)
     return mode is not None and stat.S_ISDIR(mode)
 
@@ -103,7 +103,7 @@ def remove(path: Path) -> None:
     """Remove a file or tree, making read-only directories writable first if need be."""
     if mode_of(path) is None:
         return
-    if not is_dir(path):
+    if not _is_dir(path):
         path.unlink()
         return
     try:

@@ -49,11 +49,11 @@ class Run:
     def about(self, item: Item, tree: Path) -> str | None:
         """rsync's error lines naming the item's path, one of its parents, or (recursive)
         a path below it."""
-        lines = [line for line in self.stderr if names(line, item, tree)]
+        lines = [line for line in self.stderr if _names(line, item, tree)]
         return "; ".join(lines[-MESSAGE_LINES:])[-500:] if lines else None
 
 
-def names(line: str, item: Item, tree: Path) -> bool:
+def _names(line: str, item: Item, tree: Path) -> bool:
     if not line.startswith("rsync:"):
         return False
     remote = item.remote
@@ -104,7 +104,7 @@ async def run_rsync(argv: list[str], timeout_s: float, label: str) -> Run:
                     await process.wait()
                 if waiting.cancelled_caught:
                     timed_out = True
-                    kill_group(process.pid)
+                    _kill_group(process.pid)
                     await process.wait()
                 # stderr ends with rsync's group; something that left it must not hold us
                 with anyio.move_on_after(DRAIN_GRACE_S):
@@ -112,11 +112,11 @@ async def run_rsync(argv: list[str], timeout_s: float, label: str) -> Run:
                 tg.cancel_scope.cancel()
         finally:
             if process.returncode is None:
-                kill_group(process.pid)
+                _kill_group(process.pid)
                 with anyio.CancelScope(shield=True):
                     await process.wait()
-    lines = meaningful(err.decode(errors="replace"))
-    tail = tail_of(lines)
+    lines = _meaningful(err.decode(errors="replace"))
+    tail = _tail(lines)
     code = process.returncode
     if code == 0 and not timed_out:
         return Run(True, code, None, lines)
@@ -128,19 +128,19 @@ async def run_rsync(argv: list[str], timeout_s: float, label: str) -> Run:
     return Run(True, code, f"{problem}: {tail}" if tail else problem, lines)
 
 
-def kill_group(pid: int) -> None:
+def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
-def meaningful(stderr: str) -> list[str]:
+def _meaningful(stderr: str) -> list[str]:
     lines = (line.strip() for line in stderr.splitlines())
     return [line for line in lines if line and not line.startswith("Warning: Permanently added")]
 
 
-def tail_of(lines: list[str]) -> str:
+def _tail(lines: list[str]) -> str:
     """The last lines worth reading: ssh's own (connection, authentication) first, then
     rsync's, without its closing ``rsync error: ... (code N) at io.c(...)`` when others say
     more."""
