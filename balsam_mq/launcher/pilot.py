@@ -149,7 +149,7 @@ class Pilot:
             batch_size=config.settings.max_prefetch,
             transient=unavailable,
         )
-        self._preparer = Preparer(config)
+        self._preparer = Preparer(config, workdirs_at_launch=executor.makes_workdirs)
         self._reporter = Reporter(store)
         self._runs: dict[int, ActiveRun] = {}
         self._kills = KillWatch(store, self.held, self.moved_on)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -46,8 +47,17 @@ class Prepared:
 class Preparer:
     """Builds launch specs; keeps each app's class loaded per version (``last_update``)."""
 
-    def __init__(self, config: LauncherConfig, *, python_exe: str | None = None) -> None:
+    def __init__(
+        self,
+        config: LauncherConfig,
+        *,
+        python_exe: str | None = None,
+        workdirs_at_launch: bool = False,
+    ) -> None:
         self.config = config
+        # the executor makes a missing workdir as the job starts (the warm worker, or the
+        # start of the job's process): a mkdir waits on the file system, not on this loop
+        self._workdirs_at_launch = workdirs_at_launch
         self.python_exe = python_exe or sys.executable
         self._classes: dict[int, tuple[datetime, type]] = {}
         self._data_root: Path | None = None
@@ -106,15 +116,19 @@ class Preparer:
         return cached[1]
 
     def prepare(self, job: Job, app: App | None, placement: Placement) -> Prepared:
-        """The spec of one run; raises a ``BalsamError`` naming the job if it cannot run."""
+        """The spec of one run; raises a ``BalsamError`` naming the job if it cannot run.
+
+        The job's workdir is made here when its ``shell_preamble()`` hook runs in it, or
+        when the executor does not make it as the job starts."""
         assert job.id is not None
         if app is None:
             raise JobError(f"Job {job.id}: App {job.app_id} does not exist")
-        workdir, fresh = self._made_workdir(job, make=True)
         parameters = deserialize_parameters(job.parameters, what=f"Job {job.id}: parameters")
         cls = self.app_class(app)
+        hook = cls is not None and is_sdk_app(cls) and defines(cls, "shell_preamble")
+        workdir, fresh = self._made_workdir(job, make=hook or not self._workdirs_at_launch)
         preamble = ""
-        if cls is not None and is_sdk_app(cls) and defines(cls, "shell_preamble"):
+        if cls is not None and hook:
             from balsam_mq.site.workdir import in_workdir
 
             try:
@@ -130,8 +144,9 @@ class Preparer:
             if cls is None:
                 raise JobError(f"App {app.name!r} has neither a command_template nor a run()")
             python_run = self._run_spec(job, app)
-            if not fresh:  # a result left by an earlier run of the job
-                (workdir / RESULT_FILE).unlink(missing_ok=True)
+            if not fresh:  # a result left by an earlier run of the job (if it has run)
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    (workdir / RESULT_FILE).unlink()
             command = python_command(app.python_exe or self.python_exe)
         else:
             command = render_command(app, parameters, job=f"Job {job.id}")

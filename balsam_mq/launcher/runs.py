@@ -84,7 +84,10 @@ class Launch(Protocol):
 
 
 class Executor(Protocol):
-    """Starts jobs on the allocation's nodes."""
+    """Starts jobs on the allocation's nodes. ``makes_workdirs``: a job's missing workdir
+    is made when it starts (else it is made before ``launch``)."""
+
+    makes_workdirs: bool
 
     async def launch(self, spec: LaunchSpec, node_index: int) -> Launch: ...
 
@@ -165,7 +168,7 @@ def start_local(
     env = {**(os.environ if base_env is None else base_env), **spec.env}
     if sentinel is not None:  # found by it even if the launcher dies before registering
         env[SENTINEL_MARK] = str(sentinel.pid)
-    out = _open_output(spec)
+    out = open_output(spec.output_path)
     try:
         if spec.argv:
             try:
@@ -191,14 +194,15 @@ def _popen(argv: list[str], cwd: str, env: Mapping[str, str], out: int) -> subpr
     )
 
 
-def _open_output(spec: LaunchSpec) -> int:
-    """The job's job.out opened for appending (a descriptor), its workdir made if missing."""
+def open_output(path: str | Path) -> int:
+    """A job's job.out opened for appending (a descriptor), its directory (the workdir)
+    made first if it is missing."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     try:
-        return os.open(spec.output_path, flags, 0o644)
+        return os.open(path, flags, 0o644)
     except FileNotFoundError:
-        spec.output_path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(spec.output_path, flags, 0o644)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 class LocalExecutor:
@@ -208,6 +212,8 @@ class LocalExecutor:
     started directly, watched by a sentinel process (started with the first job) that
     ends them if the launcher dies.
     """
+
+    makes_workdirs = True  # a warm worker, or the start of a job's process, makes it
 
     def __init__(self, warm: WarmPool | None = None, *, kill_grace: float = 5.0) -> None:
         self.warm = warm

@@ -46,7 +46,7 @@ import sys
 from collections import deque
 from typing import Any
 
-from balsam_mq.launcher.runs import Launch, LaunchSpec
+from balsam_mq.launcher.runs import Launch, LaunchSpec, open_output
 from balsam_mq.orphans import die_with_parent
 
 PREFIX = "@@warm "
@@ -93,10 +93,16 @@ def _run_job(
 ) -> tuple[int, dict[str, Any]]:
     from balsam_mq.launcher.python_runner import run_spec
 
+    try:
+        out = open_output(request["output"])  # the launcher leaves the workdir to make here
+    except OSError as exc:  # the workdir cannot be made, or job.out opened: the job's error
+        from balsam_mq.domain.serialization import serialize_exception
+
+        serialized, text = serialize_exception(exc)
+        return 1, {"exception": serialized, "traceback": text}
     environ = _environ_items()
     path = list(sys.path)
     cwd = os.getcwd()
-    out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)

@@ -58,6 +58,8 @@ class MpiWorkers:
     await workers.close()
     """
 
+    makes_workdirs = False  # made by the launcher, on the shared file system
+
     def __init__(
         self,
         *,

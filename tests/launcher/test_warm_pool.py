@@ -75,6 +75,26 @@ async def test_a_warm_job_is_killed_at_stop(world: World, warm: WarmPool) -> Non
     assert job.state is S.RUN_TIMEOUT and job.return_code == -15
 
 
+async def test_a_warm_job_whose_workdir_cannot_be_made_fails_naming_why(
+    world: World, warm: WarmPool
+) -> None:
+    # the worker makes a warm job's workdir: here its parent is a file
+    source = WHO.replace("Who", "Blocked")
+    blocked = await world.app("Blocked", cls=python_app_class(source, "Blocked"))
+    who = await world.app("Who", cls=python_app_class(WHO, "Who"))
+    (world.data / "Blocked").write_text("not a directory")
+    (stuck,) = await world.jobs(blocked, [{}])
+    (fine,) = await world.jobs(who, [{}])
+    pilot = world.start_pilot(world.config(), pool=this_host(cores=1), executor=LocalExecutor(warm))
+    await wait_for_states(world.store, [stuck, fine], [S.RUN_DONE, S.RUN_ERROR])
+    await world.finish(pilot)
+    failed, done = await world.store.jobs.get_many([stuck, fine])
+    assert failed.state is S.RUN_ERROR and failed.return_code == 1
+    assert failed.traceback is not None and "NotADirectoryError" in failed.traceback
+    assert str(world.data / failed.workdir / "job.out") in failed.traceback
+    assert done.state is S.RUN_DONE  # the worker goes on with the next job
+
+
 LEAKY = """
 import os, sys
 
