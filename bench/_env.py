@@ -99,6 +99,43 @@ async def stop_processes(procs: list[asyncio.subprocess.Process]) -> None:
         await proc.wait()
 
 
+def children(pid: int) -> list[int]:
+    """Every process below ``pid`` (its helpers, and theirs)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        path = Path(f"/proc/{parent}/task/{parent}/children")
+        kids = [int(k) for k in path.read_text().split()] if path.exists() else []
+        found += kids
+        todo += kids
+    return found
+
+
+def named(command: str) -> list[int]:
+    """The processes whose command name (``/proc/<pid>/comm``) is ``command``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == command:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds the processes ``pids`` have used so far (those still
+    running; Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            # the fields after the command name, which may hold spaces: see proc(5)
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+    return user, system
+
+
 def peak_rss_mib() -> float:
     import resource
 

@@ -8,13 +8,20 @@ Three workloads, each run 3 times on a fresh database and site; min / median / m
 
 The same workloads run on Celery and Parsl in ``bench/compare.py`` (see ``workloads.py``).
 
-    python bench/e2e.py [--jobs 1000] [--latency 30] [--runs 3] [--slots 2]
+``--cpu``: also the CPU each process used during W1 and W2, in ms per job (user and
+system; from ``/proc``, so Linux only): the launcher, its helpers (warm pool server and
+workers, sentinel: those alive at the end of the workload), every ``mongod`` and
+RabbitMQ node on the machine, the site agent and the submitting client.
+
+    python bench/e2e.py [--jobs 1000] [--latency 30] [--runs 3] [--slots 2] [--cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -22,7 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _env import bench_settings, mongo_url, start_processes, stop_processes
+from _env import (
+    bench_settings,
+    children,
+    cpu_seconds,
+    mongo_url,
+    named,
+    start_processes,
+    stop_processes,
+)
 from workloads import WARMUP, Run, check_sum, p50_p95, spread
 
 import balsam_mq
@@ -66,8 +81,36 @@ async def ready(store: Store, site_dir: SiteDirectory) -> None:
         await asyncio.sleep(0.1)
 
 
-async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
-    """One run of W1, W2 and W3 on a fresh database, site, site agent and launcher."""
+# process -> (user, system) CPU seconds so far
+Usage = dict[str, tuple[float, float]]
+
+
+def usage(agent: int, launcher: int) -> Usage:
+    groups = {
+        "launcher": [launcher],
+        "its helpers": children(launcher),
+        "mongod": named("mongod"),
+        "site agent": [agent, *children(agent)],
+        "client": [os.getpid()],
+        "RabbitMQ": named("beam.smp"),
+    }
+    return {name: cpu_seconds(pids) for name, pids in groups.items()}
+
+
+def per_job(before: Usage, after: Usage, n: int) -> Usage:
+    """CPU ms per job of each process between two samples."""
+    spent: Usage = {}
+    for name, (user, system) in after.items():
+        user0, system0 = before[name]
+        spent[name] = (1000 * (user - user0) / n, 1000 * (system - system0) / n)
+    return spent
+
+
+async def measure(
+    url: str, n: int, n_latency: int, slots: int, cpu: dict[str, list[Usage]] | None = None
+) -> Run:
+    """One run of W1, W2 and W3 on a fresh database, site, site agent and launcher;
+    ``cpu``: W1's and W2's CPU per job of each process are appended to it."""
     async with bench_settings(url) as settings, open_store(url, settings.db) as store:
         async with open_amqp(settings.amqp_url) as amqp, balsam_mq.connect(settings):
             topology = build_topology(settings.namespace)
@@ -82,6 +125,10 @@ async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
                     await ready(store, site_dir)
                     pack = {"node_packing_count": slots}
 
+                    def sample() -> Usage:
+                        return usage(procs[0].pid, procs[1].pid) if cpu is not None else {}
+
+                    before = sample()
                     t0 = time.perf_counter()
                     jobs = await Job.objects.bulk_create(
                         [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
@@ -89,7 +136,10 @@ async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
                     await Job.objects.wait(jobs, timeout=900)
                     w1 = time.perf_counter() - t0
                     assert all(j.state == "JOB_FINISHED" for j in jobs), "a W1 job failed"
+                    if cpu is not None:
+                        cpu.setdefault("W1", []).append(per_job(before, sample(), n))
 
+                    before = sample()
                     t0 = time.perf_counter()
                     jobs = await Job.objects.bulk_create(
                         [Add.submit(f"w2/{i}", x=i, y=1, save=False, **pack) for i in range(n)]
@@ -99,6 +149,8 @@ async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
                         total += job.result_nowait()
                     w2 = time.perf_counter() - t0
                     check_sum(n, total)
+                    if cpu is not None:
+                        cpu.setdefault("W2", []).append(per_job(before, sample(), n))
 
                     times = []
                     for i in range(WARMUP + n_latency):
@@ -115,9 +167,10 @@ async def measure(url: str, n: int, n_latency: int, slots: int) -> Run:
     return Run(w1, w2, p50, p95)
 
 
-async def main(n: int, n_latency: int, runs: int, slots: int) -> None:
+async def main(n: int, n_latency: int, runs: int, slots: int, with_cpu: bool) -> None:
+    cpu: dict[str, list[Usage]] | None = {} if with_cpu else None
     with mongo_url() as url:
-        results = [await measure(url, n, n_latency, slots) for _ in range(runs)]
+        results = [await measure(url, n, n_latency, slots, cpu) for _ in range(runs)]
     print(f"one site agent, one launcher with {slots} slots; {runs} runs: min / median / max")
     for name, what, times in (
         ("W1", f"{n:,} x `true`", [r.w1_s for r in results]),
@@ -128,6 +181,12 @@ async def main(n: int, n_latency: int, runs: int, slots: int) -> None:
     for q in ("p50", "p95"):
         ms = [1000 * getattr(r, f"w3_{q}_s") for r in results]
         print(f"W3 {n_latency} x add(1, 1){'':9s} {q} ms {spread(ms, '{:.1f}')}")
+    for workload, samples in (cpu or {}).items():
+        print(f"{workload} CPU, ms per job (user + system), medians of {runs} runs:")
+        for name in samples[0]:
+            user = statistics.median(s[name][0] for s in samples)
+            system = statistics.median(s[name][1] for s in samples)
+            print(f"  {name:12s} {user + system:5.2f} ({user:.2f} + {system:.2f})")
 
 
 if __name__ == "__main__":
@@ -136,5 +195,6 @@ if __name__ == "__main__":
     p.add_argument("--latency", type=int, default=30)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--slots", type=int, default=2)
+    p.add_argument("--cpu", action="store_true", help="also each process's CPU per job")
     a = p.parse_args()
-    asyncio.run(main(a.jobs, a.latency, a.runs, a.slots))
+    asyncio.run(main(a.jobs, a.latency, a.runs, a.slots, a.cpu))

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import e2e  # noqa: E402
-from _env import bench_settings, mongo_url, stop_processes  # noqa: E402
+from _env import bench_settings, children, mongo_url, stop_processes  # noqa: E402
 
 import balsam_mq  # noqa: E402
 from balsam_mq import Job  # noqa: E402
@@ -42,18 +42,6 @@ def rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def children(pid: int) -> list[int]:
-    """Every process below ``pid`` (its helpers, and theirs)."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        path = Path(f"/proc/{parent}/task/{parent}/children")
-        kids = [int(k) for k in path.read_text().split()] if path.exists() else []
-        found += kids
-        todo += kids
-    return found
 
 
 async def main(n: int, wave: int, slots: int) -> None:
