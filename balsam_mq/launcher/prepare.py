@@ -55,8 +55,8 @@ class Preparer:
         workdirs_at_launch: bool = False,
     ) -> None:
         self.config = config
-        # the executor makes a missing workdir as the job starts (the warm worker, or the
-        # start of the job's process): a mkdir waits on the file system, not on this loop
+        # the executor makes a missing workdir as the job starts: a warm worker makes its
+        # job's beside this event loop, not in it (a mkdir costs the file system's time)
         self._workdirs_at_launch = workdirs_at_launch
         self.python_exe = python_exe or sys.executable
         self._classes: dict[int, tuple[datetime, type]] = {}
