@@ -25,7 +25,7 @@ from balsam_mq.store import Store, uncancelled
 
 log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_S = 5.0  # one attempt's bound: a stopping launcher waits at most this for it
-GATHER_S = 0.02  # under load, how much longer the next commit gathers outcomes
+GATHER_S = 0.05  # under load, how much longer the next commit gathers outcomes
 
 
 class Reporter:
