@@ -69,7 +69,7 @@ class LauncherSettings(BaseModel):
         description="At most this many runnable jobs held (free slots plus claimed ahead).",
     )
     claim_ahead_s: float = Field(
-        default=0.1,
+        default=0.25,
         ge=0,
         description="Claim ahead of free slots what the recent pace finishes in this many "
         "seconds, so a freed slot starts its next job at once (0: never).",
