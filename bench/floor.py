@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,11 +62,11 @@ async def durable_steps(store: Store, samples: int) -> dict[str, float]:
 
     async def create(i: int) -> None:
         # as the SDK creates a job: from its document, with the app it was checked against
-        made: list[dict[str, object]] = []
+        made: list[dict[str, Any]] = []
         doc = Job(app_id=app.id, site_id=1, workdir=f"f/{i}").to_doc()
         await store.jobs.create_documents([doc], 1, lambda _, docs: made.extend(docs), apps=apps)
         assert made[0]["state"] == S.PREPROCESSED.value, made[0]["state"]
-        ids.append(int(made[0]["_id"]))  # type: ignore[call-overload]
+        ids.append(int(made[0]["_id"]))
 
     async def claim(i: int) -> None:
         fields = {"session_id": 1}

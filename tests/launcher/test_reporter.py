@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from support.driving import drive_jobs
+from support.waiting import until
 
 from balsam_mq.domain import Actor, Change, Job, JobState
 from balsam_mq.launcher import reporter as reporter_module
@@ -57,10 +58,8 @@ async def test_under_load_the_next_commit_gathers_the_outcomes_that_follow(
     try:
         await asyncio.sleep(0)  # the first commit, of two outcomes, is in flight
         reporter.submit(_done(ids[2]))  # gathered while it is
-        for _ in range(10_000):  # until the first commit is in: well within GATHER_S after it
-            if reporter.commits:
-                break
-            await asyncio.sleep(0.001)
+        # until the first commit is in (nothing announces it): well within GATHER_S of it
+        await until(lambda: reporter.commits >= 1, timeout=30, interval=0.001)
         assert reporter.commits == 1
         for job_id in ids[3:]:  # after a commit of several: the next one waits for these
             reporter.submit(_done(job_id))
