@@ -68,6 +68,23 @@ async def test_missing_parameter_is_a_run_error_naming_it(world: World) -> None:
     assert "App 'Needy'" in job.state_data["error"]
 
 
+async def test_a_shell_job_whose_workdir_cannot_be_made_fails_naming_why(world: World) -> None:
+    # a shell job's workdir is made as it starts: here its parent is a file
+    blocked = await world.app("Blocked", command_template="true")
+    fine = await world.app("Fine", command_template="echo fine")
+    (world.data / "Blocked").write_text("not a directory")
+    (stuck,) = await world.jobs(blocked, [{}])
+    (ok,) = await world.jobs(fine, [{}])
+    pilot = world.start_pilot(world.config(), cores=1)
+    await wait_for_states(world.store, [stuck, ok], [S.RUN_DONE, S.RUN_ERROR])
+    await world.finish(pilot)
+    failed, done = await world.store.jobs.get_many([stuck, ok])
+    assert failed.state is S.RUN_ERROR
+    assert str(world.data / failed.workdir) in failed.state_data["error"]
+    assert done.state is S.RUN_DONE  # the launcher goes on with the next job
+    assert (world.data / done.workdir / "job.out").read_text() == "fine\n"
+
+
 async def test_run_apps_return_values_and_exceptions_travel_with_dill(world: World) -> None:
     adder = await world.app("Adder", cls=python_app_class(ADDER, "Adder"))
     failer = await world.app("Failer", cls=python_app_class(FAILER, "Failer"))
