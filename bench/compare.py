@@ -12,7 +12,9 @@ directories; W2 1,000 Python ``add`` jobs, each result collected and checked; W3
 sequential ``add(1, 1)`` round trips after 5 warm-ups. Each run of a system is a
 process of its own, and the systems take turns, run after run (``--runs`` rounds), so
 that a machine whose speed drifts slows them alike; the figures are min / median /
-max, and the ratios use medians. Peers come with the ``bench`` extra: ``pip install -e '.[bench]'``.
+max, and the ratios use medians. Every run's files stay until the last run has ended
+(``_env.scratch_root``: on some file systems a file costs more right after many were
+removed). Peers come with the ``bench`` extra: ``pip install -e '.[bench]'``.
 
     python bench/compare.py [--runs 3] [--jobs 1000] [--latency 30] [--only parsl ...]
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from _env import mongo_url  # noqa: E402
+from _env import file_creation_us, mongo_url, scratch_root  # noqa: E402
 from workloads import Run, spread  # noqa: E402
 
 # name -> (label, what "done" means for it)
@@ -73,8 +75,9 @@ def run_system(system: str, url: str, runs: int, n: int, k: int) -> list[Run]:
     return [Run(**json.loads(line)) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
-def report(results: dict[str, list[Run]], n: int, k: int) -> None:
+def report(results: dict[str, list[Run]], n: int, k: int, probe_us: float) -> None:
     print(f"\n{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"a workdir and its job.out made in {probe_us:.0f} µs as the bench started")
     print(f"W1 {n:,} x `true`, W2 {n:,} x add, W3 {k} x add(1, 1); min / median / max\n")
     header = f"{'system':26s} {'W1 jobs/s':>24s} {'W2 jobs/s':>24s} {'W3 p50 ms':>22s}"
     print(header + f" {'W3 p95 ms':>22s}")
@@ -135,14 +138,15 @@ def main() -> None:
             print(json.dumps(measure(a.one, url, a.jobs, a.latency).to_json()), flush=True)
         return
     results: dict[str, list[Run]] = {system: [] for system in a.only}
-    with mongo_url() as url:
+    with scratch_root(), mongo_url() as url:  # the runs' files stay until the end
+        probe = file_creation_us()
         for round_ in range(1, a.runs + 1):  # the systems take turns: drift hits them alike
             for system in a.only:
                 started = time.monotonic()
                 print(f"run {round_}/{a.runs}: {SYSTEMS[system][0]}...", file=sys.stderr, end="")
                 results[system] += run_system(system, url, 1, a.jobs, a.latency)
                 print(f" {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    report(results, a.jobs, a.latency)
+    report(results, a.jobs, a.latency, probe)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +32,11 @@ from _env import (
     bench_settings,
     children,
     cpu_seconds,
+    file_creation_us,
     mongo_url,
     named,
+    scratch,
+    scratch_root,
     start_processes,
     stop_processes,
 )
@@ -114,64 +116,66 @@ async def measure(
     async with bench_settings(url) as settings, open_store(url, settings.db) as store:
         async with open_amqp(settings.amqp_url) as amqp, balsam_mq.connect(settings):
             topology = build_topology(settings.namespace)
-            with tempfile.TemporaryDirectory() as tmp:
-                site = await store.sites.create(Site(name="bench", path=str(Path(tmp) / "site")))
-                assert site.id is not None
-                site_dir = SiteDirectory.create(Path(tmp) / "site", name="bench", site_id=site.id)
-                procs = await start(settings, site_dir, slots)
-                try:
-                    await Shell.sync()
-                    await Add.sync()
-                    await ready(store, site_dir)
-                    pack = {"node_packing_count": slots}
+            tmp = scratch("e2e-")  # kept until the bench ends: see _env.scratch_root
+            site = await store.sites.create(Site(name="bench", path=str(Path(tmp) / "site")))
+            assert site.id is not None
+            site_dir = SiteDirectory.create(Path(tmp) / "site", name="bench", site_id=site.id)
+            procs = await start(settings, site_dir, slots)
+            try:
+                await Shell.sync()
+                await Add.sync()
+                await ready(store, site_dir)
+                pack = {"node_packing_count": slots}
 
-                    def sample() -> Usage:
-                        return usage(procs[0].pid, procs[1].pid) if cpu is not None else {}
+                def sample() -> Usage:
+                    return usage(procs[0].pid, procs[1].pid) if cpu is not None else {}
 
-                    before = sample()
+                before = sample()
+                t0 = time.perf_counter()
+                jobs = await Job.objects.bulk_create(
+                    [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
+                )
+                await Job.objects.wait(jobs, timeout=900)
+                w1 = time.perf_counter() - t0
+                assert all(j.state == "JOB_FINISHED" for j in jobs), "a W1 job failed"
+                if cpu is not None:
+                    cpu.setdefault("W1", []).append(per_job(before, sample(), n))
+
+                before = sample()
+                t0 = time.perf_counter()
+                jobs = await Job.objects.bulk_create(
+                    [Add.submit(f"w2/{i}", x=i, y=1, save=False, **pack) for i in range(n)]
+                )
+                total = 0
+                async for job in Job.objects.as_completed(jobs, timeout=900):
+                    total += job.result_nowait()
+                w2 = time.perf_counter() - t0
+                check_sum(n, total)
+                if cpu is not None:
+                    cpu.setdefault("W2", []).append(per_job(before, sample(), n))
+
+                times = []
+                for i in range(WARMUP + n_latency):
                     t0 = time.perf_counter()
-                    jobs = await Job.objects.bulk_create(
-                        [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
-                    )
-                    await Job.objects.wait(jobs, timeout=900)
-                    w1 = time.perf_counter() - t0
-                    assert all(j.state == "JOB_FINISHED" for j in jobs), "a W1 job failed"
-                    if cpu is not None:
-                        cpu.setdefault("W1", []).append(per_job(before, sample(), n))
-
-                    before = sample()
-                    t0 = time.perf_counter()
-                    jobs = await Job.objects.bulk_create(
-                        [Add.submit(f"w2/{i}", x=i, y=1, save=False, **pack) for i in range(n)]
-                    )
-                    total = 0
-                    async for job in Job.objects.as_completed(jobs, timeout=900):
-                        total += job.result_nowait()
-                    w2 = time.perf_counter() - t0
-                    check_sum(n, total)
-                    if cpu is not None:
-                        cpu.setdefault("W2", []).append(per_job(before, sample(), n))
-
-                    times = []
-                    for i in range(WARMUP + n_latency):
-                        t0 = time.perf_counter()
-                        job = await Add.submit(f"w3/{i}", x=1, y=1, **pack)
-                        assert await job.result(timeout=60) == 2
-                        times.append(time.perf_counter() - t0)
-                    p50, p95 = p50_p95(times[WARMUP:])
-                finally:
-                    await stop_processes(procs)
-                channel = await amqp.channel()
-                await delete_namespace(channel, topology, [site.id])
+                    job = await Add.submit(f"w3/{i}", x=1, y=1, **pack)
+                    assert await job.result(timeout=60) == 2
+                    times.append(time.perf_counter() - t0)
+                p50, p95 = p50_p95(times[WARMUP:])
+            finally:
+                await stop_processes(procs)
+            channel = await amqp.channel()
+            await delete_namespace(channel, topology, [site.id])
             await store.client.drop_database(settings.db)
     return Run(w1, w2, p50, p95)
 
 
 async def main(n: int, n_latency: int, runs: int, slots: int, with_cpu: bool) -> None:
     cpu: dict[str, list[Usage]] | None = {} if with_cpu else None
-    with mongo_url() as url:
+    with scratch_root(), mongo_url() as url:
+        probe = file_creation_us()
         results = [await measure(url, n, n_latency, slots, cpu) for _ in range(runs)]
     print(f"one site agent, one launcher with {slots} slots; {runs} runs: min / median / max")
+    print(f"a workdir and its job.out made in {probe:.0f} µs as the bench started")
     for name, what, times in (
         ("W1", f"{n:,} x `true`", [r.w1_s for r in results]),
         ("W2", f"{n:,} x add, results", [r.w2_s for r in results]),

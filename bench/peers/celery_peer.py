@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from _env import scratch
 from celery import Celery, group
 from workloads import Run, check_sum, latencies
 
@@ -70,35 +70,35 @@ def measure(backend: str, mongo_url: str, n: int, k: int) -> Run:
     app.conf.task_default_queue = env["BENCH_CELERY_QUEUE"]
     app.conf.result_backend = env["BENCH_CELERY_BACKEND"]
     app.conf.mongodb_backend_settings = {"database": env["BENCH_CELERY_DB"]}
-    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
-        worker = _worker(env, Path(tmp) / "worker.log")
-        try:
-            add.delay(0, 0).get(timeout=120)  # the worker is up
-            native = backend == "rpc"
+    tmp = str(scratch("bench-celery-"))  # kept until the bench ends
+    worker = _worker(env, Path(tmp) / "worker.log")
+    try:
+        add.delay(0, 0).get(timeout=120)  # the worker is up
+        native = backend == "rpc"
 
-            def collect(results: object) -> list[int]:
-                out: list[int] = []
-                if native:
-                    results.join_native(callback=lambda _id, v: out.append(v), timeout=900)  # type: ignore[attr-defined]
-                else:
-                    out = results.join(timeout=900, interval=0.005)  # type: ignore[attr-defined]
-                return out
+        def collect(results: object) -> list[int]:
+            out: list[int] = []
+            if native:
+                results.join_native(callback=lambda _id, v: out.append(v), timeout=900)  # type: ignore[attr-defined]
+            else:
+                out = results.join(timeout=900, interval=0.005)  # type: ignore[attr-defined]
+            return out
 
-            t0 = time.perf_counter()
-            codes = collect(group(shell.s(f"{tmp}/w1/{i}") for i in range(n)).apply_async())
-            w1 = time.perf_counter() - t0
-            assert codes == [0] * n, "a W1 job failed"
+        t0 = time.perf_counter()
+        codes = collect(group(shell.s(f"{tmp}/w1/{i}") for i in range(n)).apply_async())
+        w1 = time.perf_counter() - t0
+        assert codes == [0] * n, "a W1 job failed"
 
-            t0 = time.perf_counter()
-            values = collect(group(add.s(i, 1) for i in range(n)).apply_async())
-            w2 = time.perf_counter() - t0
-            check_sum(n, sum(values))
+        t0 = time.perf_counter()
+        values = collect(group(add.s(i, 1) for i in range(n)).apply_async())
+        w2 = time.perf_counter() - t0
+        check_sum(n, sum(values))
 
-            interval = {} if native else {"interval": 0.001}
-            p50, p95 = latencies(lambda: add.delay(1, 1).get(timeout=60, **interval), k)
-        finally:
-            worker.terminate()
-            worker.wait(60)
+        interval = {} if native else {"interval": 0.001}
+        p50, p95 = latencies(lambda: add.delay(1, 1).get(timeout=60, **interval), k)
+    finally:
+        worker.terminate()
+        worker.wait(60)
     if backend != "rpc":
         import pymongo
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import parsl
+from _env import scratch
 from parsl.app.app import bash_app, python_app
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
@@ -32,36 +32,34 @@ def measure(n: int, k: int) -> Run:
     # the workers import this module to run the apps
     here = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
-    with tempfile.TemporaryDirectory(prefix="bench-parsl-") as tmp:
-        config = Config(
-            executors=[
-                HighThroughputExecutor(
-                    label="htex",
-                    max_workers_per_node=2,
-                    provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
-                )
-            ],
-            run_dir=f"{tmp}/runinfo",
-        )
-        with parsl.load(config):
-            add(0, 0).result(timeout=120)  # the workers are up
+    tmp = str(scratch("bench-parsl-"))  # kept until the bench ends
+    config = Config(
+        executors=[
+            HighThroughputExecutor(
+                label="htex",
+                max_workers_per_node=2,
+                provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
+            )
+        ],
+        run_dir=f"{tmp}/runinfo",
+    )
+    with parsl.load(config):
+        add(0, 0).result(timeout=120)  # the workers are up
 
-            t0 = time.perf_counter()
-            futures = [
-                shell(
-                    f"{tmp}/w1/{i}", stdout=f"{tmp}/w1/{i}/job.out", stderr=f"{tmp}/w1/{i}/job.out"
-                )
-                for i in range(n)
-            ]
-            codes = [f.result(timeout=900) for f in concurrent.futures.as_completed(futures)]
-            w1 = time.perf_counter() - t0
-            assert codes == [0] * n, "a W1 job failed"
+        t0 = time.perf_counter()
+        futures = [
+            shell(f"{tmp}/w1/{i}", stdout=f"{tmp}/w1/{i}/job.out", stderr=f"{tmp}/w1/{i}/job.out")
+            for i in range(n)
+        ]
+        codes = [f.result(timeout=900) for f in concurrent.futures.as_completed(futures)]
+        w1 = time.perf_counter() - t0
+        assert codes == [0] * n, "a W1 job failed"
 
-            t0 = time.perf_counter()
-            futures = [add(i, 1) for i in range(n)]
-            total = sum(f.result() for f in concurrent.futures.as_completed(futures, timeout=900))
-            w2 = time.perf_counter() - t0
-            check_sum(n, total)
+        t0 = time.perf_counter()
+        futures = [add(i, 1) for i in range(n)]
+        total = sum(f.result() for f in concurrent.futures.as_completed(futures, timeout=900))
+        w2 = time.perf_counter() - t0
+        check_sum(n, total)
 
-            p50, p95 = latencies(lambda: add(1, 1).result(timeout=60), k)
+        p50, p95 = latencies(lambda: add(1, 1).result(timeout=60), k)
     return Run(w1, w2, p50, p95)
