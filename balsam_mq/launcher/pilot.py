@@ -150,7 +150,7 @@ class Pilot:
             transient=unavailable,
         )
         self._preparer = Preparer(config, workdirs_at_launch=executor.makes_workdirs)
-        self._reporter = Reporter(store)
+        self._reporter = Reporter(store, more_coming=lambda: bool(self._runs))
         self._runs: dict[int, ActiveRun] = {}
         self._kills = KillWatch(store, self.held, self.moved_on)
         self._busy = 0  # handler calls in progress

@@ -3,18 +3,21 @@
 An outcome is committed at once when nothing else is being written; outcomes that
 arrive while a commit is in flight are gathered and committed together by the next
 one. Under load (the commit before carried several outcomes), the next one gathers
-:data:`GATHER_S` longer: a transaction costs its client a few milliseconds of CPU
-whatever it carries, and the launcher's CPU is what a flood of short jobs runs out of
-first. A trickle of jobs is reported without delay, a flood in few transactions. A
-failed commit is retried with backoff: an outcome is never dropped while the launcher
-lives.
+up to :data:`GATHER_S` longer, while more outcomes can come (runs are still in
+flight): a transaction costs its client a few milliseconds of CPU whatever it carries,
+and the launcher's CPU is what a flood of short jobs runs out of first. A trickle of
+jobs is reported without delay, a flood in few transactions, and the last outcomes of a
+flood as soon as its last run ends. A failed commit is retried with backoff: an outcome
+is never dropped while the launcher lives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 
 from pymongo.errors import PyMongoError
@@ -29,9 +32,19 @@ GATHER_S = 0.05  # under load, how much longer the next commit gathers outcomes
 
 
 class Reporter:
-    def __init__(self, store: Store, *, max_batch: int = 500) -> None:
+    """``more_coming``: whether outcomes may still follow (the launcher's runs in flight)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 500,
+        more_coming: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._more_coming = more_coming
+        self._settled = asyncio.Event()  # set when an outcome arrives and none may follow
         self._pending: list[Change] = []
         self._inflight: list[Change] = []
         self._apps: dict[int, App] = {}  # the latest version seen of each app
@@ -50,6 +63,8 @@ class Reporter:
             self._apps[app.id] = app
         self._idle.clear()
         self._wake.set()
+        if not self._more_coming():
+            self._settled.set()
 
     @property
     def pending(self) -> list[Change]:
@@ -68,8 +83,10 @@ class Reporter:
             self._wake.clear()
             carried = 0  # outcomes in the last commit of this busy stretch
             while self._pending:
-                if carried > 1 and len(self._pending) < self._max_batch:
-                    await asyncio.sleep(GATHER_S)
+                if carried > 1 and len(self._pending) < self._max_batch and self._more_coming():
+                    self._settled.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._settled.wait(), GATHER_S)
                 batch, self._pending = (
                     self._pending[: self._max_batch],
                     self._pending[self._max_batch :],

@@ -1,4 +1,5 @@
-"""The launcher's writer of run outcomes: at once when idle, gathered longer under load."""
+"""The launcher's writer of run outcomes: at once when idle, gathered longer under load
+while runs are in flight."""
 
 from __future__ import annotations
 
@@ -65,6 +66,34 @@ async def test_under_load_the_next_commit_gathers_the_outcomes_that_follow(
             reporter.submit(_done(job_id))
         await asyncio.wait_for(reporter.flush(), 30)
         assert (reporter.commits, reporter.committed) == (2, 7)
+        assert {j.state for j in await store.jobs.get_many(ids)} == {S.RUN_DONE}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_under_load_the_last_outcomes_are_committed_once_no_run_is_left(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reporter_module, "GATHER_S", 3600.0)  # only the last run ends the wait
+    ids = await _running(store, 4)
+    in_flight = set(ids)
+    reporter = Reporter(store, more_coming=lambda: bool(in_flight))
+
+    def finish(job_id: int) -> None:
+        in_flight.discard(job_id)
+        reporter.submit(_done(job_id))
+
+    finish(ids[0])
+    finish(ids[1])
+    task = asyncio.create_task(reporter.run())
+    try:
+        await asyncio.sleep(0)  # the first commit, of two outcomes, is in flight
+        finish(ids[2])  # gathered while it is, and then while ids[3] runs
+        await until(lambda: reporter.commits >= 1, timeout=30, interval=0.001)
+        finish(ids[3])  # the last run: its outcome and the one gathered go at once
+        await asyncio.wait_for(reporter.flush(), 30)
+        assert (reporter.commits, reporter.committed) == (2, 4)
         assert {j.state for j in await store.jobs.get_many(ids)} == {S.RUN_DONE}
     finally:
         task.cancel()
