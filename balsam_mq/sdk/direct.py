@@ -98,11 +98,16 @@ class DirectBackend:
         count: int,
         created: Callable[[int, list[dict[str, Any]]], None],
         apps: Mapping[int, App],
+        *,
+        atomic: bool = False,
     ) -> None:
         """A transaction per chunk: ids, initial states and creation events (the steps
-        with no work followed from ``apps``, the versions the jobs were checked against)."""
+        with no work followed from ``apps``, the versions the jobs were checked against).
+        ``atomic``: one transaction for all of them (at most ``store.jobs.CREATE_CHUNK``)."""
         try:
-            await self.store.jobs.create_documents(documents, count, created, apps=apps)
+            await self.store.jobs.create_documents(
+                documents, count, created, apps=apps, atomic=atomic
+            )
         except InvalidDocument as exc:
             raise JobError(f"a job cannot be stored (its data is not BSON): {exc}") from exc
 

@@ -3,15 +3,17 @@ chunk."""
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 import pytest
 from bson.errors import InvalidDocument
 
 from balsam_mq.domain import Change, Job, JobState
+from balsam_mq.domain.wire import MAX_CREATE
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store import Store
-from balsam_mq.store.jobs import CREATE_CHUNK
+from balsam_mq.store.jobs import CREATE_CHUNK, chunk_sizes
 
 
 async def test_bulk_create_reserves_one_contiguous_block(store: Store) -> None:
@@ -109,11 +111,45 @@ async def test_documents_are_created_a_chunk_per_transaction(store: Store) -> No
     with pytest.raises(InvalidDocument):
         await store.jobs.create_documents(iter(docs), n, created)
     # the chunks before it stay created, and were reported with their ids
-    assert sorted(offset for offset, _ in reported) == [0, CREATE_CHUNK]
+    offsets, end = [], 0
+    for size in chunk_sizes():
+        if end + size >= n:  # the last chunk, which holds the bad document
+            break
+        offsets.append(end)
+        end += size
+    assert len(offsets) > 2 and end > CREATE_CHUNK
+    assert sorted(offset for offset, _ in reported) == offsets
+    assert max(len(chunk) for _, chunk in reported) <= CREATE_CHUNK
     ids = sorted(i for _, chunk in reported for i in chunk)
-    assert ids == list(range(ids[0], ids[0] + 2 * CREATE_CHUNK))
-    assert await store.db["jobs"].count_documents({}) == 2 * CREATE_CHUNK
-    assert await store.events.count(to_state="READY") == 2 * CREATE_CHUNK
+    assert ids == list(range(ids[0], ids[0] + end))
+    assert await store.db["jobs"].count_documents({}) == end
+    assert await store.events.count(to_state="READY") == end
+
+
+async def test_an_atomic_creation_creates_all_or_none(store: Store) -> None:
+    n = CREATE_CHUNK  # what the gateway's POST /jobs may hold (MAX_CREATE) at most
+    assert MAX_CREATE <= CREATE_CHUNK
+    docs = [Job(app_id=1, site_id=1, workdir=f"d/{i}").to_doc() for i in range(n)]
+    docs[-1]["data"] = {"x": object()}  # MongoDB cannot store it
+    reported: list[int] = []
+    with pytest.raises(InvalidDocument):
+        await store.jobs.create_documents(
+            iter(docs), n, lambda offset, _: reported.append(offset), atomic=True
+        )
+    assert reported == [] and await store.db["jobs"].count_documents({}) == 0
+    del docs[-1]["data"]
+    await store.jobs.create_documents(
+        iter(docs), n, lambda offset, _: reported.append(offset), atomic=True
+    )
+    assert reported == [0] and await store.db["jobs"].count_documents({}) == n
+    with pytest.raises(StoreError, match="at most"):
+        await store.jobs.create_documents(iter([]), n + 1, lambda *_: None, atomic=True)
+
+
+def test_a_creation_starts_with_a_small_transaction_and_grows_to_the_largest() -> None:
+    sizes = list(islice(chunk_sizes(), 12))
+    assert sizes[0] < 100  # the first jobs are runnable soon after the call begins
+    assert sizes == sorted(sizes) and sizes[-1] == CREATE_CHUNK
 
 
 async def test_documents_must_match_their_count(store: Store) -> None:

@@ -108,7 +108,7 @@ async def create_jobs(body: JobsCreate, svc: Svc, mine: Mine) -> Response:
     def created(offset: int, docs: list[dict[str, Any]]) -> None:
         stored[offset : offset + len(docs)] = docs
 
-    await svc.backend.create_jobs(documents, len(documents), created, known)
+    await svc.backend.create_jobs(documents, len(documents), created, known, atomic=True)
     return stored_answer(stored, 201)
 
 
