@@ -4,6 +4,8 @@ while runs are in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from support.driving import drive_jobs
@@ -30,21 +32,32 @@ def _done(job_id: int) -> Change:
     return Change(job_id, S.RUNNING, S.RUN_DONE, by=Actor.LAUNCHER)
 
 
+@contextlib.asynccontextmanager
+async def _running_reporter(reporter: Reporter) -> AsyncIterator[None]:
+    task = asyncio.create_task(reporter.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _committed(store: Store, reporter: Reporter, ids: list[int]) -> tuple[int, int]:
+    """(commits, outcomes committed) once every outcome submitted is in; all RUN_DONE."""
+    await asyncio.wait_for(reporter.flush(), 30)
+    assert {j.state for j in await store.jobs.get_many(ids)} == {S.RUN_DONE}
+    return reporter.commits, reporter.committed
+
+
 async def test_an_idle_reporter_commits_an_outcome_at_once(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reporter_module, "GATHER_S", 3600.0)  # no gathering when idle
     (job_id,) = await _running(store, 1)
     reporter = Reporter(store)
-    task = asyncio.create_task(reporter.run())
-    try:
+    async with _running_reporter(reporter):
         reporter.submit(_done(job_id))
-        await asyncio.wait_for(reporter.flush(), 30)
-        assert (reporter.commits, reporter.committed) == (1, 1)
-        assert (await store.jobs.get(job_id)).state is S.RUN_DONE
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        assert await _committed(store, reporter, [job_id]) == (1, 1)
 
 
 async def test_under_load_the_next_commit_gathers_the_outcomes_that_follow(
@@ -55,8 +68,7 @@ async def test_under_load_the_next_commit_gathers_the_outcomes_that_follow(
     reporter = Reporter(store)
     reporter.submit(_done(ids[0]))
     reporter.submit(_done(ids[1]))
-    task = asyncio.create_task(reporter.run())
-    try:
+    async with _running_reporter(reporter):
         await asyncio.sleep(0)  # the first commit, of two outcomes, is in flight
         reporter.submit(_done(ids[2]))  # gathered while it is
         # until the first commit is in (nothing announces it): well within GATHER_S of it
@@ -64,12 +76,7 @@ async def test_under_load_the_next_commit_gathers_the_outcomes_that_follow(
         assert reporter.commits == 1
         for job_id in ids[3:]:  # after a commit of several: the next one waits for these
             reporter.submit(_done(job_id))
-        await asyncio.wait_for(reporter.flush(), 30)
-        assert (reporter.commits, reporter.committed) == (2, 7)
-        assert {j.state for j in await store.jobs.get_many(ids)} == {S.RUN_DONE}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        assert await _committed(store, reporter, ids) == (2, 7)
 
 
 async def test_under_load_the_last_outcomes_are_committed_once_no_run_is_left(
@@ -86,15 +93,9 @@ async def test_under_load_the_last_outcomes_are_committed_once_no_run_is_left(
 
     finish(ids[0])
     finish(ids[1])
-    task = asyncio.create_task(reporter.run())
-    try:
+    async with _running_reporter(reporter):
         await asyncio.sleep(0)  # the first commit, of two outcomes, is in flight
         finish(ids[2])  # gathered while it is, and then while ids[3] runs
         await until(lambda: reporter.commits >= 1, timeout=30, interval=0.001)
         finish(ids[3])  # the last run: its outcome and the one gathered go at once
-        await asyncio.wait_for(reporter.flush(), 30)
-        assert (reporter.commits, reporter.committed) == (2, 4)
-        assert {j.state for j in await store.jobs.get_many(ids)} == {S.RUN_DONE}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        assert await _committed(store, reporter, ids) == (2, 4)
