@@ -39,7 +39,7 @@ from balsam_mq.domain.pipeline import (
     steps as steps_of,
 )
 from balsam_mq.errors import JobError, NotFound, StoreError
-from balsam_mq.store.counters import Counters
+from balsam_mq.store.counters import SMALL_CREATION, Counters, IdBlocks
 from balsam_mq.store.family import Family
 from balsam_mq.store.schema import APPS, EVENTS, JOBS
 from balsam_mq.store.transactions import Transactor
@@ -166,6 +166,11 @@ def _renewed(doc: Doc, job_id: int) -> Doc:
     return event
 
 
+def _last_parent(docs: Iterable[Doc]) -> int:
+    """The highest id among the parents of ``docs`` (0 without any)."""
+    return max((p for doc in docs for p in doc["parent_ids"]), default=0)
+
+
 def chunk_sizes() -> Iterator[int]:
     """The number of jobs in each transaction of a creation, in order (without end)."""
     size = FIRST_CHUNK
@@ -188,7 +193,7 @@ class JobRepository:
         self._jobs = db[JOBS]
         self._apps = db[APPS]
         self._events = db[EVENTS]
-        self._counters = Counters(db)
+        self._ids = IdBlocks(Counters(db), JOBS)
         self._tx = tx
 
     async def get(self, job_id: int) -> Job:
@@ -224,7 +229,7 @@ class JobRepository:
             if job.id is not None:
                 raise JobError(f"Job {job.id} is already saved")
         docs = [job.to_doc() for job in jobs]
-        first = await self._counters.reserve(JOBS, len(docs))
+        first = await self._ids.take(len(docs), above=_last_parent(docs))
         await self._tx.run(partial(self._create, docs, first, None), session=session)
         return [Job.from_doc(doc) for doc in docs]
 
@@ -245,10 +250,12 @@ class JobRepository:
         the version a client has just synced or resolved is the one its jobs are made for.
 
         Each job becomes READY (and goes on through every step with no work: see
-        ``domain.pipeline``), AWAITING_PARENTS, or FAILED. Ids come from one block
-        reservation. Each chunk of jobs is one transaction (:func:`chunk_sizes`: small
-        first, then up to :data:`CREATE_CHUNK` jobs; with ``atomic``, all ``count`` jobs,
-        at most :data:`CREATE_CHUNK`, are one, so that all or none are created); up to
+        ``domain.pipeline``), AWAITING_PARENTS, or FAILED. Their ids are consecutive:
+        a small creation's come from the process's block (``counters.IdBlocks``), a
+        larger one reserves its own. Each chunk of jobs is one transaction
+        (:func:`chunk_sizes`: small first, then up to :data:`CREATE_CHUNK` jobs; with
+        ``atomic``, all ``count`` jobs, at most :data:`CREATE_CHUNK`, are one, so that
+        all or none are created); up to
         :data:`CREATE_IN_FLIGHT` of them are written at once, and ``docs`` is read one
         chunk ahead of them, so it may be built lazily. When a chunk is written,
         ``created(offset, documents)`` is called with its completed documents (``_id``,
@@ -267,7 +274,11 @@ class JobRepository:
             return
         if atomic and count > CREATE_CHUNK:
             raise StoreError(f"an atomic creation holds at most {CREATE_CHUNK} jobs, not {count}")
-        first = await self._counters.reserve(JOBS, count)
+        if count <= SMALL_CREATION:  # read now for its parents (one more is an error below)
+            docs = list(islice(docs, count + 1))
+            first = await self._ids.take(count, above=_last_parent(docs))
+        else:
+            first = await self._ids.take(count)
         slots = anyio.Semaphore(CREATE_IN_FLIGHT)
 
         async def write(offset: int, chunk: list[Doc]) -> None:
