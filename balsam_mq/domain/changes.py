@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,11 @@ class Change:
 
     ``fields`` are further job fields written in the same conditional update
     (``data``, ``return_code``, ``session_id``, ...).
+
+    ``known``: the job's fields that a transition decides on, as the caller last saw
+    them (a read's, or a previous transition's ``TransitionResult.after``). When every
+    change of a batch has them, the transition writes on that knowledge instead of
+    reading the jobs first, and reads them after all if one has changed since.
     """
 
     job_id: int
@@ -27,6 +32,7 @@ class Change:
     fields: dict[str, Any] = field(default_factory=dict)
     by: Actor | None = None
     held_by: int | None = None  # the launcher session the job must still be held by
+    known: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class TransitionResult:
     # the state each moved job ended in: its change's target, or further on when steps
     # with no work were passed through
     final: dict[int, JobState] = field(default_factory=dict)
+    # each moved job's fields that a transition decides on, as this one left them: the
+    # ``known`` of its next change
+    after: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def all_moved(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ class ActiveRun:
     timeout_reason: str | None = None  # set when the launcher kills it
     moved_on: str | None = None  # set when its job left RUNNING under it: killed, no outcome
     started: float = field(default_factory=time.monotonic)
+    # its job's fields that a transition decides on, as its claim left them
+    known: Mapping[str, Any] | None = None
 
     @property
     def job_id(self) -> int:
@@ -47,15 +50,26 @@ def outcome(run: ActiveRun, code: int | None, error: str | None, *, tail_chars: 
         elapsed = round(time.monotonic() - run.started, 3)
         state_data = {"reason": run.timeout_reason, "elapsed_s": elapsed}
         return Change(
-            run.job_id, S.RUNNING, S.RUN_TIMEOUT, state_data, fields, Actor.LAUNCHER, held_by
+            run.job_id,
+            S.RUNNING,
+            S.RUN_TIMEOUT,
+            state_data,
+            fields,
+            Actor.LAUNCHER,
+            held_by,
+            run.known,
         )
     if code == 0 and error is None:
-        return Change(run.job_id, S.RUNNING, S.RUN_DONE, {}, fields, Actor.LAUNCHER, held_by)
+        return Change(
+            run.job_id, S.RUNNING, S.RUN_DONE, {}, fields, Actor.LAUNCHER, held_by, run.known
+        )
     tail = output_tail(run.workdir / OUTPUT_FILE, tail_chars)
     data: dict[str, Any] = {"return_code": code, "output_tail": tail}
     if error is not None:
         data["error"] = error
-    return Change(run.job_id, S.RUNNING, S.RUN_ERROR, data, fields, Actor.LAUNCHER, held_by)
+    return Change(
+        run.job_id, S.RUNNING, S.RUN_ERROR, data, fields, Actor.LAUNCHER, held_by, run.known
+    )
 
 
 def launch_failure(job: Job, exc: Exception) -> Change:

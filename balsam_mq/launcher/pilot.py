@@ -38,12 +38,12 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -95,6 +95,15 @@ class PilotState(StrEnum):
     STOPPED = "STOPPED"
 
 
+class Ahead(NamedTuple):
+    """A job claimed ahead: when, and what its claim left of it that a transition decides
+    on (the ``known`` of the change that ends its run)."""
+
+    job: Job
+    at: float
+    known: Mapping[str, Any] | None
+
+
 @dataclass
 class PilotReport:
     session_id: int | None = None
@@ -137,7 +146,7 @@ class Pilot:
         self.report = PilotReport()
         self.sessions = store.sessions
         self.session_id: int | None = None
-        self._queued: deque[tuple[Job, float]] = deque()  # claimed ahead, and when
+        self._queued: deque[Ahead] = deque()  # claimed ahead
         self._apps: dict[int | None, App] = {}  # of the jobs claimed and not yet started
         self._finishes: deque[float] = deque(maxlen=64)  # when recent runs ended
         self._consumer = Consumer(
@@ -320,7 +329,7 @@ class Pilot:
         """The jobs this launcher holds (running, or claimed ahead), with the session each
         was claimed under."""
         claims = {job_id: run.job.session_id for job_id, run in self._runs.items()}
-        claims.update((job.id, job.session_id) for job, _ in self._queued if job.id is not None)
+        claims.update((a.job.id, a.job.session_id) for a in self._queued if a.job.id is not None)
         return claims
 
     def moved_on(self, job_id: int, reason: str) -> None:
@@ -334,7 +343,7 @@ class Pilot:
                 if run.timeout_reason is None and self._tg is not None:  # else being killed
                     self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
             return
-        kept = deque(entry for entry in self._queued if entry[0].id != job_id)
+        kept = deque(entry for entry in self._queued if entry.job.id != job_id)
         if len(kept) < len(self._queued):
             log.debug("Job %s left RUNNING before it started (%s): not run", job_id, reason)
             self._queued = kept
@@ -372,15 +381,12 @@ class Pilot:
         """Jobs claimed ahead and never started (those queued before ``older_than``, or
         all) go back to the queue for other launchers: RUNNING → RESTART_READY."""
         try:
-            keep: deque[tuple[Job, float]] = deque()
-            back: list[Job] = []
-            for job, at in self._queued:
-                if older_than is None or at < older_than:
-                    back.append(job)
-                else:
-                    keep.append((job, at))
+            keep: deque[Ahead] = deque()
+            back: list[Ahead] = []
+            for entry in self._queued:
+                (back if older_than is None or entry.at < older_than else keep).append(entry)
             self._queued = keep
-            for job in back:
+            for job, _, known in back:
                 assert job.id is not None
                 self._reporter.submit(
                     Change(
@@ -390,6 +396,7 @@ class Pilot:
                         state_data={"reason": f"given back unstarted: {reason}"},
                         by=Actor.LAUNCHER,
                         held_by=job.session_id,
+                        known=known,
                     )
                 )
             if back:
@@ -406,7 +413,7 @@ class Pilot:
         while self.claiming:
             await anyio.sleep(limit / 2)
             cutoff = time.monotonic() - limit
-            if self._queued and self._queued[0][1] < cutoff and self.claiming:
+            if self._queued and self._queued[0].at < cutoff and self.claiming:
                 self._busy += 1
                 await self._give_back(f"no room for {limit:g} s", older_than=cutoff)
 
@@ -509,8 +516,9 @@ class Pilot:
                         if event.app_id is not None:
                             app_ids.add(event.app_id)
         # the events name the apps: jobs and apps are read at once, one round trip
+        known: dict[int, dict[str, Any]] = {}  # what the claim decides on, as read here
         jobs, found_apps = await asyncio.gather(
-            self.store.jobs.get_many(list(wanted)), self.store.apps.get_many(app_ids)
+            self.store.jobs.get_many(list(wanted), known=known), self.store.apps.get_many(app_ids)
         )
         apps = {a.id: a for a in found_apps}
         if missing := {j.app_id for j in jobs} - set(apps):
@@ -557,7 +565,7 @@ class Pilot:
             room = self._room
             take = self._claimable(pending)
             if take:
-                await self._claim(take, apps)
+                await self._claim(take, apps, known)
                 pending = pending[len(take) :]
             elif self._full():
                 if self._ahead() > 0:  # slots free at a pace: hold the rest a while
@@ -624,13 +632,17 @@ class Pilot:
             await self.store.jobs.update_fields_if(job.id, job.state, {"unfit": note})
 
     async def _claim(
-        self, take: list[tuple[Job, Placement | None]], apps: dict[int | None, App]
+        self,
+        take: list[tuple[Job, Placement | None]],
+        apps: dict[int | None, App],
+        known: Mapping[int, Mapping[str, Any]],
     ) -> None:
         fields: dict[str, Any] = {"session_id": self.session_id, "unfit": None}
         if self.config.batch_job_id is not None:
             fields["batch_job_id"] = self.config.batch_job_id
+        by = Actor.LAUNCHER
         changes = [
-            Change(job.id, job.state, S.RUNNING, fields=fields, by=Actor.LAUNCHER)
+            Change(job.id, job.state, S.RUNNING, fields=fields, by=by, known=known.get(job.id))
             for job, _ in take
             if job.id is not None
         ]
@@ -658,11 +670,12 @@ class Pilot:
                     "batch_job_id": self.config.batch_job_id or job.batch_job_id,
                 }
             )
+            after = result.after.get(job.id)  # the outcome's change knows it
             if placement is None:
-                self._queued.append((claimed, time.monotonic()))
+                self._queued.append(Ahead(claimed, time.monotonic(), after))
                 self._apps[claimed.app_id] = apps[claimed.app_id]
             else:
-                await self._start(claimed, placement, apps)
+                await self._start(claimed, placement, apps, after)
         if self._queued and not self.claiming:
             # stopped claiming meanwhile: what was claimed ahead goes back
             self._busy += 1
@@ -676,15 +689,21 @@ class Pilot:
     async def _start_queued(self) -> None:
         """Start jobs claimed ahead, in order, while they fit the free room."""
         while self._queued and self.claiming:
-            job = self._queued[0][0]
+            job, _, known = self._queued[0]
             assert job.id is not None
             placement = self.pool.assign(job.id, Demand.of(job.resources))
             if placement is None:
                 return
             self._queued.popleft()
-            await self._start(job, placement, self._apps)
+            await self._start(job, placement, self._apps, known)
 
-    async def _start(self, job: Job, placement: Placement, apps: dict[int | None, App]) -> None:
+    async def _start(
+        self,
+        job: Job,
+        placement: Placement,
+        apps: dict[int | None, App],
+        known: Mapping[str, Any] | None = None,
+    ) -> None:
         assert job.id is not None and self._tg is not None
         if await self._departed(job):
             self.pool.free(job.id)
@@ -701,7 +720,13 @@ class Pilot:
             self._reporter.submit(launch_failure(job, exc))
             return
         run = ActiveRun(
-            job, placement, launch, prepared.workdir, prepared.python, app=apps.get(job.app_id)
+            job,
+            placement,
+            launch,
+            prepared.workdir,
+            prepared.python,
+            app=apps.get(job.app_id),
+            known=known,
         )
         self._runs[job.id] = run
         if self._killing is not None:

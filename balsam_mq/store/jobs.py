@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -166,6 +167,36 @@ def _renewed(doc: Doc, job_id: int) -> Doc:
     return event
 
 
+def _transition_fields(doc: Mapping[str, Any]) -> Doc:
+    """What a transition decides on of a job's document ``doc`` (those it has)."""
+    return {f: doc[f] for f in _TRANSITION_FIELDS if f in doc}
+
+
+def _known(changes: Sequence[Change]) -> dict[int, Doc] | None:
+    """The jobs of ``changes`` as their callers know them, if every change says and each
+    job was, as known, where its change expects it (else a transition reads them)."""
+    known: dict[int, Doc] = {}
+    for c in changes:
+        if c.known is None or c.known.get("state") != c.expect:
+            return None
+        if c.held_by is not None and c.known.get("session_id") != c.held_by:
+            return None
+        known[c.job_id] = {**c.known, "_id": c.job_id}
+    return known
+
+
+def _as_read(job_id: int, known: Mapping[int, Doc] | None) -> Doc:
+    """The filter of a transition's update of job ``job_id``: by id alone after a read in
+    the transaction; else the job as known, every field a transition decides on."""
+    if known is None:
+        return {"_id": job_id}
+    return {"_id": job_id, **{f: known[job_id].get(f) for f in _TRANSITION_FIELDS}}
+
+
+class _Changed(Exception):
+    """A job of a transition was no longer as its change knew it."""
+
+
 def _last_parent(docs: Iterable[Doc]) -> int:
     """The highest id among the parents of ``docs`` (0 without any)."""
     return max((p for doc in docs for p in doc["parent_ids"]), default=0)
@@ -202,12 +233,18 @@ class JobRepository:
             raise NotFound(f"Job {job_id} does not exist")
         return Job.from_doc(doc)
 
-    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
-        """The jobs with these ids, in the given order; missing ids are skipped."""
-        by_id = {
-            d["_id"]: Job.from_doc(d)
-            async for d in self._jobs.find({"_id": {"$in": list(job_ids)}})
-        }
+    async def get_many(
+        self, job_ids: Sequence[int], *, known: dict[int, Doc] | None = None
+    ) -> list[Job]:
+        """The jobs with these ids, in the given order; missing ids are skipped.
+
+        ``known``: filled with what a transition decides on of each job, as read (the
+        ``known`` of a change that follows: see :meth:`transition`)."""
+        by_id = {}
+        async for d in self._jobs.find({"_id": {"$in": list(job_ids)}}):
+            if known is not None:
+                known[d["_id"]] = _transition_fields(d)
+            by_id[d["_id"]] = Job.from_doc(d)
         return [by_id[i] for i in job_ids if i in by_id]
 
     async def states(self, job_ids: Sequence[int]) -> dict[int, JobState]:
@@ -383,6 +420,11 @@ class JobRepository:
         the versions the jobs ran with). The others are reported in ``unmoved`` with the
         state found.
         ``extra`` runs inside the same transaction (hook-created jobs, app writes...).
+
+        When every change carries ``known`` (what :meth:`get_many` or the ``after`` of a
+        transition gave) and no ``session`` is given, the jobs are not read: each update
+        applies only if its job still has every field as known, and if one has changed
+        since, the transaction is dropped and the batch read and decided again.
         An illegal change raises :class:`InvalidTransition` before anything is written.
 
         A user's reset (``pipeline.reentering``) goes where its parents, read in the same
@@ -404,10 +446,14 @@ class JobRepository:
 
         resets = {c.job_id for c in changes if reentering(c)}
         order = sorted(changes, key=lambda c: c.job_id) if resets else changes
+        known = None if session is not None or resets else _known(changes)
 
-        async def body(s: AsyncClientSession) -> TransitionResult:
-            cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
-            current = {d["_id"]: d async for d in cursor}
+        async def body(known: Mapping[int, Doc] | None, s: AsyncClientSession) -> TransitionResult:
+            if known is None:
+                cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
+                current = {d["_id"]: d async for d in cursor}
+            else:  # each update below applies only if its job is still as known
+                current = dict(known)
             app_ids = {current[c.job_id].get("app_id") for c in changes if c.job_id in current}
             followed: Mapping[int, App] = {}
             if any(_may_pass(c.to) for c in changes):
@@ -419,6 +465,7 @@ class JobRepository:
             moved: list[int] = []
             final: dict[int, JobState] = {}
             unmoved: dict[int, JobState | None] = {}
+            after: dict[int, Doc] = {}
             for c in order:
                 doc = current.get(c.job_id)
                 if (
@@ -451,12 +498,14 @@ class JobRepository:
                     "seq": seq + len(steps),
                     "restarts": restarts_after(steps, int(doc.get("restarts", 0))),
                 }
-                # by id alone: the job was read in this transaction's snapshot, in the
-                # state (and session) expected, and a write by anyone since makes this
-                # update a write conflict, which runs the whole body again. MongoDB
-                # finds a job by id alone without planning the query (a third of an
-                # update's cost with the state in the filter)
-                ops.append(UpdateOne({"_id": c.job_id}, {"$set": fields}))
+                # after a read, by id alone: the job was read in this transaction's
+                # snapshot, in the state (and session) expected, and a write by anyone
+                # since makes this update a write conflict, which runs the whole body
+                # again. MongoDB finds a job by id alone without planning the query (a
+                # third of an update's cost with the state in the filter). Without a
+                # read, by every field read would have given: one round trip less
+                ops.append(UpdateOne(_as_read(c.job_id, known), {"$set": fields}))
+                after[c.job_id] = _transition_fields({**doc, **fields})
                 events.append(
                     _event_doc(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now)
                 )
@@ -464,6 +513,8 @@ class JobRepository:
                 final[c.job_id] = steps[-1].to
             if ops:
                 result = await self._jobs.bulk_write(ops, ordered=False, session=s)
+                if result.matched_count != len(ops) and known is not None:
+                    raise _Changed  # some job changed since it was known: read them
                 if result.matched_count != len(ops):
                     raise StoreError(
                         f"transition matched {result.matched_count} of {len(ops)} jobs "
@@ -481,9 +532,14 @@ class JobRepository:
                 )
             if extra is not None:
                 await extra(s)
-            return TransitionResult(moved=moved, unmoved=unmoved, final=final)
+            for job_id in family.awaited:
+                after.pop(job_id, None)
+            return TransitionResult(moved=moved, unmoved=unmoved, final=final, after=after)
 
-        return await self._tx.run(body, session=session)
+        if known is not None:
+            with contextlib.suppress(_Changed):
+                return await self._tx.run(partial(body, known))
+        return await self._tx.run(partial(body, None), session=session)
 
     async def _apps_of(self, app_ids: set[Any], s: AsyncClientSession) -> dict[int, App]:
         ids = sorted(i for i in app_ids if i is not None)

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from pymongo.monitoring import (
-    CommandFailedEvent,
-    CommandListener,
-    CommandStartedEvent,
-    CommandSucceededEvent,
-)
+from support.commands import Commands
 
 from balsam_mq import ApplicationDefinition, Site
 from balsam_mq.broker import Topology
@@ -16,20 +11,6 @@ from balsam_mq.sdk.client import use_client
 from balsam_mq.sdk.direct import DirectBackend
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store, open_store
-
-
-class Commands(CommandListener):
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def started(self, event: CommandStartedEvent) -> None:
-        self.sent.append(f"{event.command_name} {event.command.get(event.command_name)}")
-
-    def succeeded(self, event: CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: CommandFailedEvent) -> None:
-        pass
 
 
 async def test_a_repeated_submit_sends_three_commands_job_event_commit(
