@@ -59,6 +59,11 @@ FIRST_CHUNK = 64
 # loads the last one's documents into the user's objects (3 beat 2 by 5-10%)
 CREATE_IN_FLIGHT = 3
 
+# the most changes a transition makes on what its callers know (Change.known) instead of
+# reading the jobs: an update filtered on every known field costs MongoDB more than one
+# by id, so from about 8 jobs on, one read of all of them and updates by id cost less
+KNOWN_MAX = 4
+
 # what a transition reads of each job inside its transaction
 _TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
 _TRANSITION_FIELDS["session_id"] = 1  # a run's outcome lands only on its own claim
@@ -173,8 +178,11 @@ def _transition_fields(doc: Mapping[str, Any]) -> Doc:
 
 
 def _known(changes: Sequence[Change]) -> dict[int, Doc] | None:
-    """The jobs of ``changes`` as their callers know them, if every change says and each
-    job was, as known, where its change expects it (else a transition reads them)."""
+    """The jobs of ``changes`` as their callers know them, if they are at most
+    :data:`KNOWN_MAX`, every change says and each job was, as known, where its change
+    expects it (else a transition reads them)."""
+    if len(changes) > KNOWN_MAX:
+        return None
     known: dict[int, Doc] = {}
     for c in changes:
         if c.known is None or c.known.get("state") != c.expect:
@@ -421,8 +429,9 @@ class JobRepository:
         state found.
         ``extra`` runs inside the same transaction (hook-created jobs, app writes...).
 
-        When every change carries ``known`` (what :meth:`get_many` or the ``after`` of a
-        transition gave) and no ``session`` is given, the jobs are not read: each update
+        When every change of a batch of at most :data:`KNOWN_MAX` carries ``known`` (what
+        :meth:`get_many` or the ``after`` of a transition gave) and no ``session`` is
+        given, the jobs are not read: each update
         applies only if its job still has every field as known, and if one has changed
         since, the transaction is dropped and the batch read and decided again.
         An illegal change raises :class:`InvalidTransition` before anything is written.

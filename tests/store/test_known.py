@@ -12,6 +12,7 @@ from support.commands import Commands
 from balsam_mq.domain import Actor, App, Change, Job, JobState
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store, open_store
+from balsam_mq.store.jobs import KNOWN_MAX
 
 S = JobState
 TRANSACTION = ["update jobs", "insert events", "commitTransaction 1"]
@@ -98,3 +99,18 @@ async def test_an_outcome_sees_children_created_since_its_claim(store: Store) ->
     assert ended.final == {job_id: S.JOB_FINISHED}
     finished = [e async for e in store.events.iterate(job_id=job_id, to_state="JOB_FINISHED")]
     assert [e.quiet for e in finished] == [False]  # announced to the dependency resolver
+
+
+async def test_a_large_batch_is_read_even_when_known(watched: tuple[Store, Commands]) -> None:
+    store, commands = watched
+    app = await store.apps.upsert(App(site_id=1, name="Many", hooks=[]))
+    jobs = await store.jobs.create_many(
+        [Job(app_id=app.id, site_id=1, workdir=f"m/{i}") for i in range(KNOWN_MAX + 1)]
+    )
+    ids = [j.id for j in jobs if j.id is not None]
+    known: dict[int, dict[str, Any]] = {}
+    await store.jobs.get_many(ids, known=known)
+    commands.sent.clear()
+    claimed = await store.jobs.transition([_claim(i, 4, known[i]) for i in ids])
+    assert claimed.moved == ids
+    assert commands.sent == ["find jobs", *TRANSACTION]
