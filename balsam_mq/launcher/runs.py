@@ -196,13 +196,16 @@ def _popen(argv: list[str], cwd: str, env: Mapping[str, str], out: int) -> subpr
 
 def open_output(path: str | Path) -> int:
     """A job's job.out opened for appending (a descriptor), its directory (the workdir)
-    made first if it is missing."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    made first if it is missing: tried first, as a new job's workdir is (one ``mkdir``
+    then, and no failed ``open``)."""
+    workdir = os.path.dirname(path)
     try:
-        return os.open(path, flags, 0o644)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return os.open(path, flags, 0o644)
+        os.mkdir(workdir)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # its parents too
+        os.makedirs(workdir, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
 
 class LocalExecutor:

@@ -6,9 +6,10 @@ serialized class) and what ``submit()`` checks a job's inputs against.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from balsam_mq.domain import App, ParameterSpec
@@ -166,14 +167,20 @@ def _run_parameters(
     return params, extra
 
 
+@functools.lru_cache(maxsize=256)
+def _run_signature(run: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
+    """The parameters of a ``run()`` after ``self`` (read once per function: a warm
+    worker calls the same one job after job)."""
+    return tuple(inspect.signature(run).parameters.values())[1:]
+
+
 def run_arguments(cls: type, parameters: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """How ``run()`` is called with a job's parameters: ``*args`` take the list given for
     their name (``dims=[5]`` for ``run(self, *dims)``); everything else is by keyword."""
-    signature = inspect.signature(cls.run)  # type: ignore[attr-defined]
+    listed = _run_signature(cls.run)  # type: ignore[attr-defined]
     rest = dict(parameters)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    listed = list(signature.parameters.values())[1:]
     positional = any(p.kind is p.VAR_POSITIONAL for p in listed)
     for p in listed:
         if p.kind is p.VAR_POSITIONAL:
