@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 
+from balsam_mq import heap
 from balsam_mq.broker import build_topology, open_amqp
 from balsam_mq.domain import Site
 from balsam_mq.launcher.config import LauncherConfig, LauncherSettings, parse_launcher_settings
@@ -96,6 +97,7 @@ async def run_launcher(settings: Settings, config: LauncherConfig) -> PilotRepor
                     log.info("received %s: terminating running jobs", name)
                     pilot.request_stop(f"launcher received {name}")
 
+        heap.settle()
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_on_signal)
             report = await pilot.run()

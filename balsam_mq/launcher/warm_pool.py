@@ -46,6 +46,7 @@ import sys
 from collections import deque
 from typing import Any
 
+from balsam_mq import heap
 from balsam_mq.launcher.runs import Launch, LaunchSpec, open_output
 from balsam_mq.orphans import die_with_parent
 
@@ -256,6 +257,7 @@ def serve(worker_jobs: int = WORKER_JOBS) -> int:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     server = _Server(worker_jobs)
+    heap.settle()  # before the first worker is forked
     stdin = sys.stdin.fileno()
     buffer = b""
     _emit("ready", os.getpid())

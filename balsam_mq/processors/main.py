@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup
 
+from balsam_mq import heap
 from balsam_mq.broker import build_topology, open_amqp
 from balsam_mq.broker.connection import quiet_reconnection_logs
 from balsam_mq.errors import AgentError, ConfigError
@@ -94,6 +95,7 @@ async def run_agent(
                     max_attempts=settings.max_attempts,
                     settings=settings,
                 )
+                heap.settle()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_on_signals, signals, agent, handler, grace, tg)
                     if held is not None:
