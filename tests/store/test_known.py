@@ -25,13 +25,16 @@ async def watched(settings: Settings, store: Store) -> AsyncIterator[tuple[Store
         yield st, commands
 
 
-async def _runnable(store: Store) -> tuple[int, dict[int, App]]:
-    """A job of an app with default hooks, created PREPROCESSED as the SDK makes it."""
+async def _runnable(store: Store) -> tuple[int, dict[int, App], dict[str, Any]]:
+    """A job of an app with default hooks, created PREPROCESSED as the SDK makes it, and
+    what a launcher knows of it once it read it."""
     app = await store.apps.upsert(App(site_id=1, name="Known", hooks=[]))
     assert app.id is not None
     (job,) = await store.jobs.create_many([Job(app_id=app.id, site_id=1, workdir="k")])
     assert job.id is not None and job.state == S.PREPROCESSED
-    return job.id, {app.id: app}
+    known: dict[int, dict[str, Any]] = {}
+    await store.jobs.get_many([job.id], known=known)
+    return job.id, {app.id: app}, known[job.id]
 
 
 def _claim(job_id: int, session_id: int, known: Any = None) -> Change:
@@ -47,11 +50,9 @@ async def test_a_claim_and_an_outcome_on_known_jobs_read_nothing(
     watched: tuple[Store, Commands],
 ) -> None:
     store, commands = watched
-    job_id, apps = await _runnable(store)
-    known: dict[int, dict[str, Any]] = {}
-    await store.jobs.get_many([job_id], known=known)
+    job_id, apps, known = await _runnable(store)
     commands.sent.clear()
-    claimed = await store.jobs.transition([_claim(job_id, 5, known[job_id])])
+    claimed = await store.jobs.transition([_claim(job_id, 5, known)])
     assert claimed.moved == [job_id]
     assert commands.sent == TRANSACTION
     assert claimed.after[job_id]["state"] == S.RUNNING and claimed.after[job_id]["session_id"] == 5
@@ -71,14 +72,12 @@ async def test_a_job_claimed_since_it_was_read_is_not_claimed_again(
     watched: tuple[Store, Commands],
 ) -> None:
     store, commands = watched
-    job_id, _ = await _runnable(store)
-    known: dict[int, dict[str, Any]] = {}
-    await store.jobs.get_many([job_id], known=known)
+    job_id, _, known = await _runnable(store)
     first = await store.jobs.transition([_claim(job_id, 1)])  # another launcher, first
     assert first.moved == [job_id]
 
     commands.sent.clear()
-    late = await store.jobs.transition([_claim(job_id, 2, known[job_id])])
+    late = await store.jobs.transition([_claim(job_id, 2, known)])
     assert late.moved == [] and late.unmoved == {job_id: S.RUNNING}
     assert "find jobs" in commands.sent  # decided again on what the job is now
     job = await store.jobs.get(job_id)
@@ -87,7 +86,7 @@ async def test_a_job_claimed_since_it_was_read_is_not_claimed_again(
 
 
 async def test_an_outcome_sees_children_created_since_its_claim(store: Store) -> None:
-    job_id, apps = await _runnable(store)
+    job_id, apps, _ = await _runnable(store)
     claimed = await store.jobs.transition([_claim(job_id, 3)])
     # a child created while the job runs marks it as awaited, with no transition of its own
     (child,) = await store.jobs.create_many(
