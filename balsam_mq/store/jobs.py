@@ -42,6 +42,13 @@ from balsam_mq.domain.pipeline import (
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store.counters import SMALL_CREATION, Counters, IdBlocks
 from balsam_mq.store.family import Family
+from balsam_mq.store.known import (
+    TRANSITION_FIELDS,
+    Changed,
+    known_of,
+    transition_fields,
+    update_filter,
+)
 from balsam_mq.store.schema import APPS, EVENTS, JOBS
 from balsam_mq.store.transactions import Transactor
 
@@ -58,19 +65,6 @@ FIRST_CHUNK = 64
 # creation transactions in flight at once: written while the client encodes the next and
 # loads the last one's documents into the user's objects (3 beat 2 by 5-10%)
 CREATE_IN_FLIGHT = 3
-
-# the most changes a transition makes on what its callers know (Change.known) instead of
-# reading the jobs: an update filtered on every known field costs MongoDB more than one
-# by id, so from about 8 jobs on, one read of all of them and updates by id cost less
-KNOWN_MAX = 4
-
-# what a transition reads of each job inside its transaction
-_TRANSITION_FIELDS = {"state": 1, "site_id": 1, "app_id": 1, "seq": 1, "transfers": 1}
-_TRANSITION_FIELDS["session_id"] = 1  # a run's outcome lands only on its own claim
-_TRANSITION_FIELDS["last_child_at"] = 1  # a job with children routes its end to the resolver
-_TRANSITION_FIELDS["parent_ids"] = 1  # a reset job passes its parents' check again
-_TRANSITION_FIELDS["restarts"] = 1  # a restart past the job's max_retries fails the job
-_TRANSITION_FIELDS["max_retries"] = 1  # the job's own limit, if it has one
 
 _EVENT = blank(Event, site_id=0, to_state="")  # every field of a job event, in order
 
@@ -172,39 +166,6 @@ def _renewed(doc: Doc, job_id: int) -> Doc:
     return event
 
 
-def _transition_fields(doc: Mapping[str, Any]) -> Doc:
-    """What a transition decides on of a job's document ``doc`` (those it has)."""
-    return {f: doc[f] for f in _TRANSITION_FIELDS if f in doc}
-
-
-def _known(changes: Sequence[Change]) -> dict[int, Doc] | None:
-    """The jobs of ``changes`` as their callers know them, if they are at most
-    :data:`KNOWN_MAX`, every change says and each job was, as known, where its change
-    expects it (else a transition reads them)."""
-    if len(changes) > KNOWN_MAX:
-        return None
-    known: dict[int, Doc] = {}
-    for c in changes:
-        if c.known is None or c.known.get("state") != c.expect:
-            return None
-        if c.held_by is not None and c.known.get("session_id") != c.held_by:
-            return None
-        known[c.job_id] = {**c.known, "_id": c.job_id}
-    return known
-
-
-def _as_read(job_id: int, known: Mapping[int, Doc] | None) -> Doc:
-    """The filter of a transition's update of job ``job_id``: by id alone after a read in
-    the transaction; else the job as known, every field a transition decides on."""
-    if known is None:
-        return {"_id": job_id}
-    return {"_id": job_id, **{f: known[job_id].get(f) for f in _TRANSITION_FIELDS}}
-
-
-class _Changed(Exception):
-    """A job of a transition was no longer as its change knew it."""
-
-
 def _last_parent(docs: Iterable[Doc]) -> int:
     """The highest id among the parents of ``docs`` (0 without any)."""
     return max((p for doc in docs for p in doc["parent_ids"]), default=0)
@@ -251,7 +212,7 @@ class JobRepository:
         by_id = {}
         async for d in self._jobs.find({"_id": {"$in": list(job_ids)}}):
             if known is not None:
-                known[d["_id"]] = _transition_fields(d)
+                known[d["_id"]] = transition_fields(d)
             by_id[d["_id"]] = Job.from_doc(d)
         return [by_id[i] for i in job_ids if i in by_id]
 
@@ -429,11 +390,11 @@ class JobRepository:
         state found.
         ``extra`` runs inside the same transaction (hook-created jobs, app writes...).
 
-        When every change of a batch of at most :data:`KNOWN_MAX` carries ``known`` (what
-        :meth:`get_many` or the ``after`` of a transition gave) and no ``session`` is
-        given, the jobs are not read: each update
-        applies only if its job still has every field as known, and if one has changed
-        since, the transaction is dropped and the batch read and decided again.
+        When every change of a batch of at most ``known.KNOWN_MAX`` carries ``known``
+        (what :meth:`get_many` or the ``after`` of a transition gave) and no ``session``
+        is given, the jobs are not read: each update applies only if its job still has
+        every field as known, and if one has changed since, the transaction is dropped
+        and the batch read and decided again.
         An illegal change raises :class:`InvalidTransition` before anything is written.
 
         A user's reset (``pipeline.reentering``) goes where its parents, read in the same
@@ -455,11 +416,11 @@ class JobRepository:
 
         resets = {c.job_id for c in changes if reentering(c)}
         order = sorted(changes, key=lambda c: c.job_id) if resets else changes
-        known = None if session is not None or resets else _known(changes)
+        known = None if session is not None or resets else known_of(changes)
 
         async def body(known: Mapping[int, Doc] | None, s: AsyncClientSession) -> TransitionResult:
             if known is None:
-                cursor = self._jobs.find({"_id": {"$in": ids}}, _TRANSITION_FIELDS, session=s)
+                cursor = self._jobs.find({"_id": {"$in": ids}}, TRANSITION_FIELDS, session=s)
                 current = {d["_id"]: d async for d in cursor}
             else:  # each update below applies only if its job is still as known
                 current = dict(known)
@@ -513,8 +474,8 @@ class JobRepository:
                 # again. MongoDB finds a job by id alone without planning the query (a
                 # third of an update's cost with the state in the filter). Without a
                 # read, by every field read would have given: one round trip less
-                ops.append(UpdateOne(_as_read(c.job_id, known), {"$set": fields}))
-                after[c.job_id] = _transition_fields({**doc, **fields})
+                ops.append(UpdateOne(update_filter(c.job_id, known), {"$set": fields}))
+                after[c.job_id] = transition_fields({**doc, **fields})
                 events.append(
                     _event_doc(doc["site_id"], c.job_id, doc.get("app_id"), seq, steps, now)
                 )
@@ -523,7 +484,7 @@ class JobRepository:
             if ops:
                 result = await self._jobs.bulk_write(ops, ordered=False, session=s)
                 if result.matched_count != len(ops) and known is not None:
-                    raise _Changed  # some job changed since it was known: read them
+                    raise Changed  # some job changed since it was known: read them
                 if result.matched_count != len(ops):
                     raise StoreError(
                         f"transition matched {result.matched_count} of {len(ops)} jobs "
@@ -546,7 +507,7 @@ class JobRepository:
             return TransitionResult(moved=moved, unmoved=unmoved, final=final, after=after)
 
         if known is not None:
-            with contextlib.suppress(_Changed):
+            with contextlib.suppress(Changed):
                 return await self._tx.run(partial(body, known))
         return await self._tx.run(partial(body, None), session=session)
 

@@ -12,7 +12,7 @@ from support.commands import Commands
 from balsam_mq.domain import Actor, App, Change, Job, JobState
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store, open_store
-from balsam_mq.store.jobs import KNOWN_MAX
+from balsam_mq.store.known import KNOWN_MAX
 
 S = JobState
 TRANSACTION = ["update jobs", "insert events", "commitTransaction 1"]
