@@ -21,8 +21,9 @@ class Change:
 
     ``known``: the job's fields that a transition decides on, as the caller last saw
     them (a read's, or a previous transition's ``TransitionResult.after``). When every
-    change of a batch has them, the transition writes on that knowledge instead of
-    reading the jobs first, and reads them after all if one has changed since.
+    change of a small batch has them (``store.known.KNOWN_MAX``), the transition writes
+    on that knowledge instead of reading the jobs first, and reads them after all if one
+    has changed since.
     """
 
     job_id: int

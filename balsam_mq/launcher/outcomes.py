@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,33 +44,27 @@ def outcome(run: ActiveRun, code: int | None, error: str | None, *, tail_chars: 
     else → RUN_ERROR with the return code and the tail of job.out in ``state_data``.
     """
     fields: dict[str, Any] = {"return_code": code}
-    held_by = run.job.session_id
     if run.python:
         fields.update(run.launch.payload or read_result(run.workdir))
+    # on the run's own claim, as the claim left the job
+    end = partial(
+        Change,
+        run.job_id,
+        S.RUNNING,
+        by=Actor.LAUNCHER,
+        held_by=run.job.session_id,
+        known=run.known,
+    )
     if run.timeout_reason is not None:
         elapsed = round(time.monotonic() - run.started, 3)
-        state_data = {"reason": run.timeout_reason, "elapsed_s": elapsed}
-        return Change(
-            run.job_id,
-            S.RUNNING,
-            S.RUN_TIMEOUT,
-            state_data,
-            fields,
-            Actor.LAUNCHER,
-            held_by,
-            run.known,
-        )
+        return end(S.RUN_TIMEOUT, {"reason": run.timeout_reason, "elapsed_s": elapsed}, fields)
     if code == 0 and error is None:
-        return Change(
-            run.job_id, S.RUNNING, S.RUN_DONE, {}, fields, Actor.LAUNCHER, held_by, run.known
-        )
+        return end(S.RUN_DONE, {}, fields)
     tail = output_tail(run.workdir / OUTPUT_FILE, tail_chars)
     data: dict[str, Any] = {"return_code": code, "output_tail": tail}
     if error is not None:
         data["error"] = error
-    return Change(
-        run.job_id, S.RUNNING, S.RUN_ERROR, data, fields, Actor.LAUNCHER, held_by, run.known
-    )
+    return end(S.RUN_ERROR, data, fields)
 
 
 def launch_failure(job: Job, exc: Exception) -> Change:

@@ -196,8 +196,8 @@ def _popen(argv: list[str], cwd: str, env: Mapping[str, str], out: int) -> subpr
 
 def open_output(path: str | Path) -> int:
     """A job's job.out opened for appending (a descriptor), its directory (the workdir)
-    made first if it is missing: tried first, as a new job's workdir is (one ``mkdir``
-    then, and no failed ``open``)."""
+    made first if it is missing. The ``mkdir`` comes first because a new job's workdir
+    is missing: one call then, and no failed ``open``."""
     workdir = os.path.dirname(path)
     try:
         os.mkdir(workdir)
