@@ -43,7 +43,9 @@ def scratch_root() -> Iterator[Path]:
     :func:`file_creation_us`.
     """
     if os.environ.get(SCRATCH_ENV):
-        yield Path(os.environ[SCRATCH_ENV])
+        outer = Path(os.environ[SCRATCH_ENV])
+        outer.mkdir(parents=True, exist_ok=True)
+        yield outer
         return
     root = Path(tempfile.mkdtemp(prefix="balsam-bench-scratch-"))
     os.environ[SCRATCH_ENV] = str(root)
