@@ -11,10 +11,8 @@ Lifecycle ``CREATED → RUNNING → DRAINING → STOPPED``:
   claimed here meanwhile is dropped when it comes round again). Delivered jobs are
   claimed in one conditional transition to RUNNING tagged with the session; a job
   claimed elsewhere (or no longer runnable) is dropped.
-  Besides the jobs that fit the free room, a launcher claims a few *ahead*: as many as
-  its recent pace finishes in ``claim_ahead_s`` (none for long jobs), so that a slot
-  that frees starts its next job at once instead of after a broker and database round
-  trip. A job that fits the allocation but not its free room now is held until room
+  Besides the jobs that fit the free room, a launcher claims a few *ahead* (``ahead``).
+  A job that fits the allocation but not its free room now is held until room
   frees. A job that can never run here (too big, wrong tags, too long for the time
   left) is deferred back to the queue for other launchers and, unless only its tags
   differ, marked ``unfit``.
@@ -37,13 +35,11 @@ import asyncio
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -58,7 +54,6 @@ from balsam_mq.broker import (
     declare_core,
     declare_site,
 )
-from balsam_mq.broker.topology import SHARED_MAX
 from balsam_mq.domain import (
     RUNNABLE_STATES,
     Actor,
@@ -71,10 +66,10 @@ from balsam_mq.domain import (
     parked_failures,
     utcnow,
 )
-from balsam_mq.domain.pipeline import retry_wait_s
 from balsam_mq.errors import StoreError, brief
+from balsam_mq.launcher.ahead import ClaimedAhead, renew, wanted_prefetch
 from balsam_mq.launcher.config import LauncherConfig
-from balsam_mq.launcher.fit import tags_match, unfit_reason
+from balsam_mq.launcher.intake import Announced, triage
 from balsam_mq.launcher.kills import Claims, KillWatch
 from balsam_mq.launcher.nodes import Demand, NodePool, Placement
 from balsam_mq.launcher.outcomes import ActiveRun, launch_failure, outcome
@@ -93,15 +88,6 @@ class PilotState(StrEnum):
     RUNNING = "RUNNING"
     DRAINING = "DRAINING"
     STOPPED = "STOPPED"
-
-
-class Ahead(NamedTuple):
-    """A job claimed ahead: when, and what its claim left of it that a transition decides
-    on (the ``known`` of the change that ends its run)."""
-
-    job: Job
-    at: float
-    known: Mapping[str, Any] | None
 
 
 @dataclass
@@ -146,15 +132,14 @@ class Pilot:
         self.report = PilotReport()
         self.sessions = store.sessions
         self.session_id: int | None = None
-        self._queued: deque[Ahead] = deque()  # claimed ahead
+        self._ahead = ClaimedAhead(config.settings)
         self._apps: dict[int | None, App] = {}  # of the jobs claimed and not yet started
-        self._finishes: deque[float] = deque(maxlen=64)  # when recent runs ended
         self._consumer = Consumer(
             amqp,
             topology,
             topology.site(config.site_id).runnable,
             self,
-            prefetch=max(1, self._wanted_prefetch()),
+            prefetch=max(1, wanted_prefetch(pool.free_slots(), self._ahead)),
             batch_size=config.settings.max_prefetch,
             transient=unavailable,
         )
@@ -278,8 +263,7 @@ class Pilot:
                 run.timeout_reason = reason
                 self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
                 killed += 1
-        if self._queued:
-            self._queued.clear()
+        if self._ahead.take():
             self._capacity_changed()
         session_id = await open_session(self.sessions, self.config, self.pool)
         self.session_id = self.report.session_id = session_id
@@ -302,7 +286,7 @@ class Pilot:
         self._capacity_changed()
         if self._tg is not None:
             self._tg.start_soon(self._consumer.stop)
-            if self._queued:
+            if self._ahead:
                 self._busy += 1
                 self._tg.start_soon(self._give_back, reason)
         self._check_drained()
@@ -329,7 +313,7 @@ class Pilot:
         """The jobs this launcher holds (running, or claimed ahead), with the session each
         was claimed under."""
         claims = {job_id: run.job.session_id for job_id, run in self._runs.items()}
-        claims.update((a.job.id, a.job.session_id) for a in self._queued if a.job.id is not None)
+        claims.update((a.job.id, a.job.session_id) for a in self._ahead if a.job.id is not None)
         return claims
 
     def moved_on(self, job_id: int, reason: str) -> None:
@@ -343,10 +327,8 @@ class Pilot:
                 if run.timeout_reason is None and self._tg is not None:  # else being killed
                     self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
             return
-        kept = deque(entry for entry in self._queued if entry.job.id != job_id)
-        if len(kept) < len(self._queued):
+        if self._ahead.forget(job_id):
             log.debug("Job %s left RUNNING before it started (%s): not run", job_id, reason)
-            self._queued = kept
             self.report.killed += 1
             self._capacity_changed()
             self._check_drained()
@@ -374,18 +356,14 @@ class Pilot:
             log.exception("Job %s: checking whether it left RUNNING failed", job_id)
 
     def _check_drained(self) -> None:
-        if self.state is PilotState.DRAINING and not (self._runs or self._busy or self._queued):
+        if self.state is PilotState.DRAINING and not (self._runs or self._busy or self._ahead):
             self._drained.set()
 
     async def _give_back(self, reason: str, *, older_than: float | None = None) -> None:
         """Jobs claimed ahead and never started (those queued before ``older_than``, or
         all) go back to the queue for other launchers: RUNNING → RESTART_READY."""
         try:
-            keep: deque[Ahead] = deque()
-            back: list[Ahead] = []
-            for entry in self._queued:
-                (back if older_than is None or entry.at < older_than else keep).append(entry)
-            self._queued = keep
+            back = self._ahead.take(older_than)
             for job, _, known in back:
                 assert job.id is not None
                 self._reporter.submit(
@@ -409,11 +387,12 @@ class Pilot:
     async def _expire_ahead(self) -> None:
         """Give back jobs claimed ahead that waited ten times ``claim_ahead_s`` for room
         (the pace they were claimed for did not hold: a long job came in between)."""
-        limit = self._hold_s()
+        limit = self._ahead.hold_s()
         while self.claiming:
             await anyio.sleep(limit / 2)
             cutoff = time.monotonic() - limit
-            if self._queued and self._queued[0].at < cutoff and self.claiming:
+            oldest = self._ahead.oldest()
+            if oldest is not None and oldest < cutoff and self.claiming:
                 self._busy += 1
                 await self._give_back(f"no room for {limit:g} s", older_than=cutoff)
 
@@ -444,27 +423,6 @@ class Pilot:
 
     # --- capacity and prefetch ---------------------------------------------------------
 
-    def _ahead(self) -> int:
-        """How many jobs to claim beyond the free room: what the recent pace finishes in
-        ``claim_ahead_s`` (none before any run ended, none for long jobs)."""
-        settings = self.config.settings
-        if len(self._finishes) < 2:
-            return 0
-        # up to now, not to the last finish: the pace decays when runs stop finishing
-        span = time.monotonic() - self._finishes[0]
-        if span <= 0:
-            return settings.claim_ahead_max
-        pace = (len(self._finishes) - 1) / span
-        return min(settings.claim_ahead_max, int(pace * settings.claim_ahead_s))
-
-    def _wanted_prefetch(self) -> int:
-        """Deliveries to hold: enough messages (of up to ``SHARED_MAX`` jobs) for the free
-        slots plus the claim-ahead allowance, less what is already claimed ahead, and
-        ``max_prefetch`` jobs at most; 0 (consuming paused) when there is no room at all."""
-        wanted = self.pool.free_slots() + self._ahead() - len(self._queued)
-        wanted = min(wanted, self.config.settings.max_prefetch)
-        return max(0, -(-wanted // SHARED_MAX))
-
     def _capacity_changed(self) -> None:
         room, self._room = self._room, anyio.Event()
         room.set()
@@ -478,8 +436,9 @@ class Pilot:
             self._retune = anyio.Event()
             if not self.claiming:
                 continue
-            wanted, current = self._wanted_prefetch(), self._consumer.prefetch
-            if _renew(current, wanted):
+            wanted = wanted_prefetch(self.pool.free_slots(), self._ahead)
+            current = self._consumer.prefetch
+            if renew(current, wanted):
                 await self._consumer.set_prefetch(wanted)
 
     # --- claiming (the consumer's handler) ---------------------------------------------
@@ -502,65 +461,36 @@ class Pilot:
     async def _handle(self, batch: Sequence[Delivery]) -> Deferrals | None:
         if not self.claiming:
             return {d.message_id: 1 for d in batch}  # back to the queue for another launcher
-        wanted: dict[int, str] = {}  # job id -> the id of the event announcing it
-        expected: dict[int, str] = {}
-        message: dict[int, str] = {}  # job id -> the id of the message that carried it
-        app_ids: set[int] = set()
-        for d in batch:
-            for event in d.events():
-                if event.job_id is not None and event.to_state in RUNNABLE_STATES:
-                    if event.job_id not in wanted:
-                        wanted[event.job_id] = event.id or d.message_id
-                        expected[event.job_id] = event.to_state
-                        message[event.job_id] = d.message_id
-                        if event.app_id is not None:
-                            app_ids.add(event.app_id)
+        announced = Announced.of(batch)
         # the events name the apps: jobs and apps are read at once, one round trip
         known: dict[int, dict[str, Any]] = {}  # what the claim decides on, as read here
         jobs, found_apps = await asyncio.gather(
-            self.store.jobs.get_many(list(wanted), known=known), self.store.apps.get_many(app_ids)
+            self.store.jobs.get_many(list(announced.event), known=known),
+            self.store.apps.get_many(announced.app_ids),
         )
         apps = {a.id: a for a in found_apps}
         if missing := {j.app_id for j in jobs} - set(apps):
             apps.update((a.id, a) for a in await self.store.apps.get_many(missing))
-        now = utcnow()
-        deferrals: dict[str, float] = {}
-        candidates: list[Job] = []
-        unfit: list[tuple[Job, str]] = []
-        found = {j.id for j in jobs}
-        self.report.dropped += len(set(wanted) - found)
-        for job in jobs:
-            assert job.id is not None
-            if job.state != expected[job.id]:
-                self.report.dropped += 1  # moved on since this event: a later one covers it
-                continue
-            wait = _backoff_left(job, apps.get(job.app_id), now)
-            if wait > 0:  # a restart waits its backoff, then comes back here
-                deferrals[wanted[job.id]] = wait
-                continue
-            if not tags_match(job.tags, self.config.filter_tags):
-                deferrals[wanted[job.id]] = self.config.settings.other_tags_delay_s
-                continue
-            reason = unfit_reason(
-                job.resources,
-                self.pool,
-                job_mode=self.config.job_mode,
-                remaining_s=self.remaining_s(),
-            )
-            if reason is not None:
-                deferrals[wanted[job.id]] = self.config.settings.unfit_delay_s
-                unfit.append((job, reason))
-                continue
-            candidates.append(job)
+        sorted_ = triage(
+            announced,
+            jobs,
+            apps,
+            config=self.config,
+            pool=self.pool,
+            remaining_s=self.remaining_s(),
+            now=utcnow(),
+        )
+        deferrals = sorted_.deferrals
+        self.report.dropped += sorted_.dropped
         self.report.deferred += len(deferrals)
-        if unfit:
-            await self._mark_unfit(unfit)
-        pending = candidates
+        if sorted_.unfit:
+            await self._mark_unfit(sorted_.unfit)
+        pending = sorted_.candidates
         while pending:
             if not self.claiming:
                 for job in pending:
                     assert job.id is not None
-                    deferrals[wanted[job.id]] = 1
+                    deferrals[announced.event[job.id]] = 1
                 break
             room = self._room
             take = self._claimable(pending)
@@ -568,8 +498,8 @@ class Pilot:
                 await self._claim(take, apps, known)
                 pending = pending[len(take) :]
             elif self._full():
-                if self._ahead() > 0:  # slots free at a pace: hold the rest a while
-                    with anyio.move_on_after(self._hold_s()):
+                if self._ahead.allowance() > 0:  # slots free at a pace: hold the rest a while
+                    with anyio.move_on_after(self._ahead.hold_s()):
                         await room.wait()
                     if room.is_set():
                         continue
@@ -577,36 +507,26 @@ class Pilot:
                 # of theirs claimed here meanwhile is dropped when it is seen again)
                 for job in pending:
                     assert job.id is not None
-                    deferrals[message[job.id]] = 0
+                    deferrals[announced.message[job.id]] = 0
                 self.report.given_back += len(pending)
                 break
             else:
                 await room.wait()  # fits this allocation, not its free room: hold it
         return deferrals or None
 
-    def _hold_s(self) -> float:
-        """How long jobs beyond the claim-ahead allowance are held for room (the time
-        after which jobs claimed ahead are given back)."""
-        return max(10 * self.config.settings.claim_ahead_s, 0.05)
-
     def _full(self) -> bool:
         """No free slot, and no claim-ahead allowance left."""
-        return self.pool.free_slots() == 0 and self._ahead() <= len(self._queued)
+        return self.pool.free_slots() == 0 and self._ahead.allowance() <= len(self._ahead)
 
     def _claimable(self, pending: list[Job]) -> list[tuple[Job, Placement | None]]:
         """The first of ``pending`` to claim now: those that fit the free room (reserved
-        here), then up to the claim-ahead allowance more (started when room frees).
-
-        The jobs claimed ahead are topped up once half of them have started, not one by
-        one as each starts: a claim costs a transaction, so claims come in groups.
-        """
+        here), then the claim-ahead top-up (started when room frees)."""
         take: list[tuple[Job, Placement | None]] = []
-        allowance = self._ahead()
-        ahead = allowance - len(self._queued) if 2 * len(self._queued) <= allowance else 0
+        ahead = self._ahead.top_up()
         for job in pending:
             assert job.id is not None
             placement = None
-            if not self._queued and all(p is not None for _, p in take):
+            if not self._ahead and all(p is not None for _, p in take):
                 placement = self.pool.assign(job.id, Demand.of(job.resources))
             if placement is None:
                 if ahead <= 0:
@@ -672,11 +592,11 @@ class Pilot:
             )
             after = result.after.get(job.id)  # the outcome's change knows it
             if placement is None:
-                self._queued.append(Ahead(claimed, time.monotonic(), after))
+                self._ahead.add(claimed, after)
                 self._apps[claimed.app_id] = apps[claimed.app_id]
             else:
                 await self._start(claimed, placement, apps, after)
-        if self._queued and not self.claiming:
+        if self._ahead and not self.claiming:
             # stopped claiming meanwhile: what was claimed ahead goes back
             self._busy += 1
             await self._give_back(self.report.stop_reason)
@@ -688,13 +608,13 @@ class Pilot:
 
     async def _start_queued(self) -> None:
         """Start jobs claimed ahead, in order, while they fit the free room."""
-        while self._queued and self.claiming:
-            job, _, known = self._queued[0]
+        while self._ahead and self.claiming:
+            job, _, known = self._ahead.queue[0]
             assert job.id is not None
             placement = self.pool.assign(job.id, Demand.of(job.resources))
             if placement is None:
                 return
-            self._queued.popleft()
+            self._ahead.queue.popleft()
             await self._start(job, placement, self._apps, known)
 
     async def _start(
@@ -744,7 +664,7 @@ class Pilot:
         self.pool.free(run.job_id)
         del self._runs[run.job_id]
         now = time.monotonic()
-        self._finishes.append(now)
+        self._ahead.run_ended(now)
         self._last_activity = now
         await self._start_queued()  # the next job claimed ahead takes the room at once
         self._capacity_changed()
@@ -762,24 +682,3 @@ class Pilot:
             self.report.errors += 1
         self._reporter.submit(change, run.app)
         self._check_drained()
-
-
-def _renew(current: int, wanted: int) -> bool:
-    """Whether a prefetch of ``current`` should become ``wanted``: pause at once when there
-    is no room (a full launcher holds no job back), resume at once when there is, else
-    only when the room doubled or halved."""
-    if (current == 0) != (wanted == 0):
-        return True
-    return wanted >= 2 * current or 2 * wanted <= current
-
-
-def _backoff_left(job: Job, app: App | None, now: datetime) -> float:
-    """Seconds a restarted job still waits before it may run (``pipeline.retry_wait_s``
-    after it entered RESTART_READY); 0 for any other job."""
-    if job.state is not JobState.RESTART_READY or not job.restarts:
-        return 0.0
-    backoff = App.model_fields["retry_backoff_s"].default if app is None else app.retry_backoff_s
-    if job.retry_backoff_s is not None:
-        backoff = job.retry_backoff_s
-    due = job.last_update.timestamp() + retry_wait_s(job.restarts, backoff)
-    return max(0.0, due - now.timestamp())
