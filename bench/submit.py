@@ -3,7 +3,7 @@
 For each size, jobs are built with ``App.submit(..., save=False)`` (no I/O; timed
 apart), then created with one ``bulk_create`` call: inputs checked and parameters
 serialized for every job first, ids reserved in one block, then jobs and their creation
-events inserted a chunk per transaction (``chunk_sizes`` in ``balsam_mq/store/jobs.py``),
+events inserted a chunk per transaction (``chunk_sizes`` in ``balsam_mq/store/creation.py``),
 three chunks in flight. Peak memory is the client process's maximum resident set size so far.
 
     python bench/submit.py [--sizes 10000 100000]

@@ -103,7 +103,7 @@ class DirectBackend:
     ) -> None:
         """A transaction per chunk: ids, initial states and creation events (the steps
         with no work followed from ``apps``, the versions the jobs were checked against).
-        ``atomic``: one transaction for all of them (at most ``store.jobs.CREATE_CHUNK``)."""
+        ``atomic``: one transaction for all of them (at most ``store.creation.CREATE_CHUNK``)."""
         try:
             await self.store.jobs.create_documents(
                 documents, count, created, apps=apps, atomic=atomic

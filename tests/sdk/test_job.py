@@ -13,7 +13,7 @@ from balsam_mq.domain import JobState
 from balsam_mq.errors import InvalidTransition, JobError, NotFound
 from balsam_mq.sdk import Client, Site
 from balsam_mq.store import Store
-from balsam_mq.store.jobs import CREATE_CHUNK
+from balsam_mq.store.creation import CREATE_CHUNK
 
 S = JobState
 Drive = Any

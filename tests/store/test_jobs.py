@@ -13,7 +13,7 @@ from balsam_mq.domain import Change, Job, JobState
 from balsam_mq.domain.wire import MAX_CREATE
 from balsam_mq.errors import JobError, NotFound, StoreError
 from balsam_mq.store import Store
-from balsam_mq.store.jobs import CREATE_CHUNK, chunk_sizes
+from balsam_mq.store.creation import CREATE_CHUNK, chunk_sizes
 
 
 async def test_bulk_create_reserves_one_contiguous_block(store: Store) -> None:
