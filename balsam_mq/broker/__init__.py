@@ -1,14 +1,7 @@
 """RabbitMQ: topology as data, declaration, confirming publisher, consumer runner."""
 
 from balsam_mq.broker.connection import close_channel, connection_lost, open_amqp
-from balsam_mq.broker.consumer import (
-    ATTEMPTS_HEADER,
-    DEFERRALS_HEADER,
-    Consumer,
-    ConsumerState,
-    Deferrals,
-    Handler,
-)
+from balsam_mq.broker.consumer import Consumer, ConsumerState, Handler
 from balsam_mq.broker.declare import (
     declare_core,
     declare_queue,
@@ -17,6 +10,7 @@ from balsam_mq.broker.declare import (
     delete_site,
 )
 from balsam_mq.broker.publisher import Outgoing, Publisher
+from balsam_mq.broker.returns import ATTEMPTS_HEADER, DEFERRALS_HEADER, Deferrals
 from balsam_mq.broker.topology import QueueSpec, SiteQueues, Topology, build_topology
 
 __all__ = [

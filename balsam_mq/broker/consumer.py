@@ -56,11 +56,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import traceback
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -68,27 +65,20 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from balsam_mq.broker.connection import close_channel, connection_lost
 from balsam_mq.broker.declare import declare_core, declare_queue
-from balsam_mq.broker.publisher import Outgoing, Publisher
+from balsam_mq.broker.publisher import Publisher
+from balsam_mq.broker.returns import (
+    ATTEMPTS_HEADER,
+    DEFERRALS_HEADER,
+    ROUTING_KEY_HEADER,
+    Deferrals,
+    Returns,
+    items_of,
+)
 from balsam_mq.broker.topology import DELAY_LEVELS, QueueSpec, Topology
 from balsam_mq.domain import Delivery
 from balsam_mq.errors import brief
 
 log = logging.getLogger(__name__)
-
-ATTEMPTS_HEADER = "x-balsam-attempts"
-
-
-DEFERRALS_HEADER = "x-balsam-deferrals"
-# the routing key a message was first published with (retries go by the queue's name)
-ROUTING_KEY_HEADER = "x-routing-key"
-# what the runner writes on a message it parks
-ERROR_HEADER = "x-error"
-QUEUE_HEADER = "x-queue"
-PARKED_AT_HEADER = "x-parked-at"
-
-
-# id of a message, or of an item of a batch message -> seconds before it should come back
-Deferrals = Mapping[str, float]
 
 # seconds a batch waits out an outage of what its handler needs, by consecutive failures
 OUTAGE_DELAYS: tuple[int, ...] = (1, 5, 30)
@@ -157,12 +147,8 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
-        self._retry: Publisher | None = None
-        self._delay: dict[int, Publisher] = {}
-        self._deferred: set[str] = set()  # deferred (or retried later) by us, not yet back
-        self._dead: Publisher | None = None
+        self._returns: Returns | None = None  # once started
         self.handled = 0  # messages acked after a successful handle
-        self.parked = 0  # messages sent to the dead-letter exchange
 
     async def start(self) -> None:
         if self.state is not ConsumerState.CREATED:
@@ -173,13 +159,21 @@ class Consumer:
         await declare_core(channel, self._topology)
         self._queue = await declare_queue(channel, self.spec)
         dead = await channel.get_exchange(self._topology.dead_letter.name, ensure=True)
-        self._retry = Publisher(channel, channel.default_exchange)
+        delay = {}
         for seconds in DELAY_LEVELS:
             exchange = await channel.get_exchange(
                 self._topology.delay_exchange(seconds).name, ensure=True
             )
-            self._delay[seconds] = Publisher(channel, exchange)
-        self._dead = Publisher(channel, dead)
+            delay[seconds] = Publisher(channel, exchange)
+        self._returns = Returns(
+            self.spec.name,
+            self._topology,
+            retry=Publisher(channel, channel.default_exchange),
+            delay=delay,
+            dead=Publisher(channel, dead),
+            max_attempts=self._max_attempts,
+            handler=self._handler,
+        )
         self._channel = channel
         if self._prefetch:  # 0: start paused (see set_prefetch)
             self._tag = await self._queue.consume(self._on_message)
@@ -235,7 +229,7 @@ class Consumer:
                     task.result()
                     return
                 await asyncio.sleep(settle)
-                if self._held or self._deferred:
+                if self._held or (self._returns is not None and self._returns.deferred):
                     quiet = 0
                     continue
                 queue = await probe.declare_queue(self.spec.name, passive=True)
@@ -263,6 +257,11 @@ class Consumer:
             await asyncio.wait_for(self._settled.wait(), grace)
         self._buffer.put_nowait(None)  # wake a loop waiting for its next batch
         await self._close()
+
+    @property
+    def parked(self) -> int:
+        """Messages sent to the dead-letter exchange."""
+        return 0 if self._returns is None else self._returns.parked
 
     @property
     def prefetch(self) -> int:
@@ -371,7 +370,9 @@ class Consumer:
 
     async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
         deliveries = [_delivery(m) for m in batch]
-        self._deferred.difference_update(d.message_id for d in deliveries)
+        returns = self._returns
+        assert returns is not None
+        returns.deferred.difference_update(d.message_id for d in deliveries)
         started = asyncio.get_running_loop().time()
         try:
             deferrals = await self._handler.handle(deliveries)
@@ -380,11 +381,12 @@ class Consumer:
                 await self._wait_out(batch, deliveries, exc)
                 return
             if len(batch) == 1:
-                items = _items(batch[0].body)
+                items = items_of(batch[0].body)
                 if items is not None and len(items) > 1:
-                    await self._split(batch[0], deliveries[0], items, exc)
+                    await returns.split(batch[0], deliveries[0], items, exc)
                 else:
-                    await self._failed(batch[0], deliveries[0], exc)
+                    await returns.failed(batch[0], deliveries[0], exc)
+                self._held -= 1
                 return
             log.warning(
                 "%s: batch of %d failed (%s); handling each message alone",
@@ -404,7 +406,7 @@ class Consumer:
             self._outage, self._outage_failures = None, 0
         requeued: set[int] = set()
         if deferrals:
-            requeued = await self._defer(batch, deliveries, deferrals)
+            requeued = await returns.defer(batch, deliveries, deferrals)
         # batches are settled in delivery order, so every earlier delivery on this
         # channel is already settled: one cumulative ack covers the rest of the batch
         outstanding = [m for i, m in enumerate(batch) if i not in requeued]
@@ -438,168 +440,12 @@ class Consumer:
             )
         delay = OUTAGE_DELAYS[min(self._outage_failures, len(OUTAGE_DELAYS) - 1)]
         self._outage_failures += 1
+        returns = self._returns
+        assert returns is not None
         for message, delivery in zip(batch, deliveries, strict=True):
-            await self._send_later(message, delivery, message.body, delivery.message_id, delay)
+            await returns.later(message, delivery, message.body, delivery.message_id, delay)
             await message.ack()
         self._held -= len(batch)
-
-    async def _defer(
-        self,
-        batch: list[AbstractIncomingMessage],
-        deliveries: list[Delivery],
-        deferrals: Deferrals,
-    ) -> set[int]:
-        """Send deferred messages and items on their way; the positions in ``batch`` of
-        the messages requeued in place (not to be acked)."""
-        requeued: set[int] = set()
-        for position, (message, delivery) in enumerate(zip(batch, deliveries, strict=True)):
-            if delivery.message_id in deferrals:
-                delay = deferrals[delivery.message_id]
-                if delay <= 0:
-                    await message.nack(requeue=True)  # back in its place, for any consumer
-                    requeued.add(position)
-                    continue
-                await self._send_later(message, delivery, message.body, delivery.message_id, delay)
-                continue
-            items = _items(message.body) if any(deferrals) else None
-            by_delay: dict[float, list[dict[str, Any]]] = {}
-            for item in items or ():
-                if item.get("id") in deferrals:
-                    by_delay.setdefault(deferrals[item["id"]], []).append(item)
-            for delay, chosen in by_delay.items():
-                body = message.body if len(chosen) == len(items or ()) else _encode(chosen)
-                await self._send_later(message, delivery, body, str(chosen[0]["id"]), delay)
-        return requeued
-
-    async def _send_later(
-        self,
-        message: AbstractIncomingMessage,
-        delivery: Delivery,
-        body: bytes,
-        message_id: str,
-        delay: float,
-    ) -> None:
-        """``body`` back to this queue after ``delay`` seconds (0: at once, at its end)."""
-        assert self._retry is not None
-        headers = {
-            **(message.headers or {}),
-            DEFERRALS_HEADER: delivery.deferrals + 1,
-            ROUTING_KEY_HEADER: delivery.routing_key,
-        }
-        # routed by the queue's own name: through the retry exchange at once, or by the
-        # delay queue dead-lettering it there
-        out = Outgoing(self.spec.name, body, message_id, headers)
-        if delay <= 0:
-            await self._retry.publish(out)
-        else:
-            await self._delay[self._topology.delay_level(delay)].publish(out)
-        self._deferred.add(message_id)
-
-    async def _split(
-        self,
-        message: AbstractIncomingMessage,
-        delivery: Delivery,
-        items: list[dict[str, Any]],
-        exc: Exception,
-    ) -> None:
-        log.warning(
-            "%s: message %s of %d items failed (%s); handling each item alone",
-            self.spec.name,
-            delivery.message_id,
-            len(items),
-            exc,
-        )
-        assert self._retry is not None
-        headers = {**(message.headers or {}), ROUTING_KEY_HEADER: delivery.routing_key}
-        await self._retry.publish_many(
-            [Outgoing(self.spec.name, _encode([i]), str(i["id"]), headers) for i in items]
-        )
-        await message.ack()
-        self._held -= 1
-
-    async def _failed(
-        self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception
-    ) -> None:
-        attempts = delivery.attempts + 1
-        headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts}
-        out_key = delivery.routing_key
-        assert self._retry is not None and self._dead is not None
-        if attempts >= self._max_attempts:
-            error = "".join(traceback.format_exception(exc))[-4000:]
-            log.error(
-                "%s: message %s failed %d times, parked in %s: %s",
-                self.spec.name,
-                delivery.message_id,
-                attempts,
-                self._topology.dead_queue.name,
-                exc,
-            )
-            headers.update(
-                {
-                    ERROR_HEADER: error,
-                    QUEUE_HEADER: self.spec.name,
-                    ROUTING_KEY_HEADER: out_key,
-                    PARKED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
-                }
-            )
-            await self._dead.publish(Outgoing(out_key, message.body, delivery.message_id, headers))
-            self.parked += 1
-            await self._mark(delivery, f"{type(exc).__name__}: {exc}")
-        else:
-            log.warning(
-                "%s: message %s failed (attempt %d of %d): %s",
-                self.spec.name,
-                delivery.message_id,
-                attempts,
-                self._max_attempts,
-                exc,
-            )
-            headers[ROUTING_KEY_HEADER] = out_key
-            retry = Outgoing(self.spec.name, message.body, delivery.message_id, headers)
-            if attempts == 1:
-                await self._retry.publish(retry)
-            else:  # routed back by the queue's name when the delay queue dead-letters it
-                await self._delay[retry_delay(attempts)].publish(retry)
-                self._deferred.add(delivery.message_id)
-        await message.ack()
-        self._held -= 1
-
-    async def _mark(self, delivery: Delivery, error: str) -> None:
-        """Let the handler mark what the parked message was about (best effort: the
-        message is parked either way, and ``balsam-mq dead`` shows it)."""
-        parked = getattr(self._handler, "parked", None)
-        if parked is None:
-            return
-        try:
-            await parked(delivery, self.spec.name, error)
-        except Exception:
-            log.exception(
-                "%s: marking the jobs of parked message %s failed",
-                self.spec.name,
-                delivery.message_id,
-            )
-
-
-def retry_delay(attempts: int) -> int:
-    """Seconds before the retry that follows failed attempt number ``attempts`` (≥ 2)."""
-    return DELAY_LEVELS[min(attempts - 2, len(DELAY_LEVELS) - 1)]
-
-
-def _items(body: bytes) -> list[dict[str, Any]] | None:
-    """The items of a batch body (a JSON array of objects with an ``id``), else None."""
-    if body[:1] != b"[":
-        return None
-    try:
-        items = json.loads(body)
-    except ValueError:
-        return None
-    if not all(isinstance(i, dict) and "id" in i for i in items):
-        return None
-    return list(items)
-
-
-def _encode(items: list[dict[str, Any]]) -> bytes:
-    return json.dumps(items, separators=(",", ":")).encode()
 
 
 def _delivery(message: AbstractIncomingMessage) -> Delivery:
@@ -617,11 +463,4 @@ def _delivery(message: AbstractIncomingMessage) -> Delivery:
     )
 
 
-__all__ = [
-    "ATTEMPTS_HEADER",
-    "DEFERRALS_HEADER",
-    "Consumer",
-    "ConsumerState",
-    "Deferrals",
-    "Handler",
-]
+__all__ = ["Consumer", "ConsumerState", "Handler"]

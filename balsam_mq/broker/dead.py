@@ -18,14 +18,14 @@ from aio_pika.abc import (
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from balsam_mq.broker.connection import close_channel
-from balsam_mq.broker.consumer import (
+from balsam_mq.broker.publisher import Outgoing, Publisher
+from balsam_mq.broker.returns import (
     ATTEMPTS_HEADER,
     ERROR_HEADER,
     PARKED_AT_HEADER,
     QUEUE_HEADER,
     ROUTING_KEY_HEADER,
 )
-from balsam_mq.broker.publisher import Outgoing, Publisher
 from balsam_mq.broker.topology import Topology
 from balsam_mq.domain import ParkedMessage
 

@@ -20,7 +20,7 @@ from balsam_mq.broker import (
     declare_core,
     declare_queue,
 )
-from balsam_mq.broker.consumer import retry_delay
+from balsam_mq.broker.returns import retry_delay
 from balsam_mq.domain import Delivery
 
 # the retry, delay and dead-letter mechanics on both kinds of queue
