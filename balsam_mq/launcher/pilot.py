@@ -38,7 +38,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 from typing import Any
 
 import anyio
@@ -66,7 +65,7 @@ from balsam_mq.domain import (
     parked_failures,
     utcnow,
 )
-from balsam_mq.errors import StoreError, brief
+from balsam_mq.errors import StoreError
 from balsam_mq.launcher.ahead import ClaimedAhead, renew, wanted_prefetch
 from balsam_mq.launcher.config import LauncherConfig
 from balsam_mq.launcher.intake import Announced, triage
@@ -76,8 +75,8 @@ from balsam_mq.launcher.outcomes import ActiveRun, launch_failure, outcome
 from balsam_mq.launcher.prepare import Preparer
 from balsam_mq.launcher.reporter import Reporter
 from balsam_mq.launcher.runs import Executor
-from balsam_mq.launcher.session import Heartbeat, open_session
-from balsam_mq.store import Store, unavailable, uncancelled
+from balsam_mq.launcher.session import Heartbeat, end_session, open_session
+from balsam_mq.store import Store, unavailable
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -222,32 +221,15 @@ class Pilot:
         return self.report
 
     async def _end_session(self, session_id: int) -> None:
-        """Record the end, unless MongoDB is away: then say what is left to the reaper."""
         uncommitted = self._reporter.pending
         self.report.uncommitted = len(uncommitted)
-        if uncommitted:
-            log.warning(
-                "launcher session %s exits with %d run outcome(s) not committed (MongoDB "
-                "did not take them within %g s): the reaper times out Job(s) %s once the "
-                "session's heartbeat is stale",
-                session_id,
-                len(uncommitted),
-                self.config.settings.stop_timeout_s,
-                ", ".join(str(c.job_id) for c in uncommitted),
-            )
-            return  # ending the session needs MongoDB too; a silent one is reaped alike
-        try:
-            await uncancelled(
-                partial(self.sessions.end, session_id, stop_reason=self.report.stop_reason),
-                within=max(self.config.settings.stop_timeout_s, 1.0),
-            )
-        except (StoreError, PyMongoError) as exc:
-            log.warning(
-                "launcher session %s could not record its end (%s); its heartbeat goes "
-                "stale and the reaper ends it",
-                session_id,
-                brief(exc),
-            )
+        await end_session(
+            self.sessions,
+            session_id,
+            [c.job_id for c in uncommitted],
+            stop_timeout_s=self.config.settings.stop_timeout_s,
+            stop_reason=self.report.stop_reason,
+        )
 
     async def _session_lost(self) -> int:
         """The site agent took this session for dead (cut off from MongoDB longer than

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -45,6 +45,43 @@ async def open_session(sessions: SessionRepository, config: LauncherConfig, pool
         config.wall_time_min,
     )
     return session.id
+
+
+async def end_session(
+    sessions: SessionRepository,
+    session_id: int,
+    uncommitted: Sequence[int],
+    *,
+    stop_timeout_s: float,
+    stop_reason: str,
+) -> None:
+    """Record the session's end, unless MongoDB is away: then say what is left to the
+    reaper. ``uncommitted``: the jobs whose run outcomes MongoDB did not take within
+    ``stop_timeout_s`` of the stop (ending the session needs MongoDB too; a silent
+    session is reaped alike)."""
+    if uncommitted:
+        log.warning(
+            "launcher session %s exits with %d run outcome(s) not committed (MongoDB "
+            "did not take them within %g s): the reaper times out Job(s) %s once the "
+            "session's heartbeat is stale",
+            session_id,
+            len(uncommitted),
+            stop_timeout_s,
+            ", ".join(str(job_id) for job_id in uncommitted),
+        )
+        return
+    try:
+        await uncancelled(
+            partial(sessions.end, session_id, stop_reason=stop_reason),
+            within=max(stop_timeout_s, 1.0),
+        )
+    except (StoreError, PyMongoError) as exc:
+        log.warning(
+            "launcher session %s could not record its end (%s); its heartbeat goes "
+            "stale and the reaper ends it",
+            session_id,
+            brief(exc),
+        )
 
 
 class Heartbeat:
