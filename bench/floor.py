@@ -10,6 +10,12 @@ script times each of those alone, with balsam_mq's own store code and a bare Rab
 queue, one at a time with a pause between (as W3 has them), before any balsam_mq
 process runs; and prints their sum, the floor under W3's p50 here.
 
+For comparison, what one document costs MongoDB here by write concern (``w: 1``, as a
+result backend writes by default, and ``w: "majority"``, journaled, as every balsam_mq
+transition commits), and what a 4 KiB write with ``fdatasync`` costs the file system
+the bench's mongod keeps its data on: the gap between the two inserts is mongod's
+commit path, not the disk.
+
 Per run: ``--samples`` of each step; the figures are min / median / max over ``--runs``
 runs of each step's median.
 
@@ -20,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aio_pika
 from _env import bench_settings, mongo_url
+from pymongo import WriteConcern
 from workloads import spread
 
 from balsam_mq.broker import open_amqp
@@ -42,6 +51,11 @@ S = JobState
 PAUSE_S = 0.002  # between two samples: W3's steps meet an idle machine, not a queue
 # what one W3 round trip holds, in order, and how many times
 STEPS = (("create", 1), ("claim", 1), ("outcome", 1), ("delivery", 2), ("read", 2))
+COMPARED = (
+    ("w: 1", "insert, write concern w: 1"),
+    ("majority", "insert, write concern majority"),
+    ("fdatasync", "4 KiB write + fdatasync"),
+)
 
 
 async def timed(samples: int, step: Callable[[int], Awaitable[object]]) -> float:
@@ -95,6 +109,30 @@ async def durable_steps(store: Store, samples: int) -> dict[str, float]:
     return figures
 
 
+async def single_writes(store: Store, samples: int) -> dict[str, float]:
+    """One document inserted with each write concern (not part of the sum)."""
+    figures = {}
+    for name, concern in (("w: 1", WriteConcern(w=1)), ("majority", WriteConcern(w="majority"))):
+        insert = store.db.get_collection("floor_writes", write_concern=concern).insert_one
+        figures[name] = await timed(samples, lambda i, insert=insert: insert({"i": i}))
+    return figures
+
+
+def fdatasync_s(samples: int) -> float:
+    """The median time of a 4 KiB append and ``fdatasync`` in a file of the file system
+    the bench's mongod writes to (the temporary directory)."""
+    times = []
+    with tempfile.TemporaryFile() as f:
+        for _ in range(samples):
+            time.sleep(PAUSE_S)
+            t0 = time.perf_counter()
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fdatasync(f.fileno())
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 async def delivery(amqp_url: str, samples: int) -> float:
     """A persistent message published with a confirm on one connection, received by a
     consumer on another."""
@@ -124,6 +162,8 @@ async def one_run(url: str, samples: int) -> dict[str, float]:
         try:
             figures = await durable_steps(store, samples)
             figures["delivery"] = await delivery(settings.amqp_url, samples)
+            figures.update(await single_writes(store, samples))
+            figures["fdatasync"] = fdatasync_s(samples)
         finally:
             await store.client.drop_database(settings.db)
     return figures
@@ -141,6 +181,10 @@ async def main(samples: int, runs: int) -> None:
         print(f"  {name:9s} x{count}  {spread(ms, '{:.2f}')}")
     floors = [1000 * sum(r[name] * count for name, count in STEPS) for r in results]
     print(f"a W3 round trip holds at least their sum: {spread(floors, '{:.1f}')} ms")
+    print("for comparison, one document inserted, and the disk's own flush, ms:")
+    for name, what in COMPARED:
+        ms = [1000 * r[name] for r in results]
+        print(f"  {what:34s} {spread(ms, '{:.2f}')}")
 
 
 if __name__ == "__main__":
