@@ -105,7 +105,7 @@ def _oid(value: Any) -> ObjectId:
 _POSITIVE = frozenset({"eq", "in", "gt", "gte", "lt", "lte", "contains", "has"})
 
 
-def _event_stages(
+def event_stages(
     spec: QuerySpec, *, ordered: bool, only: Iterable[str] | None = None
 ) -> list[dict[str, Any]]:
     """The aggregation of the events ``spec`` asks for, from the stored documents (each
@@ -171,7 +171,7 @@ def _event_count(spec: QuerySpec) -> list[dict[str, Any]]:
     :func:`_steps_counted` can check the steps in place; else the events unfolded."""
     steps = None if spec.windowed else _steps_counted(spec)
     if steps is None:
-        return [*_event_stages(spec, ordered=False, only=()), {"$count": "n"}]
+        return [*event_stages(spec, ordered=False, only=()), {"$count": "n"}]
     on_document = [c for c in spec.conditions if _path(c.field) not in STEP_FIELDS]
     match = to_filter(QuerySpec(spec.resource, tuple(on_document)))
     on_steps = (c for c in spec.conditions if _path(c.field) in STEP_FIELDS)
@@ -201,7 +201,7 @@ class QueryRepository:
     ) -> AsyncIterator[dict[str, Any]]:
         """The matching stored documents, in order (for events: one per event)."""
         if spec.resource == "events":
-            pipeline = _event_stages(spec, ordered=True, only=projection)
+            pipeline = event_stages(spec, ordered=True, only=projection)
             cursor = await self._coll(spec).aggregate(
                 pipeline, session=session, allowDiskUse=True, batchSize=batch_size or None
             )

@@ -11,7 +11,7 @@ from balsam_mq.domain import Actor, App, Change, Job, JobState
 from balsam_mq.domain.queries import QuerySpec, parse_condition
 from balsam_mq.errors import QueryError
 from balsam_mq.store import Store
-from balsam_mq.store.queries import _event_stages, to_filter, to_sort
+from balsam_mq.store.queries import event_stages, to_filter, to_sort
 
 S = JobState
 
@@ -120,7 +120,7 @@ async def test_the_latest_events_of_a_site_come_from_an_index_walk_not_a_sort(st
             [Job(app_id=app.id, site_id=2, workdir=f"p/{i}") for i in range(1000)]
         )
     spec = _events(("-timestamp", "-id"), stop=5, site_id=2, kind="job")
-    stages = _event_stages(spec, ordered=True)
+    stages = event_stages(spec, ordered=True)
     plan = await store.db.command(
         "explain",
         {"aggregate": "events", "pipeline": stages, "cursor": {}},
