@@ -68,29 +68,29 @@ def triage(
     now: datetime,
 ) -> Triage:
     """Sort ``jobs`` (those of ``announced`` found in the store) for this launcher."""
-    sorted_ = Triage(dropped=len(set(announced.event) - {j.id for j in jobs}))
+    triaged = Triage(dropped=len(set(announced.event) - {j.id for j in jobs}))
     for job in jobs:
         assert job.id is not None
         if job.state != announced.state[job.id]:
-            sorted_.dropped += 1
+            triaged.dropped += 1
             continue
         event_id = announced.event[job.id]
         wait = backoff_left(job, apps.get(job.app_id), now)
         if wait > 0:  # a restart waits its backoff, then comes back here
-            sorted_.deferrals[event_id] = wait
+            triaged.deferrals[event_id] = wait
             continue
         if not tags_match(job.tags, config.filter_tags):
-            sorted_.deferrals[event_id] = config.settings.other_tags_delay_s
+            triaged.deferrals[event_id] = config.settings.other_tags_delay_s
             continue
         reason = unfit_reason(
             job.resources, pool, job_mode=config.job_mode, remaining_s=remaining_s
         )
         if reason is not None:
-            sorted_.deferrals[event_id] = config.settings.unfit_delay_s
-            sorted_.unfit.append((job, reason))
+            triaged.deferrals[event_id] = config.settings.unfit_delay_s
+            triaged.unfit.append((job, reason))
             continue
-        sorted_.candidates.append(job)
-    return sorted_
+        triaged.candidates.append(job)
+    return triaged
 
 
 def backoff_left(job: Job, app: App | None, now: datetime) -> float:

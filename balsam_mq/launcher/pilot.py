@@ -453,7 +453,7 @@ class Pilot:
         apps = {a.id: a for a in found_apps}
         if missing := {j.app_id for j in jobs} - set(apps):
             apps.update((a.id, a) for a in await self.store.apps.get_many(missing))
-        sorted_ = triage(
+        triaged = triage(
             announced,
             jobs,
             apps,
@@ -462,12 +462,12 @@ class Pilot:
             remaining_s=self.remaining_s(),
             now=utcnow(),
         )
-        deferrals = sorted_.deferrals
-        self.report.dropped += sorted_.dropped
+        deferrals = triaged.deferrals
+        self.report.dropped += triaged.dropped
         self.report.deferred += len(deferrals)
-        if sorted_.unfit:
-            await self._mark_unfit(sorted_.unfit)
-        pending = sorted_.candidates
+        if triaged.unfit:
+            await self._mark_unfit(triaged.unfit)
+        pending = triaged.candidates
         while pending:
             if not self.claiming:
                 for job in pending:
