@@ -8,22 +8,26 @@ Three workloads, each run 3 times on a fresh database and site; min / median / m
 
 The same workloads run on Celery and Parsl in ``bench/compare.py`` (see ``workloads.py``).
 
-``--cpu``: also the CPU each process used during W1 and W2, in ms per job (user and
-system; from ``/proc``, so Linux only): the launcher, its helpers (warm pool server and
-workers, sentinel: those alive at the end of the workload), every ``mongod`` and
-RabbitMQ node on the machine, the site agent and the submitting client.
+``--workloads``: only those named (W1 W2 W3 by default), e.g. ``--workloads W2 W3`` for
+the Python jobs alone. ``--cpu``: also the CPU each process used during W1 and W2, in
+ms per job (user and system; from ``/proc``, so Linux only): the launcher, its helpers
+(warm pool server and workers, sentinel: those alive at the end of the workload), every
+``mongod`` and RabbitMQ node on the machine, the site agent and the submitting client.
 
     python bench/e2e.py [--jobs 1000] [--latency 30] [--runs 3] [--slots 2] [--cpu]
+                        [--workloads W1 W2 W3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -108,11 +112,20 @@ def per_job(before: Usage, after: Usage, n: int) -> Usage:
     return spent
 
 
+WORKLOADS = ("W1", "W2", "W3")
+
+
 async def measure(
-    url: str, n: int, n_latency: int, slots: int, cpu: dict[str, list[Usage]] | None = None
+    url: str,
+    n: int,
+    n_latency: int,
+    slots: int,
+    cpu: dict[str, list[Usage]] | None = None,
+    workloads: Sequence[str] = WORKLOADS,
 ) -> Run:
-    """One run of W1, W2 and W3 on a fresh database, site, site agent and launcher;
-    ``cpu``: W1's and W2's CPU per job of each process are appended to it."""
+    """One run of ``workloads`` (W1, W2 and W3) on a fresh database, site, site agent and
+    launcher (a workload left out: NaN); ``cpu``: W1's and W2's CPU per job of each
+    process are appended to it."""
     async with bench_settings(url) as settings, open_store(url, settings.db) as store:
         async with open_amqp(settings.amqp_url) as amqp, balsam_mq.connect(settings):
             topology = build_topology(settings.namespace)
@@ -130,37 +143,41 @@ async def measure(
                 def sample() -> Usage:
                     return usage(procs[0].pid, procs[1].pid) if cpu is not None else {}
 
-                before = sample()
-                t0 = time.perf_counter()
-                jobs = await Job.objects.bulk_create(
-                    [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
-                )
-                await Job.objects.wait(jobs, timeout=900)
-                w1 = time.perf_counter() - t0
-                assert all(j.state == "JOB_FINISHED" for j in jobs), "a W1 job failed"
-                if cpu is not None:
-                    cpu.setdefault("W1", []).append(per_job(before, sample(), n))
-
-                before = sample()
-                t0 = time.perf_counter()
-                jobs = await Job.objects.bulk_create(
-                    [Add.submit(f"w2/{i}", x=i, y=1, save=False, **pack) for i in range(n)]
-                )
-                total = 0
-                async for job in Job.objects.as_completed(jobs, timeout=900):
-                    total += job.result_nowait()
-                w2 = time.perf_counter() - t0
-                check_sum(n, total)
-                if cpu is not None:
-                    cpu.setdefault("W2", []).append(per_job(before, sample(), n))
-
-                times = []
-                for i in range(WARMUP + n_latency):
+                w1 = w2 = p50 = p95 = math.nan
+                if "W1" in workloads:
+                    before = sample()
                     t0 = time.perf_counter()
-                    job = await Add.submit(f"w3/{i}", x=1, y=1, **pack)
-                    assert await job.result(timeout=60) == 2
-                    times.append(time.perf_counter() - t0)
-                p50, p95 = p50_p95(times[WARMUP:])
+                    jobs = await Job.objects.bulk_create(
+                        [Shell.submit(f"w1/{i}", save=False, **pack) for i in range(n)]
+                    )
+                    await Job.objects.wait(jobs, timeout=900)
+                    w1 = time.perf_counter() - t0
+                    assert all(j.state == "JOB_FINISHED" for j in jobs), "a W1 job failed"
+                    if cpu is not None:
+                        cpu.setdefault("W1", []).append(per_job(before, sample(), n))
+
+                if "W2" in workloads:
+                    before = sample()
+                    t0 = time.perf_counter()
+                    jobs = await Job.objects.bulk_create(
+                        [Add.submit(f"w2/{i}", x=i, y=1, save=False, **pack) for i in range(n)]
+                    )
+                    total = 0
+                    async for job in Job.objects.as_completed(jobs, timeout=900):
+                        total += job.result_nowait()
+                    w2 = time.perf_counter() - t0
+                    check_sum(n, total)
+                    if cpu is not None:
+                        cpu.setdefault("W2", []).append(per_job(before, sample(), n))
+
+                if "W3" in workloads:
+                    times = []
+                    for i in range(WARMUP + n_latency):
+                        t0 = time.perf_counter()
+                        job = await Add.submit(f"w3/{i}", x=1, y=1, **pack)
+                        assert await job.result(timeout=60) == 2
+                        times.append(time.perf_counter() - t0)
+                    p50, p95 = p50_p95(times[WARMUP:])
             finally:
                 await stop_processes(procs)
             channel = await amqp.channel()
@@ -169,20 +186,24 @@ async def measure(
     return Run(w1, w2, p50, p95)
 
 
-async def main(n: int, n_latency: int, runs: int, slots: int, with_cpu: bool) -> None:
+async def main(
+    n: int, n_latency: int, runs: int, slots: int, with_cpu: bool, workloads: Sequence[str]
+) -> None:
     cpu: dict[str, list[Usage]] | None = {} if with_cpu else None
     with scratch_root(), mongo_url() as url:
         probe = file_creation_us()
-        results = [await measure(url, n, n_latency, slots, cpu) for _ in range(runs)]
+        results = [await measure(url, n, n_latency, slots, cpu, workloads) for _ in range(runs)]
     print(f"one site agent, one launcher with {slots} slots; {runs} runs: min / median / max")
     print(f"a workdir and its job.out made in {probe:.0f} µs as the bench started")
     for name, what, times in (
         ("W1", f"{n:,} x `true`", [r.w1_s for r in results]),
         ("W2", f"{n:,} x add, results", [r.w2_s for r in results]),
     ):
+        if name not in workloads:
+            continue
         rates = spread([n / t for t in times])
         print(f"{name} {what:20s} makespan s {spread(times, '{:.2f}')}   jobs/s {rates}")
-    for q in ("p50", "p95"):
+    for q in ("p50", "p95") if "W3" in workloads else ():
         ms = [1000 * getattr(r, f"w3_{q}_s") for r in results]
         print(f"W3 {n_latency} x add(1, 1){'':9s} {q} ms {spread(ms, '{:.1f}')}")
     for workload, samples in (cpu or {}).items():
@@ -200,5 +221,6 @@ if __name__ == "__main__":
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--slots", type=int, default=2)
     p.add_argument("--cpu", action="store_true", help="also each process's CPU per job")
+    p.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     a = p.parse_args()
-    asyncio.run(main(a.jobs, a.latency, a.runs, a.slots, a.cpu))
+    asyncio.run(main(a.jobs, a.latency, a.runs, a.slots, a.cpu, a.workloads))
