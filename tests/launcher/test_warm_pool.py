@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from launcher_helpers import World, python_app_class
-from support.waiting import wait_for_states
+from support.waiting import until, wait_for_states
 
 from balsam_mq.domain import JobState
 from balsam_mq.domain.serialization import deserialize
@@ -210,3 +212,21 @@ async def test_a_worker_retires_after_its_share_of_jobs_and_the_next_runs_in_a_n
     pids = [deserialize(j.result) for j in jobs]
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]  # two jobs each, then anew
     assert len(set(pids)) == 3
+
+
+async def test_a_worker_lost_while_idle_is_replaced_and_no_job_is_lost(
+    world: World, warm: WarmPool
+) -> None:
+    app = await world.app("Pid", cls=python_app_class(PID, "Pid"))
+    pilot = world.start_pilot(world.config(), pool=this_host(1), executor=LocalExecutor(warm))
+    (first,) = await world.jobs(app, [{}])
+    await wait_for_states(world.store, [first], [S.RUN_DONE])
+    lost = deserialize((await world.store.jobs.get(first)).result or "")
+    os.kill(lost, signal.SIGKILL)  # its worker, idle between jobs
+    await until(lambda: not os.path.exists(f"/proc/{lost}"), timeout=30)
+    after = await world.jobs(app, [{}, {}])
+    await wait_for_states(world.store, after, [S.RUN_DONE, S.RUN_ERROR])
+    await world.finish(pilot)
+    jobs = await world.store.jobs.get_many(after)
+    assert all(j.state is S.RUN_DONE and j.result is not None for j in jobs)
+    assert lost not in {deserialize(j.result or "") for j in jobs}  # in a new worker
