@@ -172,7 +172,7 @@ class Consumer:
             delay=delay,
             dead=Publisher(channel, dead),
             max_attempts=self._max_attempts,
-            handler=self._handler,
+            on_parked=getattr(self._handler, "parked", None),
         )
         self._channel = channel
         if self._prefetch:  # 0: start paused (see set_prefetch)

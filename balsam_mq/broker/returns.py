@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,13 +33,15 @@ PARKED_AT_HEADER = "x-parked-at"
 
 # id of a message, or of an item of a batch message -> seconds before it should come back
 Deferrals = Mapping[str, float]
+# marks what a parked message was about: (delivery, queue name, error)
+OnParked = Callable[[Delivery, str, str], Awaitable[None]]
 
 
 class Returns:
     """The ways back (and out) of the queue ``queue``'s messages, through ``retry`` (the
     default exchange), the ``delay`` exchanges by level and ``dead`` (the dead-letter
-    exchange). ``handler``: its ``parked(delivery, queue, error)``, if it has one, marks
-    what a parked message was about."""
+    exchange). ``on_parked`` (a handler's ``parked``, if it has one) marks what a parked
+    message was about."""
 
     def __init__(
         self,
@@ -50,7 +52,7 @@ class Returns:
         delay: Mapping[int, Publisher],
         dead: Publisher,
         max_attempts: int,
-        handler: object,
+        on_parked: OnParked | None = None,
     ) -> None:
         self.queue = queue
         self._topology = topology
@@ -58,7 +60,7 @@ class Returns:
         self._delay = delay
         self._dead = dead
         self._max_attempts = max_attempts
-        self._handler = handler
+        self._on_parked = on_parked
         self.deferred: set[str] = set()  # sent back for later, not yet back
         self.parked = 0  # messages sent to the dead-letter exchange
 
@@ -181,11 +183,10 @@ class Returns:
     async def _mark(self, delivery: Delivery, error: str) -> None:
         """Let the handler mark what the parked message was about (best effort: the
         message is parked either way, and ``balsam-mq dead`` shows it)."""
-        parked = getattr(self._handler, "parked", None)
-        if parked is None:
+        if self._on_parked is None:
             return
         try:
-            await parked(delivery, self.queue, error)
+            await self._on_parked(delivery, self.queue, error)
         except Exception:
             log.exception(
                 "%s: marking the jobs of parked message %s failed",

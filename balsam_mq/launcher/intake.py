@@ -72,7 +72,7 @@ def triage(
     for job in jobs:
         assert job.id is not None
         if job.state != announced.state[job.id]:
-            triaged.dropped += 1
+            triaged.dropped += 1  # moved on since this event: a later one covers it
             continue
         event_id = announced.event[job.id]
         wait = backoff_left(job, apps.get(job.app_id), now)

@@ -16,7 +16,8 @@ def job(job_id: int) -> Job:
 
 
 def paced(runs_per_s: float, **settings: object) -> ClaimedAhead:
-    """Claim-ahead state that saw 11 runs end at ``runs_per_s`` up to now."""
+    """Claim-ahead state that saw 11 runs end at ``runs_per_s`` up to now (the pace is
+    taken up to the moment it is asked for: the figures below leave that time room)."""
     ahead = ClaimedAhead(LauncherSettings.model_validate(settings))
     now = time.monotonic()
     for i in range(11):
@@ -32,8 +33,8 @@ def test_no_pace_no_claims_ahead() -> None:
 
 
 def test_the_allowance_is_what_the_pace_finishes_in_claim_ahead_s() -> None:
-    assert 9 <= paced(40, claim_ahead_s=0.25).allowance() <= 10
-    assert paced(1000, claim_ahead_s=0.25, claim_ahead_max=16).allowance() == 16
+    assert 9 <= paced(4, claim_ahead_s=2.5).allowance() <= 10
+    assert paced(1000, claim_ahead_s=1, claim_ahead_max=16).allowance() == 16
     assert paced(2, claim_ahead_s=0.25).allowance() == 0  # long jobs: none
 
 
@@ -61,7 +62,7 @@ def test_taking_older_ones_keeps_the_rest_in_claim_order() -> None:
 
 
 def test_prefetch_covers_free_slots_and_allowance_in_messages_and_pauses_when_full() -> None:
-    ahead = paced(1000, claim_ahead_s=1, claim_ahead_max=40, max_prefetch=30)
+    ahead = paced(1000, claim_ahead_s=10, claim_ahead_max=40, max_prefetch=30)
     assert wanted_prefetch(0, ClaimedAhead(LauncherSettings())) == 0  # no room: paused
     assert wanted_prefetch(2, ahead) == -(-30 // SHARED_MAX)  # capped at max_prefetch jobs
     assert renew(0, 1) and renew(3, 0)  # resume or pause at once
