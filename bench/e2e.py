@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -138,7 +139,7 @@ async def measure(
                 await Shell.sync()
                 await Add.sync()
                 await ready(store, site_dir)
-                pack = {"node_packing_count": slots}
+                pack: dict[str, Any] = {"node_packing_count": slots}
 
                 def sample() -> Usage:
                     return usage(procs[0].pid, procs[1].pid) if cpu is not None else {}

@@ -409,6 +409,7 @@ async def await_remotely(settings: Settings, ids: list[int]) -> int:
         async for job in Job.objects.as_completed(jobs):
             if job.id in seen:
                 raise RuntimeError(f"as_completed handed out job {job.id} twice")
+            assert job.id is not None
             seen.add(job.id)
     return len(seen)
 

@@ -18,6 +18,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 SUBNET = "10.213.7"  # a /30 for the pair: .1 this side, .2 in the namespace
 
@@ -30,7 +31,7 @@ class Partition:
     host_ip: str = f"{SUBNET}.1"
     ns_ip: str = f"{SUBNET}.2"
     servers: list[asyncio.Server] = field(default_factory=list)
-    links: set[asyncio.Task[object]] = field(default_factory=set)  # forwarded connections
+    links: set[asyncio.Future[Any]] = field(default_factory=set)  # forwarded connections
 
     def prefix(self) -> list[str]:
         """Put before a command to run it inside the namespace."""

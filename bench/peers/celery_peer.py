@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from _env import scratch
 from celery import Celery, group
@@ -102,6 +103,7 @@ def measure(backend: str, mongo_url: str, n: int, k: int) -> Run:
     if backend != "rpc":
         import pymongo
 
+        client: pymongo.MongoClient[dict[str, Any]]
         with pymongo.MongoClient(mongo_url) as client:
             client.drop_database(env["BENCH_CELERY_DB"])
     return Run(w1, w2, p50, p95)

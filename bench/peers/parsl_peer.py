@@ -38,7 +38,9 @@ def measure(n: int, k: int) -> Run:
             HighThroughputExecutor(
                 label="htex",
                 max_workers_per_node=2,
-                provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
+                provider=LocalProvider(  # type: ignore[no-untyped-call]
+                    init_blocks=1, min_blocks=1, max_blocks=1
+                ),
             )
         ],
         run_dir=f"{tmp}/runinfo",
