@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from balsam_mq.broker.topology import SHARED_MAX
 from balsam_mq.domain import Job
 from balsam_mq.launcher.config import LauncherSettings
 
 PACE_RUNS = 64  # the last run ends the pace is taken over
+P = TypeVar("P")
 
 
 class Ahead(NamedTuple):
@@ -36,14 +37,14 @@ class ClaimedAhead:
 
     def __init__(self, settings: LauncherSettings) -> None:
         self.settings = settings
-        self.queue: deque[Ahead] = deque()
+        self._queue: deque[Ahead] = deque()
         self._finishes: deque[float] = deque(maxlen=PACE_RUNS)
 
     def __len__(self) -> int:
-        return len(self.queue)
+        return len(self._queue)
 
     def __iter__(self) -> Iterator[Ahead]:
-        return iter(self.queue)
+        return iter(self._queue)
 
     def run_ended(self, at: float) -> None:
         self._finishes.append(at)
@@ -64,7 +65,7 @@ class ClaimedAhead:
         """How many more to claim ahead now: up to the allowance once half of those held
         have started, else none."""
         allowance = self.allowance()
-        return allowance - len(self.queue) if 2 * len(self.queue) <= allowance else 0
+        return allowance - len(self._queue) if 2 * len(self._queue) <= allowance else 0
 
     def hold_s(self) -> float:
         """How long a job claimed ahead waits for room before it is given back (and jobs
@@ -72,26 +73,36 @@ class ClaimedAhead:
         return max(10 * self.settings.claim_ahead_s, 0.05)
 
     def add(self, job: Job, known: Mapping[str, Any] | None) -> None:
-        self.queue.append(Ahead(job, time.monotonic(), known))
+        self._queue.append(Ahead(job, time.monotonic(), known))
 
     def take(self, older_than: float | None = None) -> list[Ahead]:
         """Remove and return those claimed before ``older_than`` (all with None)."""
         if older_than is None:
-            taken, self.queue = list(self.queue), deque()
+            taken, self._queue = list(self._queue), deque()
             return taken
-        taken = [a for a in self.queue if a.at < older_than]
-        self.queue = deque(a for a in self.queue if a.at >= older_than)
+        taken = [a for a in self._queue if a.at < older_than]
+        self._queue = deque(a for a in self._queue if a.at >= older_than)
         return taken
 
     def forget(self, job_id: int) -> bool:
         """Drop the job ``job_id``; whether it was held."""
-        kept = deque(a for a in self.queue if a.job.id != job_id)
-        found = len(kept) < len(self.queue)
-        self.queue = kept
+        kept = deque(a for a in self._queue if a.job.id != job_id)
+        found = len(kept) < len(self._queue)
+        self._queue = kept
         return found
 
+    def next_placed(self, place: Callable[[Job], P | None]) -> tuple[Ahead, P] | None:
+        """The first job held, removed with its place if ``place`` finds it one (None, and
+        the job kept, if not): jobs claimed ahead start in claim order."""
+        if not self._queue:
+            return None
+        placed = place(self._queue[0].job)
+        if placed is None:
+            return None
+        return self._queue.popleft(), placed
+
     def oldest(self) -> float | None:
-        return self.queue[0].at if self.queue else None
+        return self._queue[0].at if self._queue else None
 
 
 def wanted_prefetch(free_slots: int, ahead: ClaimedAhead) -> int:

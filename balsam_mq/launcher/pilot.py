@@ -36,14 +36,12 @@ import logging
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import anyio
 import anyio.abc
 from aio_pika.abc import AbstractRobustConnection
-from pymongo.errors import PyMongoError
 
 from balsam_mq.broker import (
     Consumer,
@@ -65,18 +63,20 @@ from balsam_mq.domain import (
     parked_failures,
     utcnow,
 )
-from balsam_mq.errors import StoreError
 from balsam_mq.launcher.ahead import ClaimedAhead, renew, wanted_prefetch
 from balsam_mq.launcher.config import LauncherConfig
 from balsam_mq.launcher.intake import Announced, triage
 from balsam_mq.launcher.kills import Claims, KillWatch
 from balsam_mq.launcher.nodes import Demand, NodePool, Placement
-from balsam_mq.launcher.outcomes import ActiveRun, launch_failure, outcome
+from balsam_mq.launcher.outcomes import ActiveRun
 from balsam_mq.launcher.prepare import Preparer
 from balsam_mq.launcher.reporter import Reporter
+from balsam_mq.launcher.running import PilotReport, Runs
 from balsam_mq.launcher.runs import Executor
 from balsam_mq.launcher.session import Heartbeat, end_session, open_session
 from balsam_mq.store import Store, unavailable
+
+__all__ = ["Pilot", "PilotReport", "PilotState"]
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -87,21 +87,6 @@ class PilotState(StrEnum):
     RUNNING = "RUNNING"
     DRAINING = "DRAINING"
     STOPPED = "STOPPED"
-
-
-@dataclass
-class PilotReport:
-    session_id: int | None = None
-    claimed: int = 0
-    done: int = 0
-    errors: int = 0
-    timed_out: int = 0
-    dropped: int = 0  # claimed by another launcher, or no longer runnable
-    deferred: int = 0  # sent back for other launchers (unfit, other tags)
-    given_back: int = 0  # delivered beyond what could be taken: back to the queue at once
-    uncommitted: int = 0  # outcomes MongoDB did not take before the stop timeout
-    killed: int = 0  # runs (or claims ahead) ended because their job left RUNNING under them
-    stop_reason: str = ""
 
 
 class Pilot:
@@ -142,17 +127,24 @@ class Pilot:
             batch_size=config.settings.max_prefetch,
             transient=unavailable,
         )
-        self._preparer = Preparer(config, workdirs_at_launch=executor.makes_workdirs)
         self._reporter = Reporter(store, more_coming=lambda: bool(self._runs))
-        self._runs: dict[int, ActiveRun] = {}
         self._kills = KillWatch(store, self.held, self.moved_on)
+        self._runs = Runs(
+            Preparer(config, workdirs_at_launch=executor.makes_workdirs),
+            executor,
+            self._kills,
+            config.settings,
+            self.report,
+            submit=self._reporter.submit,
+            ended=self._run_ended,
+            settled=self._check_drained,
+        )
         self._busy = 0  # handler calls in progress
         self._room = anyio.Event()  # replaced each time capacity changes or claiming stops
         self._retune = anyio.Event()
         self._drained = anyio.Event()
         self.claiming_stopped = anyio.Event()  # set when RUNNING → DRAINING
         self.ready = anyio.Event()  # set once the runnable queue is being consumed
-        self._killing: str | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._started = time.monotonic()
         self._last_activity = self._started
@@ -166,7 +158,7 @@ class Pilot:
 
     @property
     def running_jobs(self) -> list[int]:
-        return sorted(self._runs)
+        return self._runs.job_ids()
 
     def remaining_s(self) -> float:
         return self.config.wall_time_s - (time.monotonic() - self._started)
@@ -184,8 +176,8 @@ class Pilot:
         session_id = await open_session(self.sessions, self.config, self.pool)
         self.session_id = self.report.session_id = session_id
         self.state = PilotState.RUNNING
-        if self._killing is not None:  # a stop was requested while we were starting
-            self.stop_claiming(self._killing)
+        if self._runs.killing is not None:  # a stop was requested while we were starting
+            self.stop_claiming(self._runs.killing)
         heartbeat = Heartbeat(
             self.sessions, session_id, self.config.settings.heartbeat_s, self._session_lost
         )
@@ -194,6 +186,7 @@ class Pilot:
             await self._kills.open(self._amqp, self._topology, self.config.site_id)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self._runs.attach(tg)
                 tg.start_soon(heartbeat.run, lambda: {"running": len(self._runs)})
                 tg.start_soon(self._reporter.run)
                 tg.start_soon(self._consume)
@@ -211,8 +204,7 @@ class Pilot:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                for run in list(self._runs.values()):  # only if we were cancelled from outside
-                    await run.launch.kill(0)
+                await self._runs.kill_now()  # only if we were cancelled from outside
                 await self._kills.aclose()
                 await self.executor.close()
                 await self._end_session(self.session_id)
@@ -239,12 +231,7 @@ class Pilot:
         assert self._tg is not None and self.session_id is not None
         lost = self.session_id
         reason = f"launcher session {lost} was taken for dead by the site agent"
-        killed = 0
-        for run in self._runs.values():
-            if run.timeout_reason is None:
-                run.timeout_reason = reason
-                self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
-                killed += 1
+        killed = self._runs.kill_for(reason)
         if self._ahead.take():
             self._capacity_changed()
         session_id = await open_session(self.sessions, self.config, self.pool)
@@ -276,66 +263,27 @@ class Pilot:
     def request_stop(self, reason: str = "stop requested") -> None:
         """SIGTERM/SIGINT: stop claiming, terminate running jobs (→ RUN_TIMEOUT), exit."""
         self.stop_claiming(reason)
-        self._kill_all(reason)
-
-    def _kill_all(self, reason: str) -> None:
-        if self._killing is None:
-            self._killing = reason
-        for run in self._runs.values():
-            self._kill(run)
-
-    def _kill(self, run: ActiveRun) -> None:
-        if run.timeout_reason is None and run.moved_on is None and self._tg is not None:
-            run.timeout_reason = self._killing
-            self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+        self._runs.kill_all(reason)
 
     # --- jobs moved out of RUNNING under the launcher (``launcher.kills``) --------------
 
     def held(self) -> Claims:
         """The jobs this launcher holds (running, or claimed ahead), with the session each
         was claimed under."""
-        claims = {job_id: run.job.session_id for job_id, run in self._runs.items()}
+        claims = dict(self._runs.claims())
         claims.update((a.job.id, a.job.session_id) for a in self._ahead if a.job.id is not None)
         return claims
 
     def moved_on(self, job_id: int, reason: str) -> None:
         """The job left RUNNING under us (``reason``: why, as recorded on it): its run is
         killed and its outcome dropped; claimed ahead, it is forgotten."""
-        run = self._runs.get(job_id)
-        if run is not None:
-            if run.moved_on is None:
-                log.debug("Job %s left RUNNING (%s): its run is killed", job_id, reason)
-                run.moved_on = reason
-                if run.timeout_reason is None and self._tg is not None:  # else being killed
-                    self._tg.start_soon(run.launch.kill, self.config.settings.kill_grace_s)
+        if self._runs.moved_on(job_id, reason):
             return
         if self._ahead.forget(job_id):
             log.debug("Job %s left RUNNING before it started (%s): not run", job_id, reason)
             self.report.killed += 1
             self._capacity_changed()
             self._check_drained()
-
-    async def _departed(self, job: Job) -> bool:
-        """Whether a job about to start was heard to leave RUNNING under its claim (a kill
-        heard while the claim was in flight) and indeed did."""
-        assert job.id is not None
-        if not self._kills.heard(job.id):
-            return False
-        try:
-            gone = await self._kills.departed({job.id: job.session_id})
-        except (StoreError, PyMongoError):
-            return False  # started; checked again once it runs
-        if job.id in gone:
-            log.debug("Job %s left RUNNING before it started (%s): not run", job.id, gone[job.id])
-            self.report.killed += 1
-            return True
-        return False
-
-    async def _recheck(self, job_id: int) -> None:
-        try:
-            await self._kills.settle({job_id})
-        except Exception:  # a surprise here must not take the other runs down
-            log.exception("Job %s: checking whether it left RUNNING failed", job_id)
 
     def _check_drained(self) -> None:
         if self.state is PilotState.DRAINING and not (self._runs or self._busy or self._ahead):
@@ -391,7 +339,7 @@ class Pilot:
         await anyio.sleep(max(0.0, self.remaining_s() - self.config.drain_margin_s))
         self.stop_claiming("wall time nearly over")
         await anyio.sleep(max(0.0, self.remaining_s()))
-        self._kill_all("launcher wall time reached")
+        self._runs.kill_all("launcher wall time reached")
 
     async def _idle_watch(self, idle_s: float) -> None:
         while self.claiming:
@@ -590,14 +538,13 @@ class Pilot:
 
     async def _start_queued(self) -> None:
         """Start jobs claimed ahead, in order, while they fit the free room."""
-        while self._ahead and self.claiming:
-            job, _, known = self._ahead.queue[0]
-            assert job.id is not None
-            placement = self.pool.assign(job.id, Demand.of(job.resources))
-            if placement is None:
-                return
-            self._ahead.queue.popleft()
+        while self.claiming and (placed := self._ahead.next_placed(self._place)):
+            (job, _, known), placement = placed
             await self._start(job, placement, self._apps, known)
+
+    def _place(self, job: Job) -> Placement | None:
+        assert job.id is not None
+        return self.pool.assign(job.id, Demand.of(job.resources))
 
     async def _start(
         self,
@@ -606,61 +553,15 @@ class Pilot:
         apps: dict[int | None, App],
         known: Mapping[str, Any] | None = None,
     ) -> None:
-        assert job.id is not None and self._tg is not None
-        if await self._departed(job):
+        assert job.id is not None
+        if not await self._runs.start(job, placement, apps.get(job.app_id), known):
             self.pool.free(job.id)
             self._capacity_changed()
-            return
-        try:
-            prepared = self._preparer.prepare(job, apps.get(job.app_id), placement)
-            launch = await self.executor.launch(prepared.spec, placement.node_indexes[0])
-        except Exception as exc:
-            log.warning("Job %s could not be launched: %s", job.id, exc)
-            self.pool.free(job.id)
-            self._capacity_changed()
-            self.report.errors += 1
-            self._reporter.submit(launch_failure(job, exc))
-            return
-        run = ActiveRun(
-            job,
-            placement,
-            launch,
-            prepared.workdir,
-            prepared.python,
-            app=apps.get(job.app_id),
-            known=known,
-        )
-        self._runs[job.id] = run
-        if self._killing is not None:
-            self._kill(run)
-        self._tg.start_soon(self._supervise, run)
-        if self._kills.heard(job.id):  # heard while it was being launched
-            self._tg.start_soon(self._recheck, job.id)
 
-    async def _supervise(self, run: ActiveRun) -> None:
-        error: str | None = None
-        try:
-            code: int | None = await run.launch.wait()
-        except Exception as exc:  # a worker lost, a process table surprise: recorded on the job
-            code, error = None, f"launcher lost the run: {exc!r}"
+    async def _run_ended(self, run: ActiveRun) -> None:
         self.pool.free(run.job_id)
-        del self._runs[run.job_id]
         now = time.monotonic()
         self._ahead.run_ended(now)
         self._last_activity = now
         await self._start_queued()  # the next job claimed ahead takes the room at once
         self._capacity_changed()
-        if run.moved_on is not None:  # the job has moved on: no outcome to report
-            self.report.killed += 1
-            log.debug("Job %s: run killed (exit %s): %s", run.job_id, code, run.moved_on)
-            self._check_drained()
-            return
-        change = outcome(run, code, error, tail_chars=self.config.settings.output_tail_chars)
-        if change.to is S.RUN_TIMEOUT:
-            self.report.timed_out += 1
-        elif change.to is S.RUN_DONE:
-            self.report.done += 1
-        else:
-            self.report.errors += 1
-        self._reporter.submit(change, run.app)
-        self._check_drained()

@@ -44,8 +44,20 @@ def test_jobs_claimed_ahead_are_topped_up_once_half_have_started() -> None:
     for i in range(5):
         ahead.add(job(i), None)
     assert ahead.top_up() == 0  # 5 of 8 still held: no claim for one or two more
-    ahead.queue.popleft()
+    started = ahead.next_placed(lambda j: f"node for {j.id}")
+    assert started is not None and started[0].job.id == 0 and started[1] == "node for 0"
     assert ahead.top_up() == 4  # 4 held: topped up to the allowance in one claim
+
+
+def test_a_job_claimed_ahead_starts_in_claim_order_only_when_it_finds_room() -> None:
+    ahead = ClaimedAhead(LauncherSettings())
+    for i in range(2):
+        ahead.add(job(i), None)
+    assert ahead.next_placed(lambda j: None) is None  # no room: the first is kept
+    assert [a.job.id for a in ahead] == [0, 1]
+    placed = ahead.next_placed(lambda j: j.id)
+    assert placed is not None and placed[0].job.id == 0 and [a.job.id for a in ahead] == [1]
+    assert ahead.next_placed(lambda j: 7) is not None and ahead.next_placed(lambda j: 7) is None
 
 
 def test_taking_older_ones_keeps_the_rest_in_claim_order() -> None:
