@@ -15,7 +15,8 @@ from typing import Any
 
 from balsam_mq.analytics import reports
 from balsam_mq.domain.states import JobState
-from balsam_mq.sdk.blocking import BlockingManager, BlockingQuery, call
+from balsam_mq.sdk.blocking_queries import BlockingManager, BlockingQuery
+from balsam_mq.sdk.portal import call
 
 # a blocking query or manager, or an async one
 Selection = BlockingQuery[Any] | BlockingManager[Any] | reports.Selection
