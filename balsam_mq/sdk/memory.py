@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -60,8 +59,8 @@ from balsam_mq.domain.queries import (
     field_value,
     matches,
 )
-from balsam_mq.domain.states import TERMINAL_STATES
 from balsam_mq.errors import BalsamError, InUse, JobError, NotFound, QueryError, StoreError
+from balsam_mq.sdk.memory_feeds import EventFeed, FinishedFeed
 
 _ACTIVE = frozenset(
     {
@@ -86,70 +85,6 @@ def _field_key(field: str) -> Callable[[Any], tuple[int, Any]]:
     return lambda doc: _sort_key(getattr(doc, field))
 
 
-def topic_matches(pattern: str, key: str) -> bool:
-    """Whether routing ``key`` is carried by a binding to ``pattern``."""
-    return _match_words(pattern.split("."), key.split("."))
-
-
-def _match_words(pattern: list[str], key: list[str]) -> bool:
-    if not pattern:
-        return not key
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match_words(rest, key[i:]) for i in range(len(key) + 1))
-    if not key:
-        return False
-    return (head == "*" or head == key[0]) and _match_words(rest, key[1:])
-
-
-class _Finished:
-    """A :class:`~balsam_mq.sdk.backend.FinishedWatch` over the backend's own events."""
-
-    def __init__(self, job_ids: set[int]) -> None:
-        self.job_ids = job_ids
-        self._ready: set[int] = set()
-        self._wake = asyncio.Event()
-        self.closed = False
-
-    def tell(self, event: Event) -> None:
-        if event.job_id in self.job_ids and JobState(event.to_state) in TERMINAL_STATES:
-            self._ready.add(event.job_id)
-            self._wake.set()
-
-    async def next(self) -> set[int] | None:
-        await self._wake.wait()
-        self._wake.clear()
-        ready, self._ready = self._ready, set()
-        return ready
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class _Events:
-    """An :class:`~balsam_mq.sdk.backend.EventWatch` over the backend's own events."""
-
-    def __init__(self, routing_keys: Sequence[str]) -> None:
-        self.routing_keys = list(routing_keys)
-        self._queue: list[Event] = []
-        self._wake = asyncio.Event()
-        self.closed = False
-
-    def tell(self, event: Event) -> None:
-        if any(topic_matches(k, event.routing_key) for k in self.routing_keys):
-            self._queue.append(event)
-            self._wake.set()
-
-    async def next(self) -> list[Event] | None:
-        await self._wake.wait()
-        self._wake.clear()
-        events, self._queue = self._queue, []
-        return events
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
 class MemoryBackend:
     """Implements :class:`~balsam_mq.sdk.backend.Backend` in this process's memory."""
 
@@ -157,8 +92,8 @@ class MemoryBackend:
         self._docs: dict[Resource, dict[Any, Any]] = {r: {} for r in MODELS}
         self._ids = {r: itertools.count(1) for r in MODELS}
         self._event_ids = itertools.count(1)
-        self._finished: list[_Finished] = []
-        self._subscriptions: list[_Events] = []
+        self._finished: list[FinishedFeed] = []
+        self._subscriptions: list[EventFeed] = []
 
     async def aclose(self) -> None:
         self._finished.clear()
@@ -426,13 +361,13 @@ class MemoryBackend:
 
     # --- futures and live events ----------------------------------------------------------
 
-    async def watch_finished(self, job_ids: Iterable[int], site_ids: Iterable[int]) -> _Finished:
-        watch = _Finished(set(job_ids))
+    async def watch_finished(self, job_ids: Iterable[int], site_ids: Iterable[int]) -> FinishedFeed:
+        watch = FinishedFeed(set(job_ids))
         self._finished.append(watch)
         return watch
 
-    async def subscribe_events(self, routing_keys: Sequence[str]) -> _Events:
-        watch = _Events(routing_keys)
+    async def subscribe_events(self, routing_keys: Sequence[str]) -> EventFeed:
+        watch = EventFeed(routing_keys)
         self._subscriptions.append(watch)
         return watch
 
