@@ -354,7 +354,7 @@ def globus_login(path: SiteDirArgument = Path("."), as_json: JsonOption = False)
 
     Example:  balsam-mq site globus-login ~/sites/polaris
     """
-    from balsam_mq.processors.globus import login
+    from balsam_mq.processors.globus_auth import login
 
     site_dir = SiteDirectory.find(path)
     client_id = site_dir.config().transfers.globus_client_id

@@ -25,16 +25,15 @@ notification e-mails. It is read (``get_task``, in a worker thread) at once, the
 - still running at ``timeout_s``, or this call cancelled: the task cancelled, each item
   "timed out".
 
-Credentials: :func:`login` runs Globus's native-app flow and keeps the tokens in a file
-created 0600; :func:`pull` and :func:`push` refresh the access token from it and write
-refreshed tokens back the same way. Without it every item says to run the login command.
+Credentials (``processors/globus_auth.py``): ``login`` runs Globus's native-app flow and
+keeps the tokens in a file created 0600; :func:`pull` and :func:`push` refresh the access
+token from it and write refreshed tokens back the same way. Without it every item says to
+run the login command.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -49,26 +48,20 @@ import anyio.to_thread
 from globus_sdk import (
     GlobusAPIError,
     GlobusError,
-    NativeAppAuthClient,
-    OAuthTokenResponse,
-    RefreshTokenAuthorizer,
     TransferClient,
     TransferData,
 )
-from globus_sdk.scopes import TransferScopes
 
 from balsam_mq.errors import ConfigError
 from balsam_mq.processors import batches
 from balsam_mq.processors.batches import BatchResult, Item, ItemResult
+from balsam_mq.processors.globus_auth import LOGIN_COMMAND, said, transfer_client
 
 log = logging.getLogger(__name__)
 
-LOGIN_COMMAND = "balsam-mq site globus-login SITE_DIR"
-RESOURCE_SERVER = "transfer.api.globus.org"
 SYNC_LEVEL: Literal["checksum"] = "checksum"
 DEADLINE_GRACE_S = 300.0  # the task's own deadline: this long after ours
 ENDED = ("SUCCEEDED", "FAILED")
-LOGIN_CODES = ("invalid_grant", "AuthenticationFailed")  # and any 401
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 T = TypeVar("T")
 
@@ -107,25 +100,6 @@ class GlobusLocation:
 
     def label(self) -> str:
         return f"globus://{self.endpoint}"
-
-
-def login(tokens: Path, client_id: str, *, prompt: Callable[[str], str]) -> None:
-    """Log in to Globus (native-app flow, with a refresh token) and keep the tokens in
-    ``tokens``, a file only its owner can read. ``prompt`` is shown the URL to open and
-    returns the authorization code pasted back; a refused code is a ConfigError.
-
-    Example: ``login(site_dir / "globus-tokens.json", client_id, prompt=typer.prompt)``
-    """
-    auth = NativeAppAuthClient(client_id)
-    auth.oauth2_start_flow(requested_scopes=TransferScopes.all, refresh_tokens=True)
-    url = auth.oauth2_get_authorize_url()
-    code = prompt(f"Log in to Globus at\n\n  {url}\n\nthen paste the authorization code").strip()
-    try:
-        response = auth.oauth2_exchange_code_for_tokens(code)
-    except GlobusError as exc:
-        said = _said(exc, hint=False)
-        raise ConfigError(f"Globus login with client {client_id!r} failed: {said}") from None
-    _write_tokens(tokens, {"client_id": client_id, "tokens": response.by_resource_server})
 
 
 async def pull(
@@ -190,7 +164,7 @@ async def _batch(
         return finish(f"globus-{batch}", [])
     owned: list[Any] = []  # clients made here, closed here
     if transport is None:
-        made = await anyio.to_thread.run_sync(_client, tokens, client_id)
+        made = await anyio.to_thread.run_sync(transfer_client, tokens, client_id)
         if isinstance(made, str):
             return finish(f"globus-{batch}", [batches.failed(item, made) for item in items])
         owned = made
@@ -224,7 +198,7 @@ async def _batch(
         try:
             task_id = await _call(_submit, client, data)
         except GlobusError as exc:
-            problem = f"Globus did not accept batch {batch}: {_said(exc)}"
+            problem = f"Globus did not accept batch {batch}: {said(exc)}"
             return finish(f"globus-{batch}", [batches.failed(item, problem) for item in items])
         results = await _follow(direction, client, task_id, items, until, timeout_s, poll_s)
         for index, why in refused.items():
@@ -256,7 +230,7 @@ async def _follow(
             try:
                 skipped = await _call(_skipped, client, task_id, task)
             except GlobusError as exc:
-                problem = f"Globus task {task_id} SUCCEEDED; its skipped paths unread: {_said(exc)}"
+                problem = f"Globus task {task_id} SUCCEEDED; its skipped paths unread: {said(exc)}"
                 return [batches.failed(item, problem) for item in items]
             return _arrived(direction, items, task, skipped)
         if problem is None:
@@ -279,7 +253,7 @@ async def _watch(
                 task = await _call(_get, client, task_id, abandon=True)
             except GlobusAPIError as exc:
                 if exc.http_status < 500 and exc.http_status != 429:
-                    return task, f"Globus task {task_id} could not be read: {_said(exc)}"
+                    return task, f"Globus task {task_id} could not be read: {said(exc)}"
             except GlobusError:
                 pass  # the network: the next read may work (the SDK retried already)
         if task.get("status") in (*ENDED, "INACTIVE"):
@@ -349,19 +323,6 @@ def _check(items: Sequence[Item], timeout_s: float, poll_s: float) -> None:
             raise ValueError(f"item {item.key!r}: local {str(item.local)!r} is not absolute")
 
 
-def _said(exc: GlobusError, *, hint: bool = True) -> str:
-    """What Globus answered, in one line, with the login command when it is the cure."""
-    if not isinstance(exc, GlobusAPIError):
-        return f"{type(exc).__name__}: {exc}"[:500]
-    raw = exc.raw_json if isinstance(exc.raw_json, dict) else {}
-    code = exc.code if exc.code not in (None, "Error") else raw.get("error", exc.code)
-    message = exc.message or raw.get("error_description")
-    text = f"{exc.http_status} {code}{': ' + message if message else ''}"[:500]
-    if hint and (exc.http_status == 401 or code in LOGIN_CODES):
-        text += f"; log in again with `{LOGIN_COMMAND}`"
-    return text
-
-
 async def _call(fn: Callable[..., T], *args: Any, abandon: bool = False) -> T:
     return await anyio.to_thread.run_sync(lambda: fn(*args), abandon_on_cancel=abandon)
 
@@ -379,55 +340,10 @@ async def _cancel(client: TransferClient, task_id: str) -> None:
     try:
         await _call(client.cancel_task, task_id)
     except GlobusError as exc:  # it ended meanwhile, or Globus is away: the deadline holds
-        log.warning("Globus task %s could not be cancelled: %s", task_id, _said(exc))
+        log.warning("Globus task %s could not be cancelled: %s", task_id, said(exc))
 
 
 def _skipped(client: TransferClient, task_id: str, task: dict[str, Any]) -> list[dict[str, Any]]:
     if task.get("subtasks_skipped_errors") == 0:
         return []
     return [dict(s) for s in client.paginated.task_skipped_errors(task_id).items()]
-
-
-def _client(tokens: Path, client_id: str) -> list[Any] | str:
-    """A transfer client refreshing its access token from ``tokens`` (and the login client
-    it uses), or why there is none."""
-    try:
-        stored = json.loads(tokens.read_text())
-        entry = stored["tokens"][RESOURCE_SERVER]
-        refresh_token = str(entry["refresh_token"])
-    except FileNotFoundError:
-        return f"no Globus login at {tokens}: run `{LOGIN_COMMAND}`"
-    except (OSError, ValueError, LookupError, TypeError) as exc:
-        return f"Globus tokens at {tokens} are unreadable ({exc!r}): run `{LOGIN_COMMAND}`"
-
-    def refreshed(response: OAuthTokenResponse) -> None:
-        new = response.by_resource_server.get(RESOURCE_SERVER, {})
-        entry.update({k: v for k, v in new.items() if v is not None})  # a kept refresh token
-        try:
-            _write_tokens(tokens, stored)
-        except OSError as exc:  # the new token still serves this batch
-            log.warning("cannot write refreshed Globus tokens to %s: %s", tokens, exc)
-
-    auth = NativeAppAuthClient(client_id)
-    authorizer = RefreshTokenAuthorizer(
-        refresh_token,
-        auth,
-        access_token=entry.get("access_token"),
-        expires_at=entry.get("expires_at_seconds"),
-        on_refresh=refreshed,
-    )
-    return [TransferClient(authorizer=authorizer, app_name="balsam_mq"), auth]
-
-
-def _write_tokens(path: Path, stored: dict[str, Any]) -> None:
-    """``stored`` as ``path``, through a temporary created 0600 beside it and renamed."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            os.fchmod(out.fileno(), 0o600)  # whatever the umask
-            json.dump(stored, out, indent=2)
-        os.replace(part, path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise

@@ -26,7 +26,8 @@ from globus_sdk.testing import get_response_set, load_response
 
 from balsam_mq.errors import ConfigError, JobError
 from balsam_mq.processors.batches import Item
-from balsam_mq.processors.globus import LOGIN_COMMAND, GlobusLocation, login, pull, push
+from balsam_mq.processors.globus import GlobusLocation, pull, push
+from balsam_mq.processors.globus_auth import LOGIN_COMMAND, login
 from balsam_mq.processors.transfers import Transfer, move
 from balsam_mq.site.config import TransferSettings
 
