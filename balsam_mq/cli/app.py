@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from balsam_mq.cli.common import JsonOption, console, print_json, run, show_table
+from balsam_mq.cli.common import JsonOption, run
+from balsam_mq.cli.output import console, print_json, show_table
 
 if TYPE_CHECKING:
     from balsam_mq.domain import App

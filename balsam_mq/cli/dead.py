@@ -6,17 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from balsam_mq.cli.common import (
-    JsonOption,
-    confirm,
-    fail,
-    note,
-    print_json,
-    run,
-    show_fields,
-    show_table,
-    site_filter,
-)
+from balsam_mq.cli.common import JsonOption, confirm, fail, run, site_filter
+from balsam_mq.cli.output import note, print_json, show_fields, show_table
 
 if TYPE_CHECKING:
     from balsam_mq.domain import ParkedMessage

@@ -8,7 +8,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from balsam_mq.cli.common import console
+from balsam_mq.cli.output import console
 from balsam_mq.settings import load_settings
 
 app = typer.Typer()

@@ -8,17 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from balsam_mq.cli.common import (
-    JsonOption,
-    console,
-    print_json,
-    run,
-    run_until_interrupted,
-    show_table,
-    site_filter,
-    state_text,
-    when,
-)
+from balsam_mq.cli.common import JsonOption, run, run_until_interrupted, site_filter
+from balsam_mq.cli.output import console, print_json, show_table, state_text, when
 
 if TYPE_CHECKING:
     from balsam_mq.sdk import EventLog

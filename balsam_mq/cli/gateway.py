@@ -8,7 +8,8 @@ from typing import Annotated
 import anyio
 import typer
 
-from balsam_mq.cli.common import JsonOption, fail, print_json
+from balsam_mq.cli.common import JsonOption, fail
+from balsam_mq.cli.output import print_json
 from balsam_mq.settings import load_settings
 
 app = typer.Typer()

@@ -13,7 +13,6 @@ from balsam_mq.cli.common import (
     moment,
     parse_json_object,
     parse_pairs,
-    print_json,
     run,
     run_until_interrupted,
     state_name,
@@ -28,6 +27,7 @@ from balsam_mq.cli.job_views import (
     show_counts,
     show_listing,
 )
+from balsam_mq.cli.output import print_json
 from balsam_mq.domain.states import parse_state
 
 app = typer.Typer(

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from balsam_mq.cli.common import JsonOption, parse_json_object, parse_pairs, print_json, run
+from balsam_mq.cli.common import JsonOption, parse_json_object, parse_pairs, run
 from balsam_mq.cli.job_views import Listing, job_json, job_line
+from balsam_mq.cli.output import print_json
 
 
 def create(

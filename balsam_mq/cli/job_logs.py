@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 import typer
 
-from balsam_mq.cli.common import fail, note
+from balsam_mq.cli.common import fail
+from balsam_mq.cli.output import note
 from balsam_mq.domain.states import TERMINAL_STATES, JobState
 from balsam_mq.errors import NotFound
 from balsam_mq.launcher.runs import OUTPUT_FILE

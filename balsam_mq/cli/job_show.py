@@ -12,8 +12,9 @@ import typer
 from pymongo.errors import PyMongoError
 from rich.text import Text
 
-from balsam_mq.cli.common import print_json, run, show_fields, show_table, span, state_text, when
+from balsam_mq.cli.common import run
 from balsam_mq.cli.job_views import Listing, job_json
+from balsam_mq.cli.output import print_json, show_fields, show_table, span, state_text, when
 from balsam_mq.domain.models import utcnow
 from balsam_mq.domain.states import RUNNABLE_STATES, TERMINAL_STATES, JobState
 from balsam_mq.errors import BalsamError, NotFound

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import typer
 
-from balsam_mq.cli.common import confirm, print_json, progress, run
+from balsam_mq.cli.common import confirm, run
 from balsam_mq.cli.job_views import JobFilters
+from balsam_mq.cli.output import print_json, progress
 from balsam_mq.domain.states import JobState
 from balsam_mq.errors import NotFound
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from rich.text import Text
 
-from balsam_mq.cli.common import moment, note, print_json, show_table, state_text, when
+from balsam_mq.cli.common import moment
+from balsam_mq.cli.output import note, print_json, show_table, state_text, when
 from balsam_mq.domain.states import JobState
 
 if TYPE_CHECKING:

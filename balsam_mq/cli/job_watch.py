@@ -14,7 +14,6 @@ import anyio
 import typer
 from rich.text import Text
 
-from balsam_mq.cli.common import build_table, console, print_json, show_table, state_text
 from balsam_mq.cli.job_views import (
     COLUMNS,
     JobFilters,
@@ -26,6 +25,7 @@ from balsam_mq.cli.job_views import (
     listing_json,
     rows,
 )
+from balsam_mq.cli.output import build_table, console, print_json, show_table, state_text
 from balsam_mq.domain.states import TERMINAL_STATES, JobState
 
 if TYPE_CHECKING:

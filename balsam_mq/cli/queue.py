@@ -8,7 +8,8 @@ import anyio
 import typer
 from rich.table import Table
 
-from balsam_mq.cli.common import JsonOption, console, print_json
+from balsam_mq.cli.common import JsonOption
+from balsam_mq.cli.output import console, print_json
 from balsam_mq.domain import BatchJob, BatchJobState
 from balsam_mq.errors import ConfigError, NotFound
 from balsam_mq.launcher.config import parse_filter_tags

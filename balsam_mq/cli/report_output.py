@@ -15,7 +15,8 @@ from typing import IO, Any, cast
 import typer
 
 from balsam_mq.analytics.series import samples, time_average, value_at
-from balsam_mq.cli.common import Cell, fail, note, print_json, show_fields, show_table, when
+from balsam_mq.cli.common import fail
+from balsam_mq.cli.output import Cell, note, print_json, show_fields, show_table, when
 
 Number = int | float
 ROWS = 10  # points of the series the terminal table shows

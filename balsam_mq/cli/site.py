@@ -13,16 +13,8 @@ import typer
 from rich.table import Table
 
 from balsam_mq.cli.app import app_json
-from balsam_mq.cli.common import (
-    JsonOption,
-    confirm,
-    console,
-    fail,
-    note,
-    print_json,
-    progress,
-    run,
-)
+from balsam_mq.cli.common import JsonOption, confirm, fail, run
+from balsam_mq.cli.output import console, note, print_json, progress
 from balsam_mq.domain import Site
 from balsam_mq.errors import BalsamError, ConfigError
 from balsam_mq.settings import load_settings

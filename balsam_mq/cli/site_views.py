@@ -9,7 +9,7 @@ import typer
 from pymongo.errors import PyMongoError
 from rich.text import Text
 
-from balsam_mq.cli.common import show_table, when
+from balsam_mq.cli.output import show_table, when
 from balsam_mq.domain import utcnow
 from balsam_mq.errors import BalsamError, ConfigError
 from balsam_mq.settings import load_settings

@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from balsam_mq import stack
-from balsam_mq.cli.common import JsonOption, console, fail, print_json
+from balsam_mq.cli.common import JsonOption, fail
+from balsam_mq.cli.output import console, print_json
 from balsam_mq.settings import load_settings
 
 app = typer.Typer()

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from balsam_mq.cli.common import JsonOption, print_json, run, show_table, site_filter, when
+from balsam_mq.cli.common import JsonOption, run, site_filter
+from balsam_mq.cli.output import print_json, show_table, when
 
 if TYPE_CHECKING:
     from balsam_mq.sdk import TransferItem

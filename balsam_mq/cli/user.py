@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import anyio
 import typer
 
-from balsam_mq.cli.common import JsonOption, fail, print_json
+from balsam_mq.cli.common import JsonOption, fail
+from balsam_mq.cli.output import print_json
 from balsam_mq.settings import load_settings
 
 if TYPE_CHECKING:
