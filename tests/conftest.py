@@ -23,6 +23,7 @@ from support.databases import DatabasePool
 from support.driving import Drive, drive_jobs
 from support.gateway import serving
 from support.services import free_port, start_mongod
+from support.watchdog import TeardownWatchdog
 
 from balsam_mq import stack
 from balsam_mq.broker import Topology, build_topology, delete_namespace, open_amqp
@@ -31,6 +32,11 @@ from balsam_mq.relay import Relay
 from balsam_mq.sdk import Client, connect
 from balsam_mq.settings import Settings, load_settings
 from balsam_mq.store import Store, open_store
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # a failed test's teardown is watched by nobody else (support/watchdog.py)
+    config.pluginmanager.register(TeardownWatchdog(limit_s=120), "teardown-watchdog")
 
 
 @pytest.hookimpl(tryfirst=True)
