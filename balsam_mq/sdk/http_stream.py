@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -43,6 +43,27 @@ def http_error(status: int, body: Any, url: str) -> BalsamError:
     if status >= 500:
         return Unavailable(f"the gateway failed: {detail}")
     return GatewayError(detail)
+
+
+async def sse_messages(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str | None, str]]:
+    """``(event, id, data)`` of each message of a Server-Sent Events stream's lines."""
+    kind, event_id = "message", None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            yield kind, event_id, "\n".join(data)
+            kind, event_id, data = "message", None, []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                kind = value
+            elif name == "id":
+                event_id = value
+            elif name == "data":
+                data.append(value)
 
 
 class EventStream:
@@ -113,23 +134,8 @@ class EventStream:
                 except ValueError:
                     data = None
                 raise http_error(response.status_code, data, "GET /events/stream")
-            kind, event_id = "message", None
-            data_lines: list[str] = []
-            async for line in response.aiter_lines():
-                if line == "":
-                    self._dispatch(kind, "\n".join(data_lines), event_id)
-                    kind, event_id, data_lines = "message", None, []
-                elif line.startswith(":"):
-                    continue
-                else:
-                    name, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if name == "event":
-                        kind = value
-                    elif name == "data":
-                        data_lines.append(value)
-                    elif name == "id":
-                        event_id = value
+            async for kind, event_id, data in sse_messages(response.aiter_lines()):
+                self._dispatch(kind, data, event_id)
         # the gateway ended the stream: reconnect and resume
 
     def _dispatch(self, kind: str, data: str, event_id: str | None) -> None:

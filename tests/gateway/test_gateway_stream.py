@@ -24,6 +24,7 @@ from balsam_mq.domain.serialization import deserialize_parameters
 from balsam_mq.errors import AuthError
 from balsam_mq.relay import Relay
 from balsam_mq.sdk import Job, Site, use_client
+from balsam_mq.sdk.http_stream import sse_messages
 from balsam_mq.settings import Settings
 from balsam_mq.store import Store
 
@@ -35,24 +36,9 @@ async def alice(settings: Settings, store: Store, gateway: str) -> World:
     return await make_world(settings, store, gateway, "alice", jobs=6)
 
 
-async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, str | None, str]]:
+def sse(response: httpx.Response) -> AsyncIterator[tuple[str, str | None, str]]:
     """``(event, id, data)`` of each message of a Server-Sent Events response."""
-    kind, event_id, data = "message", None, []
-    async for line in response.aiter_lines():
-        if not line:
-            yield kind, event_id, "\n".join(data)
-            kind, event_id, data = "message", None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                kind = value
-            elif name == "id":
-                event_id = value
-            elif name == "data":
-                data.append(value)
+    return sse_messages(response.aiter_lines())
 
 
 async def read_events(
