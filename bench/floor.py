@@ -11,10 +11,11 @@ queue, one at a time with a pause between (as W3 has them), before any balsam_mq
 process runs; and prints their sum, the floor under W3's p50 here.
 
 For comparison, what one document costs MongoDB here by write concern (``w: 1``, as a
-result backend writes by default, and ``w: "majority"``, journaled, as every balsam_mq
-transition commits), and what a 4 KiB write with ``fdatasync`` costs the file system
-the bench's mongod keeps its data on: the gap between the two inserts is mongod's
-commit path, not the disk.
+result backend writes by default; ``w: 1, j: true``, journaled; and ``w: "majority"``,
+journaled and acknowledged by a majority, as every balsam_mq transition commits), what a
+transaction of two inserts costs with each, and what a 4 KiB write with ``fdatasync``
+costs the file system the bench's mongod keeps its data on: the gap between the inserts
+is mongod's commit path, not the disk.
 
 Per run: ``--samples`` of each step; the figures are min / median / max over ``--runs``
 runs of each step's median.
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aio_pika
 from _env import bench_settings, mongo_url
 from pymongo import WriteConcern
+from pymongo.read_concern import ReadConcern
 from workloads import spread
 
 from balsam_mq.broker import open_amqp
@@ -51,9 +53,16 @@ S = JobState
 PAUSE_S = 0.002  # between two samples: W3's steps meet an idle machine, not a queue
 # what one W3 round trip holds, in order, and how many times
 STEPS = (("create", 1), ("claim", 1), ("outcome", 1), ("delivery", 2), ("read", 2))
+# one insert and one transaction of two inserts (as a transition: the job, its events)
+# with each write concern; the transitions above commit with "majority"
+CONCERNS = (
+    ("w: 1", WriteConcern(w=1)),
+    ("w: 1, j", WriteConcern(w=1, j=True)),
+    ("majority", WriteConcern(w="majority")),
+)
 COMPARED = (
-    ("w: 1", "insert, write concern w: 1"),
-    ("majority", "insert, write concern majority"),
+    *((f"insert {name}", f"insert, write concern {name}") for name, _ in CONCERNS),
+    *((f"txn {name}", f"transaction of 2 inserts, {name}") for name, _ in CONCERNS),
     ("fdatasync", "4 KiB write + fdatasync"),
 )
 
@@ -110,15 +119,29 @@ async def durable_steps(store: Store, samples: int) -> dict[str, float]:
 
 
 async def single_writes(store: Store, samples: int) -> dict[str, float]:
-    """One document inserted with each write concern (not part of the sum)."""
+    """One document inserted, and a transaction of two inserts in two collections
+    committed, with each write concern (not part of the sum)."""
     figures: dict[str, float] = {}
-    for name, concern in (("w: 1", WriteConcern(w=1)), ("majority", WriteConcern(w="majority"))):
+    for name, concern in CONCERNS:
         insert = store.db.get_collection("floor_writes", write_concern=concern).insert_one
 
         async def one(i: int, insert: Any = insert) -> None:
             await insert({"i": i})
 
-        figures[name] = await timed(samples, one)
+        figures[f"insert {name}"] = await timed(samples, one)
+
+        async def transaction(i: int, concern: WriteConcern = concern) -> None:
+            async with store.client.start_session() as session:
+
+                async def body(s: Any) -> None:
+                    await store.db["floor_a"].insert_one({"i": i}, session=s)
+                    await store.db["floor_b"].insert_one({"i": i}, session=s)
+
+                await session.with_transaction(
+                    body, read_concern=ReadConcern("snapshot"), write_concern=concern
+                )
+
+        figures[f"txn {name}"] = await timed(samples, transaction)
     return figures
 
 
@@ -185,7 +208,7 @@ async def main(samples: int, runs: int) -> None:
         print(f"  {name:9s} x{count}  {spread(ms, '{:.2f}')}")
     floors = [1000 * sum(r[name] * count for name, count in STEPS) for r in results]
     print(f"a W3 round trip holds at least their sum: {spread(floors, '{:.1f}')} ms")
-    print("for comparison, one document inserted, and the disk's own flush, ms:")
+    print("for comparison, one insert, a transaction of two, and the disk's own flush, ms:")
     for name, what in COMPARED:
         ms = [1000 * r[name] for r in results]
         print(f"  {what:34s} {spread(ms, '{:.2f}')}")
