@@ -231,6 +231,15 @@ def blank(model: type[Document] | type[Event], **required: Any) -> dict[str, Any
     return model.model_construct(**required).to_doc()
 
 
+def new_job_doc() -> dict[str, Any]:
+    """The stored form of a new job, every field at its default but ``app_id``,
+    ``site_id`` and ``workdir`` (to fill), without ``_id`` (the store gives it), in field
+    order: a :func:`blank`, whose containers the caller replaces."""
+    doc = blank(Job, app_id=0, site_id=0, workdir="")
+    doc.pop("_id", None)
+    return doc
+
+
 def routing_key(kind: str, site_id: int, to_state: str, quiet: bool = False) -> str:
     """``<kind>.<site>.<state>``, with ``.quiet`` appended to a quiet event: work queues
     bind the plain keys, waiters and feeds ``<kind>.<site>.<state>.#`` (both forms).

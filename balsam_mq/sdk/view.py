@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from balsam_mq.domain import Job as JobDocument, JobState, parse_state
-from balsam_mq.domain.models import blank
+from balsam_mq.domain.models import new_job_doc
 from balsam_mq.domain.serialization import (
     deserialize,
     deserialize_exception,
@@ -45,8 +45,7 @@ from balsam_mq.sdk.fields import (
     unchanged,
 )
 
-_NEW = blank(JobDocument, app_id=0, site_id=0, workdir="")  # every stored field, in order
-_NEW.pop("_id", None)
+_NEW = new_job_doc()  # every stored field, in order
 _RESOURCE_DEFAULTS = tuple(_NEW["resources"][name] for name in RESOURCE_FIELDS)
 # a view keeps each stored field in a slot of its own (a dict per job would double a bulk
 # creation's memory); the slot of field ``f`` is ``_f_<f>``

@@ -14,12 +14,11 @@ from balsam_mq.domain import (
     BatchJob,
     BatchJobState,
     Change,
-    Job,
     JobState,
     Site,
     parse_state,
 )
-from balsam_mq.domain.models import blank
+from balsam_mq.domain.models import new_job_doc
 from balsam_mq.domain.queries import Condition, QuerySpec
 from balsam_mq.domain.wire import result_to_wire
 from balsam_mq.errors import JobError, NotFound, QueryError
@@ -38,8 +37,7 @@ from balsam_mq.gateway.scope import (
 
 router = APIRouter()
 
-_NEW = blank(Job, app_id=0, site_id=0, workdir="")  # every stored field of a job, in order
-_NEW.pop("_id", None)
+_NEW = new_job_doc()  # every stored field of a job, in order
 
 
 @router.post("/sites", status_code=201, summary="Register a site (the caller owns it)")
